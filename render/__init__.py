@@ -1,0 +1,1 @@
+"""Sinks (video file, image sequence, live window) and the command line."""

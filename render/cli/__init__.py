@@ -1,0 +1,78 @@
+"""The ``entropic`` command line: a thin layer over functions that the tests call directly.
+
+Each command lives in its own module and is imported only when it runs, so that
+``entropic --help`` and the numpy-only commands start without importing torch.
+Errors meant for the user (:class:`diffusion.errors.EntropicError`) are printed as one
+line with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from diffusion.errors import EntropicError
+
+# command name -> "module:attribute"; the order is the order of `entropic --help`.
+COMMANDS = {
+    "dataset": "render.cli.dataset:dataset",
+    "train": "render.cli.train:train",
+    "sample": "render.cli.sample:sample",
+    "evaluate": "render.cli.sample:evaluate",
+    "audit": "render.cli.sample:audit",
+    "render": "render.cli.render:render",
+    "join": "render.cli.render:join",
+    "preview": "render.cli.preview:preview",
+    "info": "render.cli.info:info",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._spec_exists(name)]
+
+    @staticmethod
+    def _spec_exists(name: str) -> bool:
+        module = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(module) is not None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not self._spec_exists(name):
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="entropic")
+def cli() -> None:
+    """entropic: train a diffusion model on declared data, record its trajectories,
+    and animate them as grids that drift toward noise."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``entropic`` console script."""
+    try:
+        code = cli.main(args=argv, prog_name="entropic", standalone_mode=False)
+    except EntropicError as err:
+        click.echo(f"entropic: error: {err}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("entropic: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("entropic: interrupted", err=True)
+        sys.exit(130)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"entropic: error: {where}{err.strerror or err}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,42 @@
+"""`entropic info PATH`: what a run, a trajectory store, a dataset folder or a video says about itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from diffusion.errors import EntropicError
+
+
+def describe(path: Path) -> str:
+    """Describe whatever ``path`` is, following its provenance chain; one dispatch per contract."""
+    if not path.exists():
+        raise EntropicError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "header.json").is_file():
+            from diffusion.trajectory_store import describe_store
+
+            return describe_store(path)
+        if (path / "config.json").is_file() or (path / "model.safetensors").is_file():
+            from diffusion.run_dir import describe_run
+
+            return describe_run(path)
+        if (path / "provenance.json").is_file():
+            from diffusion.provenance import describe_dataset
+
+            return describe_dataset(path)
+        raise EntropicError(
+            f"{path}: not a run directory (config.json), a trajectory store (header.json) "
+            "or a dataset folder (provenance.json)"
+        )
+    from render.provenance import describe_video
+
+    return describe_video(path)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def info(path: Path) -> None:
+    """Provenance and facts of a run directory, a trajectory store, a dataset or a video."""
+    click.echo(describe(path))
