@@ -154,3 +154,47 @@ def render_glyph_images(style: GlyphStyle) -> Iterator[tuple[str, str, np.ndarra
                 + (f", jitter variant {variant} (seed {style.seed})" if variant else "")
             )
             yield name, source, image
+
+
+def write_default_dataset(folder, style: GlyphStyle = GlyphStyle(), overwrite: bool = False) -> int:
+    """Draw the Hershey glyphs into ``folder`` with a provenance manifest; return the image count.
+
+    The folder is assembled under a temporary name beside it and renamed when complete, so
+    an interrupted run leaves nothing that looks like a dataset. An existing non-empty folder
+    is kept unless ``overwrite`` is true.
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    from diffusion.atomic import sha256_bytes
+    from diffusion.provenance import ImageRecord, write_manifest
+
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise EntropicError(f"{folder} already exists and is not empty; choose another folder or add --force")
+    style.validate()
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        records = []
+        for name, source, image in render_glyph_images(style):
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image, mode="L").save(path, format="PNG", optimize=False)
+            records.append(
+                ImageRecord(
+                    file=name,
+                    sha256=sha256_bytes(path.read_bytes()),
+                    creator=HERSHEY_CREATOR,
+                    source=source,
+                    license=HERSHEY_LICENSE,
+                )
+            )
+        write_manifest(tmp, records)
+        if folder.exists():
+            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return len(records)

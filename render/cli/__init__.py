@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("entropic: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        # One line, like every other error; the usage text is one --help away.
+        command = err.ctx.command_path if err.ctx else "entropic"
+        click.echo(f"entropic: error: {err.format_message()} (see '{command} --help')", err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
-        err.show()
+        click.echo(f"entropic: error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("entropic: interrupted", err=True)

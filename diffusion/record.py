@@ -1,0 +1,422 @@
+"""Sample from a model while recording every step of every sample into a trajectory store.
+
+``record`` drives :func:`diffusion.samplers.sample` with an ``on_step`` callback that copies
+each frame (x_t, and optionally the predicted x_0) to a writer thread. The writer thread
+encodes the frames to the store's dtype and writes them with pwrite while the model computes
+the next step; when a batch's last frame has been written it fdatasyncs and marks the batch's
+samples complete (:class:`diffusion.trajectory_store.StoreWriter`). The queue between them is
+bounded, so a slow disk slows sampling down instead of filling memory.
+
+Determinism: sample i of a store is drawn with seed ``sample_seed(seed, i)``
+(``diffusion.trajectory_store``), and the sampler gives every sample its own generator and a
+fixed model chunk shape, so sample i depends only on (weights, sampler settings, seed, i):
+not on the batch size, on ``--count``, on resuming or on sharding.
+
+Resume and append: recording into an existing store checks that its identity (weights hash,
+sampler and settings, seed, dtype, ...) matches, grows it if more samples are asked for, and
+samples only the indices that are not yet complete.
+
+Sharding: shard (K, N) records the indices i < count with i % N == K into its own store
+(same header as the whole recording, plus ``shard``); ``merge_stores`` joins the N stores into
+one that is byte-identical to a single-process recording. Interleaved (rather than contiguous)
+shards keep every shard's assignment stable when ``--count`` grows later.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from diffusion.errors import EntropicError
+from diffusion.samplers import SAMPLERS, recorded_alphas_cumprod, recorded_timesteps, sample
+from diffusion.schedules import NoiseSchedule
+from diffusion.trajectory_store import DTYPES, FrameEncoder, StoreSpec, StoreWriter, sample_seed
+
+__all__ = [
+    "RecordSettings",
+    "RecordReport",
+    "record",
+    "record_run",
+    "default_run_path",
+    "parse_shard",
+    "state_dict_sha256",
+    "run_model_info",
+]
+
+# Items in flight between the sampler and the writer thread (each one batch-frame, e.g.
+# 16 x 64 x 64 float32 = 256 KiB): enough to absorb an fsync, small enough to bound memory.
+QUEUE_ITEMS = 64
+
+
+def default_run_path() -> Path:
+    """The bundled default model: ``assets/model`` next to the ``assets`` package."""
+    import assets
+
+    return Path(assets.__file__).resolve().parent / "model"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """"K/N" -> (K, N) with 0 <= K < N; None -> None. EntropicError otherwise."""
+    if text is None:
+        return None
+    parts = str(text).split("/")
+    try:
+        k, n = (int(p) for p in parts)
+    except ValueError:
+        raise EntropicError(f"--shard {text!r} must look like K/N, e.g. 0/4 (shard K of N, counted from 0)") from None
+    if n < 1 or not 0 <= k < n:
+        raise EntropicError(f"--shard {text}: need 0 <= K < N (shards are numbered 0 .. N-1)")
+    return k, n
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """What to record. ``steps``: DDIM steps (None = all T); DDPM always walks all T steps."""
+
+    count: int
+    seed: int = 7
+    sampler: str = "ddpm"
+    steps: int | None = None
+    eta: float = 0.0
+    batch_size: int = 16
+    dtype: str = "float16"
+    record_x0: bool = False
+    shard: tuple[int, int] | None = None
+
+    def validate(self, timesteps: int) -> np.ndarray:
+        """Check every field against a schedule of ``timesteps`` steps; returns the recorded timesteps."""
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise EntropicError(f"--count must be a positive integer, got {self.count!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise EntropicError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.sampler not in SAMPLERS:
+            raise EntropicError(f"--sampler {self.sampler!r} is unknown; use {' or '.join(SAMPLERS)}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise EntropicError(f"--steps must be a positive integer, got {self.steps!r}")
+        if self.sampler == "ddim" and self.steps is not None and self.steps > timesteps:
+            raise EntropicError(
+                f"--steps {self.steps} is more than the model's {timesteps} diffusion timesteps; "
+                f"DDIM can visit at most {timesteps}"
+            )
+        if not isinstance(self.eta, (int, float)) or not 0.0 <= float(self.eta) <= 1.0:
+            raise EntropicError(f"--eta must be in [0, 1], got {self.eta!r}")
+        if self.sampler == "ddpm" and self.eta != 0.0:
+            raise EntropicError("--eta applies to --sampler ddim only (DDPM's noise is fixed by the schedule)")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise EntropicError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
+        if self.dtype not in DTYPES:
+            raise EntropicError(f"--dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
+        if self.shard is not None:
+            k, n = self.shard
+            if n < 1 or not 0 <= k < n:
+                raise EntropicError(f"--shard {k}/{n}: need 0 <= K < N")
+        return recorded_timesteps(timesteps, self.sampler, self.steps)
+
+    def sampler_header(self, timesteps: int) -> dict[str, Any]:
+        """The store header's "sampler" entry (part of the store's identity)."""
+        steps = timesteps if self.steps is None else self.steps
+        return {"name": self.sampler, "steps": int(steps), "eta": float(self.eta), "clip_x0": True, "model_batch": 8}
+
+    def indices(self) -> list[int]:
+        """Sample indices this recording is responsible for (its shard of 0 .. count-1)."""
+        if self.shard is None:
+            return list(range(self.count))
+        k, n = self.shard
+        return list(range(k, self.count, n))
+
+
+@dataclass
+class RecordReport:
+    """What a recording did."""
+
+    path: Path
+    num_samples: int
+    recorded: list[int] = field(default_factory=list)
+    already_complete: int = 0
+    seconds: float = 0.0
+    sample_steps: int = 0
+
+    @property
+    def sample_steps_per_s(self) -> float:
+        return self.sample_steps / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        if not self.recorded:
+            return f"{self.path}: nothing to do, all {self.already_complete} requested samples already complete"
+        return (
+            f"{self.path}: recorded {len(self.recorded)} samples ({self.already_complete} already complete) in "
+            f"{self.seconds:.1f} s, {self.sample_steps_per_s:.1f} sample-steps/s"
+        )
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """sha256 over a model's tensors (names, dtypes, shapes, bytes), for models not loaded from a run."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def run_model_info(run: Any) -> dict[str, Any]:
+    """The store header's "model" entry for a LoadedRun: weights hash, run path/config, dataset provenance."""
+    config = dict(run.config)
+    dataset = dict(config.get("dataset") or {})
+    card_ds = (run.card or {}).get("dataset") or {}
+    for key in ("manifest_sha256", "license_summary", "images", "creators"):
+        if key not in dataset and key in card_ds:
+            dataset[key] = card_ds[key]
+    return {
+        "weights_sha256": run.weights_sha256,
+        "run": str(run.path),
+        "training_step": int(getattr(run, "step", 0)),
+        "config": config,
+        "dataset": dataset,
+    }
+
+
+class _WriterThread:
+    """Encodes and writes frames handed over by the sampler, commits finished batches."""
+
+    def __init__(self, writer: StoreWriter, on_commit: Callable[[list[int]], None]) -> None:
+        self.writer = writer
+        self.encoder = FrameEncoder(writer.header)
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
+        self.error: BaseException | None = None
+        self.on_commit = on_commit
+        self.thread = threading.Thread(target=self._run, name="entropic-store-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # drain without writing: the store keeps only what was committed
+            try:
+                if item[0] == "frames":
+                    _, kind, samples, step, values = item
+                    self.writer.write_frames(kind, samples, step, self.encoder.encode(values, step, kind))
+                else:
+                    _, samples = item
+                    self.writer.commit(samples)
+                    self.on_commit(samples)
+            except BaseException as err:  # reported to the sampling thread
+                self.error = err
+
+    def put(self, item: tuple) -> None:
+        self.check()
+        self.queue.put(item)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise _WriterFailed(self.error)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.check()
+
+
+class _WriterFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def record(
+    out: str | os.PathLike,
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    prediction: str,
+    settings: RecordSettings,
+    *,
+    model_info: dict[str, Any] | None = None,
+    schedule_config: dict[str, Any] | None = None,
+    progress: bool = True,
+    _writer_factory: Callable[..., StoreWriter] | None = None,
+) -> RecordReport:
+    """Sample ``settings.count`` samples (or this shard's share) into the store ``out``, recording every step.
+
+    Creates the store, or resumes / appends to an existing one of the same recording (anything
+    else is refused naming the differing key). ``model_info`` is the header's "model" entry
+    (:func:`run_model_info`); by default the hash of the model's tensors. Returns a report;
+    raises EntropicError on bad settings and on write failures (e.g. a full disk), leaving the
+    store consistent and resumable.
+    """
+    T = schedule.timesteps
+    ts = settings.validate(T)
+    alphas = recorded_alphas_cumprod(schedule, ts)
+    res = int(model.config.resolution)
+    if model_info is None:
+        model_info = {"weights_sha256": state_dict_sha256(model)}
+    spec = StoreSpec(
+        height=res,
+        width=res,
+        timesteps=ts,
+        alphas_cumprod=alphas,
+        dtype=settings.dtype,
+        record_x0=settings.record_x0,
+        model=model_info,
+        schedule=schedule_config,
+        prediction=prediction,
+        sampler=settings.sampler_header(T),
+        seed=settings.seed,
+        shard=settings.shard,
+        meta={"torch": torch.__version__, "threads": torch.get_num_threads()},
+    )
+    opener = _writer_factory or StoreWriter.open
+    writer = opener(out, spec, settings.count)
+    report = RecordReport(path=Path(out), num_samples=int(writer.header["num_samples"]))
+    try:
+        wanted = settings.indices()
+        pending = [i for i in wanted if not writer.complete[i]]
+        report.already_complete = len(wanted) - len(pending)
+        if not pending:
+            return report
+        _sample_into(writer, model, schedule, prediction, settings, pending, len(ts), report, progress)
+    finally:
+        writer.close()
+    return report
+
+
+def _sample_into(
+    writer: StoreWriter,
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    prediction: str,
+    settings: RecordSettings,
+    pending: list[int],
+    num_frames: int,
+    report: RecordReport,
+    progress: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    pending_arr = np.asarray(pending, dtype=np.int64)
+    seeds = [sample_seed(settings.seed, i) for i in pending]
+    last = num_frames - 1
+    done: list[int] = []
+    bar = tqdm(
+        total=len(pending) * last,
+        disable=not progress,
+        unit="step",
+        desc=f"recording {len(pending)} samples ({settings.sampler})",
+        dynamic_ncols=True,
+    )
+    bar.set_postfix_str(f"samples 0/{len(pending)}")
+
+    def committed(samples: list[int]) -> None:
+        done.extend(samples)  # called on the writer thread; the bar is refreshed from on_step
+
+    wt = _WriterThread(writer, committed)
+
+    def on_step(step: int, idx: np.ndarray, x_t: torch.Tensor, x0_pred: torch.Tensor) -> None:
+        samples = pending_arr[idx].tolist()
+        # Copy now: the sampler may reuse its tensors; encoding happens on the writer thread.
+        wt.put(("frames", "x", samples, step, x_t.detach()[:, 0].to("cpu", torch.float32).numpy().copy()))
+        if settings.record_x0:
+            wt.put(("frames", "x0", samples, step, x0_pred.detach()[:, 0].to("cpu", torch.float32).numpy().copy()))
+        if step > 0:
+            bar.update(len(samples))
+        if step == last:
+            wt.put(("commit", samples))
+            bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved", refresh=False)
+
+    start = time.perf_counter()
+    try:
+        sample(
+            model,
+            schedule,
+            prediction,
+            seeds,
+            sampler=settings.sampler,
+            steps=settings.steps if settings.sampler == "ddim" else None,
+            eta=float(settings.eta),
+            batch_size=settings.batch_size,
+            on_step=on_step,
+            progress=False,
+        )
+        wt.finish()
+        bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved")
+    except _WriterFailed as failed:
+        _drain(wt)
+        raise _write_error(writer, failed.cause) from None
+    except BaseException:
+        _drain(wt)  # keep what was committed; the batch in flight is lost and redone on resume
+        if wt.error is not None:
+            raise _write_error(writer, wt.error) from None
+        raise
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - start
+    report.recorded = sorted(done)
+    report.sample_steps = len(done) * last
+
+
+def _drain(wt: _WriterThread) -> None:
+    """Stop the writer thread after the items already queued (no new commits after an error)."""
+    try:
+        wt.queue.put(None)
+        wt.thread.join()
+    except BaseException:
+        pass
+
+
+def _write_error(writer: StoreWriter, err: BaseException) -> BaseException:
+    done = int(writer.complete.sum())
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return EntropicError(
+            f"{writer.path}: disk full while writing; the store is consistent with {done} complete samples — "
+            "free some space and re-run the same command to resume"
+        )
+    if isinstance(err, OSError):
+        return EntropicError(
+            f"{writer.path}: writing failed ({err.strerror or err}); the store is consistent with {done} complete "
+            "samples — re-run the same command to resume"
+        )
+    return err
+
+
+def record_run(
+    run: str | os.PathLike | None,
+    out: str | os.PathLike,
+    settings: RecordSettings,
+    *,
+    progress: bool = True,
+) -> RecordReport:
+    """Load a run directory (EMA weights; ``None`` = the default model in assets/) and :func:`record` from it."""
+    from diffusion.run_dir import load_run
+
+    if run is None:
+        run = default_run_path()
+        if not (Path(run) / "model.safetensors").is_file():
+            raise EntropicError(
+                f"no RUN given and no default model in {run}; pass a run directory made by `entropic train`"
+            )
+    loaded = load_run(run)
+    settings.validate(loaded.schedule.timesteps)  # before touching the store
+    return record(
+        out,
+        loaded.model,
+        loaded.schedule,
+        loaded.prediction,
+        settings,
+        model_info=run_model_info(loaded),
+        schedule_config=dict(loaded.config.get("schedule") or {}) or None,
+        progress=progress,
+    )

@@ -1,0 +1,741 @@
+"""Training a U-Net from scratch on a verified dataset folder, into a resumable run directory.
+
+One call, :func:`train`, does the whole job; ``entropic train`` is a thin wrapper around it.
+
+What a training step does (DDPM Algorithm 1, Ho et al. 2020):
+
+* the global batch is the next ``batch_size`` positions of an endless stream made of one
+  seeded permutation of the dataset per epoch, so the data order depends only on (seed,
+  step) and a resume continues mid-epoch exactly where it stopped;
+* images map to [-1, 1] (x / 127.5 - 1) and are optionally flipped left-right;
+* t, the noise and the flips come from a generator seeded from (seed, step, rank); the global
+  torch generator (dropout) is reseeded from the same numbers. Nothing random carries state
+  from one step to the next, which is what makes "N steps, kill, resume to 2N" bit-identical
+  to "2N steps" on CPU;
+* AdamW with a linear learning-rate warm-up, gradient-norm clipping, then an EMA of the
+  weights (decay warmed up as min(decay, (1 + step) / (10 + step))) -- the EMA is the model
+  that is saved and sampled;
+* optional bf16 autocast (CPU and CUDA), eps or v prediction (``diffusion.objective``).
+
+Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) the model is wrapped
+in DistributedDataParallel (gloo on CPU, nccl on CUDA); each rank takes a disjoint, equal
+slice of every global batch, so the global batch size is what ``batch_size`` says, and only
+rank 0 writes anything. The result is an ordinary run directory.
+
+Every setting is checked, the dataset verified and loaded, and an existing run compared with
+the request *before* anything is written to ``--out``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from diffusion import run_dir as rd
+from diffusion.atomic import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from diffusion.contact_sheet import contact_sheet, to_uint8
+from diffusion.dataset import ImageDataset, load_dataset
+from diffusion.errors import EntropicError
+from diffusion.model_card import EnergyMeter, build_card, cpu_name, utc_now, write_card
+from diffusion.objective import PREDICTIONS, schedule_tensors, training_loss
+from diffusion.run_dir import LoadedRun, describe_run, load_run  # re-exported: the run API lives here too
+from diffusion.samplers import sample
+from diffusion.schedules import NoiseSchedule, ScheduleConfig
+from diffusion.unet import UNet, UNetConfig, parameter_count
+
+__all__ = [
+    "TrainConfig",
+    "RunSettings",
+    "TrainResult",
+    "train",
+    "resolve_settings",
+    "resolve_device",
+    "DataOrder",
+    "step_seed",
+    "load_run",
+    "describe_run",
+    "LoadedRun",
+]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings, as written under "train" in config.json. ``validate()`` once at the edge.
+
+    steps: total optimizer steps the run should reach (a resume continues up to it).
+    batch_size: global batch (split evenly across ranks under torchrun).
+    lr, warmup: AdamW learning rate, reached linearly over ``warmup`` steps.
+    weight_decay: AdamW decoupled weight decay.
+    ema_decay: decay of the exponential moving average of the weights (the saved model).
+    grad_clip: max global gradient norm (0 disables clipping).
+    flip: random left-right flips of training images.
+    bf16: bfloat16 autocast for the forward pass (CPU and CUDA).
+    seed: seeds the initial weights, the data order, t, the noise and the flips.
+    sample_every: write a contact sheet of EMA samples every N steps (0: never).
+    sample_count, sample_steps: samples per sheet (fixed seeds 0..count-1) and DDIM steps.
+    checkpoint_every: write a resumable checkpoint every N steps (and always at the end).
+    log_every: add a row to loss_history.csv every N steps (mean loss over those steps).
+    device: "auto" (cuda > mps > cpu), "cpu", "cuda" or "mps".
+    """
+
+    steps: int = 20000
+    batch_size: int = 32
+    lr: float = 2e-4
+    warmup: int = 500
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    flip: bool = True
+    bf16: bool = False
+    seed: int = 0
+    sample_every: int = 1000
+    sample_count: int = 16
+    sample_steps: int = 50
+    checkpoint_every: int = 500
+    log_every: int = 10
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise EntropicError naming the first bad setting and its accepted range."""
+        positive = ("steps", "batch_size", "sample_count", "log_every")
+        non_negative = ("warmup", "seed", "sample_every", "checkpoint_every")
+        for name in positive:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise EntropicError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        for name in non_negative:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise EntropicError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
+        if not _is_int(self.sample_steps) or self.sample_steps < 2:
+            raise EntropicError(f"--sample-steps must be an integer >= 2, got {self.sample_steps!r}")
+        if not _is_num(self.lr) or not 0 < self.lr < 1:
+            raise EntropicError(f"--lr must be a number in (0, 1), got {self.lr!r} (2e-4 is a good start)")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            raise EntropicError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
+        if not _is_num(self.ema_decay) or not 0 <= self.ema_decay < 1:
+            raise EntropicError(f"--ema-decay must be a number in [0, 1), got {self.ema_decay!r} (0.999 is usual)")
+        if not _is_num(self.grad_clip) or self.grad_clip < 0:
+            raise EntropicError(f"--grad-clip must be a number >= 0 (0 disables it), got {self.grad_clip!r}")
+        for name in ("flip", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise EntropicError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.device not in DEVICES:
+            raise EntropicError(f"--device {self.device!r} is unknown; use one of {', '.join(DEVICES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of ``to_dict``; unknown keys are an EntropicError. Validated."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EntropicError(f"unknown train setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        cfg = cls(**dict(data))
+        cfg.validate()
+        return cfg
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides what a run trains: architecture, forward process, target, settings."""
+
+    model: UNetConfig
+    schedule: ScheduleConfig
+    prediction: str
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run: Path
+    start_step: int
+    step: int
+    images_per_second: float | None
+    final_loss: float | None
+    wall_time_s: float
+
+    @property
+    def trained_steps(self) -> int:
+        return self.step - self.start_step
+
+
+# ----------------------------------------------------------------------------- settings
+
+MODEL_KEYS = tuple(f.name for f in fields(UNetConfig))
+# Option name -> ScheduleConfig field ("--schedule cosine" is the schedule's kind).
+SCHEDULE_KEYS = {"schedule": "kind", "timesteps": "timesteps", "beta_start": "beta_start", "beta_end": "beta_end"}
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+# Settings a resume may change: they decide how long and how the run is watched, not the
+# weights it computes (the device changes rounding only; an exact resume needs the same one).
+CHANGEABLE_ON_RESUME = frozenset({"steps", "device", "sample_every", "sample_count", "sample_steps", "checkpoint_every", "log_every"})
+
+
+def _norm(value: Any) -> Any:
+    """Comparable form of a setting (JSON lists and config tuples compare equal)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_norm(v) for v in value)
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | None = None, out: Any = "RUN") -> RunSettings:
+    """Turn the options given on the command line into validated settings.
+
+    ``options`` holds only what the user asked for explicitly, keyed by UNetConfig field
+    (resolution, base_channels, ...), "schedule"/"timesteps"/"beta_start"/"beta_end",
+    "prediction", or TrainConfig field. For a new run the rest are defaults; when resuming
+    (``existing`` = the run's config.json) the rest come from the run, and an explicit option
+    that differs from the run is an EntropicError naming the key, except the few settings in
+    ``CHANGEABLE_ON_RESUME``.
+    """
+    known = set(MODEL_KEYS) | set(SCHEDULE_KEYS) | {"prediction"} | set(TRAIN_KEYS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EntropicError(f"unknown training option(s) {', '.join(unknown)}")
+    model_opts = {k: options[k] for k in MODEL_KEYS if k in options}
+    sched_opts = {SCHEDULE_KEYS[k]: options[k] for k in SCHEDULE_KEYS if k in options}
+    train_opts = {k: options[k] for k in TRAIN_KEYS if k in options}
+    for key in ("channel_mults", "attention_resolutions"):
+        if key in model_opts and isinstance(model_opts[key], list):
+            model_opts[key] = tuple(model_opts[key])
+
+    if existing is None:
+        try:
+            model = UNetConfig(**model_opts)
+        except TypeError as err:
+            raise EntropicError(f"bad model option: {err}") from None
+        model.validate()
+        schedule = ScheduleConfig(**sched_opts)
+        schedule.validate()
+        prediction = options.get("prediction", "eps")
+        train = TrainConfig(**train_opts)
+    else:
+        where = Path(str(out)) / rd.CONFIG_FILE
+
+        def refuse(key: str, stored: Any, asked: Any, what: str) -> None:
+            if _norm(stored) != _norm(asked):
+                raise EntropicError(
+                    f"--out {out} holds a {what} with {key}={_show(stored)}; this command asks for {_show(asked)} "
+                    f"(leave --{key.replace('_', '-')} out to continue that run, or choose a new --out)"
+                )
+
+        stored_model = dict(existing["model"])
+        for key, value in model_opts.items():
+            refuse(key, stored_model.get(key), value, "model")
+        stored_sched = dict(existing["schedule"])
+        for opt, field_name in SCHEDULE_KEYS.items():
+            if opt in options:
+                refuse(opt, stored_sched.get(field_name), options[opt], "model")
+        if "prediction" in options:
+            refuse("prediction", existing["prediction"], options["prediction"], "model")
+        stored_train = dict(existing["train"])
+        for key, value in train_opts.items():
+            if key not in CHANGEABLE_ON_RESUME:
+                refuse(key, stored_train.get(key), value, "run trained")
+        try:
+            model = UNetConfig.from_dict(stored_model)
+            schedule = ScheduleConfig.from_dict(stored_sched)
+            base = TrainConfig.from_dict(stored_train)
+        except EntropicError as err:
+            raise EntropicError(f"{where}: {err}") from None
+        except TypeError as err:
+            raise EntropicError(f"{where}: bad settings ({err})") from None
+        prediction = existing["prediction"]
+        # The device is the machine's business, not the run's: "auto" unless asked.
+        train = replace(base, device="auto", **{k: v for k, v in train_opts.items() if k in CHANGEABLE_ON_RESUME})
+    if prediction not in PREDICTIONS:
+        raise EntropicError(f"--prediction {prediction!r} is unknown; use eps or v")
+    train.validate()
+    return RunSettings(model, schedule, prediction, train)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; asking for an absent accelerator is an EntropicError."""
+    if name not in DEVICES:
+        raise EntropicError(f"--device {name!r} is unknown; use one of {', '.join(DEVICES)}")
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else ("mps" if has_mps else "cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise EntropicError("--device cuda: no CUDA GPU is available to this torch; use --device cpu or auto")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "mps" and not has_mps:
+        raise EntropicError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """Human name of the device (GPU model, or CPU model)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({cpu_name()})"
+    return cpu_name()
+
+
+# ----------------------------------------------------------------------------- randomness
+
+
+def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
+    """A 63-bit seed for one (seed, step, rank, stream): independent streams, no carried state."""
+    state = np.random.SeedSequence([int(seed), int(step), int(rank), int(stream), 0x7EA1]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+class DataOrder:
+    """The endless stream of dataset indices: epoch e is a seeded permutation of range(n).
+
+    Position p of the stream is ``perm(p // n)[p % n]``; step s uses positions
+    [s * batch, (s + 1) * batch). It depends only on (seed, n), so resuming mid-epoch needs
+    nothing but the step.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = int(n), int(seed)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The order of epoch ``epoch`` (PCG64 seeded from (seed, epoch))."""
+        if epoch not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(epoch), 0xDA7A])))
+            self._cache[epoch] = rng.permutation(self.n)
+        return self._cache[epoch]
+
+    def indices(self, start: int, count: int) -> np.ndarray:
+        """Dataset indices at stream positions start .. start + count - 1."""
+        pos = np.arange(start, start + count, dtype=np.int64)
+        epochs, offsets = np.divmod(pos, self.n)
+        out = np.empty(count, dtype=np.int64)
+        for e in np.unique(epochs):
+            sel = epochs == e
+            out[sel] = self.permutation(int(e))[offsets[sel]]
+        return out
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def _setup_distributed(device_option: str) -> _Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    owns = False
+    if not dist.is_initialized():
+        device = resolve_device(device_option, local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+
+
+# ----------------------------------------------------------------------------- optimizer state
+
+
+def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """AdamW state as tensors ("<param index>.<name>") + JSON (param groups, non-tensor state)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{name}"] = value
+            else:
+                scalars[f"{idx}.{name}"] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], where: Path) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    try:
+        for key, value in tensors.items():
+            idx, name = key.split(".", 1)
+            state.setdefault(int(idx), {})[name] = value
+        for key, value in dict(meta.get("scalars", {})).items():
+            idx, name = key.split(".", 1)
+            state.setdefault(int(idx), {})[name] = value
+        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise EntropicError(f"{where}: optimizer state does not fit this model ({err})") from None
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _loss_csv(rows: list[tuple[int, float, float, float]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["step", "loss", "lr", "images_per_s"])
+    for step, loss, lr, ips in rows:
+        w.writerow([step, f"{loss:.6g}", f"{lr:.6g}", f"{ips:.2f}"])
+    return buf.getvalue()
+
+
+def _parse_loss_csv(text: str, where: Path) -> list[tuple[int, float, float, float]]:
+    rows = []
+    try:
+        for rec in csv.DictReader(io.StringIO(text)):
+            rows.append((int(rec["step"]), float(rec["loss"]), float(rec["lr"]), float(rec["images_per_s"])))
+    except (KeyError, ValueError, TypeError) as err:
+        raise EntropicError(f"{where}: unreadable loss history ({err})") from None
+    return rows
+
+
+def _dataset_record(dataset: ImageDataset, data: Path) -> dict[str, Any]:
+    return {
+        "path": str(Path(data).resolve()),
+        "manifest_sha256": dataset.manifest_sha256,
+        "images": int(len(dataset.images)),
+        "resolution": int(dataset.images.shape[-1]),
+        "license_summary": dict(dataset.license_summary),
+        "creators": list(dataset.creators),
+        "skipped": len(dataset.skipped),
+    }
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    ema_params = list(ema.parameters())
+    params = [p.detach() for p in model.parameters()]
+    # ema <- decay * ema + (1 - decay) * param
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for eb, b in zip(ema.buffers(), model.buffers()):
+        eb.copy_(b)
+
+
+def train(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    options: Mapping[str, Any] | None = None,
+    *,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in ``out`` on the dataset folder ``data``.
+
+    ``options``: the settings asked for explicitly (see :func:`resolve_settings`), e.g.
+    ``{"resolution": 16, "base_channels": 8, "steps": 200}``. When ``out`` already holds a run,
+    training resumes from its last checkpoint up to ``steps``; if it is already there, this
+    says so and returns. Refuses (EntropicError, before writing anything): ``out`` being a
+    file or a foreign non-empty folder, settings the U-Net or schedule cannot use, a run with
+    a different architecture/schedule/settings or dataset manifest, a dataset that does not
+    verify, and a corrupt checkpoint or model.safetensors.
+    """
+    wall_start = time.perf_counter()
+    options = dict(options or {})
+    data, out = Path(data), Path(out)
+    dist = _setup_distributed(str(options.get("device", "auto")))
+    say = (log or _stderr) if (dist.main and not quiet) else (lambda _m: None)
+    try:
+        return _train(data, out, options, dist, quiet, say, wall_start)
+    finally:
+        if dist.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(
+    data: Path, out: Path, options: dict[str, Any], dist: _Dist, quiet: bool, say: Callable[[str], None], wall_start: float
+) -> TrainResult:
+    # ---- 1. everything that can be refused, before any write --------------------------
+    existing = rd.inspect_out(out)
+    settings = resolve_settings(options, existing, out)
+    cfg = settings.train
+    device = resolve_device(cfg.device, dist.local_rank)
+    if cfg.batch_size % dist.world_size:
+        raise EntropicError(
+            f"--batch-size {cfg.batch_size} does not split evenly over {dist.world_size} processes; "
+            f"use a multiple of {dist.world_size}"
+        )
+    dataset = load_dataset(data, settings.model.resolution, progress=dist.main and not quiet)
+    if existing is not None:
+        stored = existing["dataset"].get("manifest_sha256")
+        if stored != dataset.manifest_sha256:
+            raise EntropicError(
+                f"--out {out} was trained on a dataset with manifest sha256 {stored}, but {data}'s manifest is "
+                f"{dataset.manifest_sha256}; resume with the same images, or choose a new --out"
+            )
+        weights = out / rd.WEIGHTS_FILE
+        if weights.exists():
+            rd.load_tensors(weights)  # a corrupt export is refused, not silently replaced
+    ckpt = rd.read_checkpoint(out) if existing is not None else None
+    start_step = ckpt.step if ckpt else 0
+    if start_step >= cfg.steps:
+        say(f"{out} is already at step {start_step:,} (--steps {cfg.steps:,}); nothing to do. Pass a larger --steps to train further.")
+        return TrainResult(out, start_step, start_step, None, None, 0.0)
+
+    schedule = NoiseSchedule.from_config(settings.schedule)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = UNet(settings.model)
+    ema = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    loss_rows: list[tuple[int, float, float, float]] = []
+    sessions: list[dict[str, Any]] = []
+    if ckpt is not None:
+        for module, tensors, name in ((model, ckpt.model, rd.CKPT_MODEL), (ema, ckpt.ema, rd.CKPT_EMA)):
+            try:
+                module.load_state_dict(tensors, strict=True)
+            except RuntimeError as err:
+                raise EntropicError(f"{ckpt.path / name}: does not fit the model in config.json ({str(err).splitlines()[0]})") from None
+        _optimizer_from_files(optimizer, ckpt.optimizer, ckpt.state.get("optimizer", {}), ckpt.path / rd.CKPT_OPTIMIZER)
+        loss_rows = _parse_loss_csv(ckpt.loss_history, ckpt.path / rd.CKPT_LOSS)
+        sessions = list(ckpt.state.get("sessions", []))
+        rng = ckpt.state.get("rng", {})
+        if "torch_cpu" in rng:
+            torch.set_rng_state(torch.frombuffer(bytearray(rd.unb64(rng["torch_cpu"])), dtype=torch.uint8))
+    model.to(device)
+    ema.to(device).eval().requires_grad_(False)
+    # AdamW's moments follow their parameters to the device on load; make sure of it.
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != "step":
+                state[k] = v.to(device)
+
+    config = {
+        "format": rd.RUN_FORMAT,
+        "version": rd.RUN_VERSION,
+        "model": settings.model.to_dict(),
+        "schedule": settings.schedule.to_dict(),
+        "prediction": settings.prediction,
+        "train": cfg.to_dict(),
+        "dataset": existing["dataset"] if existing is not None else _dataset_record(dataset, data),
+    }
+    n_params = parameter_count(model)
+    dev_name = device_name(device)
+    hardware = {
+        "device": device.type,
+        "device_name": dev_name,
+        "world_size": dist.world_size,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+    # ---- 2. the run directory (rank 0 only) --------------------------------------------
+    dist.barrier()  # every rank has read the old state before rank 0 touches anything
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / rd.CONFIG_FILE, config)
+        rd.remove_stale_checkpoints(out)
+    dist.barrier()
+
+    n = len(dataset.images)
+    say(
+        f"{'resuming' if ckpt else 'training'} {out} {'from step ' + format(start_step, ',') + ' ' if ckpt else ''}"
+        f"to {cfg.steps:,} steps: {n_params:,} parameters, {n} images at {settings.model.resolution}px, "
+        f"batch {cfg.batch_size}, {device.type} ({dev_name})" + (f", {dist.world_size} processes" if dist.world_size > 1 else "")
+    )
+
+    # ---- 3. training --------------------------------------------------------------------
+    net: torch.nn.Module = model
+    if dist.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    st = schedule_tensors(schedule, device)
+    images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(device)
+    order = DataOrder(n, cfg.seed)
+    local_batch = cfg.batch_size // dist.world_size
+    shard = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
+    meter = EnergyMeter.start(device.type, dist.world_size)
+    session: dict[str, Any] = {
+        "started_utc": utc_now(),
+        "from_step": start_step,
+        "device": device.type,
+        "device_name": dev_name,
+        "world_size": dist.world_size,
+        "torch": torch.__version__,
+    }
+    train_seconds = 0.0
+    autocast_type = device.type if device.type in ("cpu", "cuda") else None
+
+    def checkpoint(step: int) -> None:
+        wall = time.perf_counter() - wall_start
+        done = {
+            **session,
+            "to_step": step,
+            "wall_time_s": round(wall, 3),
+            "train_seconds": round(train_seconds, 3),
+            "images": (step - start_step) * cfg.batch_size,
+            "energy": meter.report(wall),
+        }
+        all_sessions = sessions + [done]
+        opt_tensors, opt_meta = _optimizer_to_files(optimizer)
+        rng = {"torch_cpu": rd.b64(torch.get_rng_state().numpy().tobytes())}
+        state = {
+            "data_position": step * cfg.batch_size,
+            "epoch": (step * cfg.batch_size) // n,
+            "rng": {**rng, "scheme": "t, noise, flips and dropout are reseeded every step from (seed, step, rank)", "seed": cfg.seed},
+            "optimizer": opt_meta,
+            "sessions": all_sessions,
+        }
+        csv_text = _loss_csv(loss_rows)
+        rd.write_checkpoint(out, step, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt_tensors, state=state, loss_history=csv_text)
+        # Exports of the checkpoint just committed; each replaced atomically.
+        rd.save_tensors(out / rd.WEIGHTS_FILE, ema.state_dict(), rd.weights_metadata(step, settings.prediction))
+        atomic_write_text(out / rd.LOSS_FILE, csv_text)
+        card = build_card(
+            config=config,
+            parameters=n_params,
+            step=step,
+            weights_sha256=sha256_file(out / rd.WEIGHTS_FILE),
+            sessions=all_sessions,
+            final_loss=loss_rows[-1][1] if loss_rows else None,
+            hardware=hardware,
+        )
+        write_card(out, card)
+        rd.remove_stale_checkpoints(out)
+
+    def sample_sheet(step: int) -> None:
+        steps = min(cfg.sample_steps, schedule.timesteps)
+        x = sample(ema, schedule, settings.prediction, list(range(cfg.sample_count)), sampler="ddim", steps=steps,
+                   batch_size=cfg.sample_count, progress=False)
+        sheet = contact_sheet(to_uint8(x[:, 0].numpy()), pad=2, scale=max(1, 128 // settings.model.resolution))
+        path = rd.sample_sheet_path(out, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".png") as tmp:
+            sheet.save(tmp, format="PNG")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True,
+               disable=quiet or not dist.main, smoothing=0.05)
+    step = start_step
+    last_saved = start_step
+    window_loss = torch.zeros((), device=device)
+    window_steps = 0
+    window_start = time.perf_counter()
+    excluded = 0.0  # seconds of sampling / checkpointing inside the current window
+    lr = cfg.lr
+    try:
+        while step < cfg.steps:
+            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = torch.from_numpy(order.indices(step * cfg.batch_size, cfg.batch_size)[shard]).to(device)
+            x0 = images.index_select(0, idx).unsqueeze(1).float() / 127.5 - 1.0
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, dist.rank))
+            torch.manual_seed(step_seed(cfg.seed, step, dist.rank, stream=1))  # dropout
+            if cfg.flip:
+                flips = (torch.rand(local_batch, generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
+                x0 = torch.where(flips, x0.flip(-1), x0)
+            with torch.autocast(autocast_type or "cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and autocast_type is not None):
+                loss = training_loss(net, x0, st, gen, prediction=settings.prediction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            _ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            step += 1
+            window_loss += loss.detach().float()
+            window_steps += 1
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                if dist.world_size > 1:
+                    torch.distributed.all_reduce(window_loss)
+                    window_loss /= dist.world_size
+                mean_loss = float(window_loss.item()) / window_steps  # .item() waits for the device
+                now = time.perf_counter()
+                seconds = max(now - window_start - excluded, 1e-9)
+                ips = window_steps * cfg.batch_size / seconds
+                train_seconds += seconds
+                loss_rows.append((step, mean_loss, lr, ips))
+                bar.set_postfix_str(f"loss {mean_loss:.4f}, {ips:.1f} img/s", refresh=False)
+                meter.poll()
+                window_loss.zero_()
+                window_steps, window_start, excluded = 0, now, 0.0
+            bar.update(1)
+
+            if dist.main:
+                t0 = time.perf_counter()
+                if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                    sample_sheet(step)
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
+                    checkpoint(step)
+                    last_saved = step
+                excluded += time.perf_counter() - t0
+    except KeyboardInterrupt:
+        bar.close()
+        if dist.main and dist.world_size == 1 and step > last_saved:
+            checkpoint(step)
+            _stderr(f"entropic: interrupted at step {step:,}; saved a checkpoint, run the same command to resume")
+        raise
+    bar.close()
+    dist.barrier()
+    wall = time.perf_counter() - wall_start
+    done = step - start_step
+    result = TrainResult(
+        out, start_step, step,
+        images_per_second=(done * cfg.batch_size / train_seconds) if train_seconds else None,
+        final_loss=loss_rows[-1][1] if loss_rows else None,
+        wall_time_s=wall,
+    )
+    say(
+        f"done: {out} at step {step:,}, loss {result.final_loss:.4f}, "
+        f"{result.images_per_second or 0:.1f} images/s, {wall:.1f} s this session"
+    )
+    return result

@@ -1,0 +1,560 @@
+"""The render loop: frames from a scene → a video file or a PNG sequence, and joining shards.
+
+Everything the user can get wrong is checked before the first frame is composited (output
+folder, existing files, format/codec/extension, size, frame range, the scene itself), so a
+bad command changes nothing on disk. Then:
+
+* frames are composited on the main thread while ffmpeg encodes in its own process, fed by
+  the sink's writer thread (or PNGs are compressed on a worker thread): both cores work;
+* the video is written under a hidden temporary name (``.piece.mp4.<pid>.tmp.mp4``) and
+  renamed onto ``piece.mp4`` only once ffmpeg has finished it; Ctrl-C or SIGTERM stops
+  ffmpeg, removes the temporary file and leaves any previous ``piece.mp4`` untouched;
+* the sidecar ``piece.mp4.json`` (provenance + the video's sha256) is written after the rename.
+
+``--frames A:B`` renders the half-open range [A, B) of the timeline (Python slice rules).
+Shards of one scene, each rendered with its own range, are put back together by
+:func:`join_videos` (ffmpeg's concat demuxer, ``-c copy``: no re-encoding). Every shard starts
+with a keyframe (it is a separate encode), so the concatenation is a valid stream; with an
+exact codec (ffv1, lossless) the joined file equals a one-go render frame for frame, with
+H.264 each shard's frames equal that shard's encode (GOPs restart at the shard boundary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from diffusion.atomic import atomic_path
+from diffusion.errors import EntropicError
+from render import provenance as prov
+from render.image_sequence import ImageSequenceSink
+from render.video_sink import (
+    CODECS,
+    Codec,
+    VideoSettings,
+    VideoSink,
+    check_encoder,
+    check_extension,
+    codec_for_extension,
+    ffmpeg_exe,
+)
+
+DEFAULT_OUTPUT = Path("piece.mp4")
+FORMATS = ("auto", "video", "gif", "png")
+
+
+# -- parsing user values ------------------------------------------------------------------------
+
+
+def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"1920x1080"`` → (1920, 1080); EntropicError for anything else or a zero size."""
+    if text is None:
+        return None
+    if isinstance(text, tuple):
+        w, h = text
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+        if not m:
+            raise EntropicError(f"--size {text!r} is not WIDTHxHEIGHT (e.g. 1920x1080)")
+        w, h = int(m.group(1)), int(m.group(2))
+    if w < 1 or h < 1:
+        raise EntropicError(f"--size {w}x{h} is empty: width and height must be at least 1")
+    if w * h > 16384 * 16384:
+        raise EntropicError(f"--size {w}x{h} is too large (more than 16384x16384 pixels)")
+    return int(w), int(h)
+
+
+def parse_frames(text: str | tuple[int | None, int | None] | None, frame_count: int) -> tuple[int, int]:
+    """``"A:B"`` → the half-open range [A, B) checked against a timeline of ``frame_count`` frames.
+
+    ``A:`` runs to the end, ``:B`` starts at 0, None is the whole timeline.
+    """
+    if text is None:
+        start, stop = 0, frame_count
+    else:
+        if isinstance(text, tuple):
+            a, b = text
+        else:
+            m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", str(text))
+            if not m:
+                raise EntropicError(f"--frames {text!r} is not START:STOP (e.g. 900:1800, half-open, first frame 0)")
+            a = int(m.group(1)) if m.group(1) else None
+            b = int(m.group(2)) if m.group(2) else None
+        start = 0 if a is None else int(a)
+        stop = frame_count if b is None else int(b)
+    if not 0 <= start < stop <= frame_count:
+        raise EntropicError(
+            f"--frames {start}:{stop} is outside the timeline 0:{frame_count} "
+            f"(the scene has {frame_count} frames; ranges are half-open START:STOP with START < STOP)"
+        )
+    return start, stop
+
+
+# -- the output ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What ``entropic render`` was asked for (validated by :func:`plan_output` and :func:`render`)."""
+
+    output: Path = DEFAULT_OUTPUT
+    format: str = "auto"  # auto | video | gif | png
+    codec: str | None = None  # None: from the extension (.gif → gif, else h264)
+    frames: str | tuple[int | None, int | None] | None = None  # "A:B", half-open
+    size: str | tuple[int, int] | None = None  # "WxH"
+    fps: float | None = None
+    crf: int = 18
+    preset: str = "veryfast"
+    full_range: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where and how the frames go, decided before any frame exists."""
+
+    kind: str  # "video" | "png"
+    path: Path
+    codec: Codec | None
+    muxer: str | None
+    settings: VideoSettings
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == "png" or bool(self.codec and self.codec.exact)
+
+
+def _check_folder_writable(folder: Path) -> None:
+    if not folder.is_dir():
+        raise EntropicError(f"{folder}: output folder does not exist; create it first")
+    # os.access is not enough (root passes it on read-only mounts): try to create a file.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".entropic-write-test-", dir=folder)
+    except OSError as err:
+        raise EntropicError(f"{folder}: output folder is not writable ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def plan_output(options: RenderOptions) -> OutputPlan:
+    """Validate format, codec, extension and the output path; raise EntropicError, change nothing."""
+    out = Path(options.output)
+    fmt = options.format
+    if fmt not in FORMATS:
+        raise EntropicError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    ext = out.suffix.lower()
+    if fmt == "auto":
+        if ext == ".gif":
+            fmt = "gif"
+        elif ext in (".mp4", ".mov", ".mkv"):
+            fmt = "video"
+        elif str(options.output).endswith(("/", os.sep)) or out.is_dir() or ext == "":
+            fmt = "png"
+        else:
+            raise EntropicError(
+                f"{out.name}: cannot tell the format from {ext!r}; use .mp4/.mov/.mkv, .gif, or a folder with --format png"
+            )
+    if options.codec is not None and options.codec not in CODECS:
+        hint = " (a PNG sequence is --format png)" if options.codec == "png" else ""
+        raise EntropicError(f"unknown codec {options.codec!r}: choose one of {', '.join(CODECS)}{hint}")
+    if fmt == "png":
+        if options.codec is not None:
+            raise EntropicError(f"--codec {options.codec} does not apply to --format png (PNG frames are always exact)")
+        if ext in (".mp4", ".mov", ".mkv", ".gif", ".png"):
+            raise EntropicError(f"{out}: --format png writes a folder of frames; give a folder, e.g. -o frames/")
+        if out.exists() and not out.is_dir():
+            raise EntropicError(f"{out}: exists and is not a folder; a PNG sequence needs a folder")
+        _check_folder_writable(out if out.is_dir() else out.parent)
+        return OutputPlan("png", out, None, None, VideoSettings())
+    codec_name = options.codec or ("gif" if fmt == "gif" else codec_for_extension(out) or "h264")
+    if fmt == "gif" and codec_name != "gif":
+        raise EntropicError(f"--format gif cannot use --codec {codec_name}")
+    settings = VideoSettings(codec=codec_name, crf=options.crf, preset=options.preset, full_range=options.full_range)
+    codec = settings.validate()
+    if options.full_range and codec.name != "h264":
+        raise EntropicError(f"--full-range applies to --codec h264 only; {codec.name} {'is exact already' if codec.exact else 'is always limited range'}")
+    muxer = check_extension(codec, out)
+    check_encoder(codec)
+    _check_folder_writable(out.parent)
+    if out.is_dir():
+        raise EntropicError(f"{out}: is a folder; give a file name for a video")
+    side = prov.sidecar_path(out)
+    if not options.overwrite:
+        for existing in (out, side):
+            if existing.exists():
+                raise EntropicError(f"{existing}: already exists; pass --overwrite to replace it")
+    return OutputPlan("video", out, codec, muxer, settings)
+
+
+# -- the scene --------------------------------------------------------------------------------------
+
+
+def _usage(command: str) -> str:
+    example = "entropic render my-scene.toml -o piece.mp4" if command == "render" else f"entropic {command} my-scene.toml"
+    return f"pass a scene file: {example}"
+
+
+def default_scene_path(command: str = "render") -> Path:
+    """The scene used when none is given (the default piece in ``assets/``).
+
+    This is the one place to wire the default model/scene: return its path, or raise
+    EntropicError saying what is missing and how to pass a scene instead.
+    """
+    usage = _usage(command)
+    try:
+        import scenes
+
+        path = Path(scenes.default_scene_path())
+    except (ImportError, AttributeError):
+        raise EntropicError(f"no scene given and the default scene is not available in this install; {usage}") from None
+    if not path.is_file():
+        raise EntropicError(f"no scene given and the default scene {path} is not available yet; {usage}")
+    return path
+
+
+def load_render_scene(
+    scene: Any, size: tuple[int, int] | None = None, fps: float | None = None, *, command: str = "render"
+) -> Any:
+    """Load ``scene`` (a path, a Scene, or None for the default) and apply --size/--fps."""
+    if scene is None:
+        path = default_scene_path(command)
+        import scenes
+
+        try:
+            loaded = scenes.load_scene(path)
+        except EntropicError as err:
+            raise EntropicError(
+                f"no scene given and the default scene {path} cannot be used yet ({err}); {_usage(command)}"
+            ) from None
+    elif isinstance(scene, (str, os.PathLike)):
+        path = Path(scene)
+        if not path.is_file():
+            raise EntropicError(f"{path}: no such scene file")
+        import scenes
+
+        loaded = scenes.load_scene(path)
+    else:
+        loaded = scene
+    if fps is not None and not (fps > 0 and np.isfinite(fps)):
+        raise EntropicError(f"--fps {fps} must be a positive number")
+    if size is not None or fps is not None:
+        import scenes
+
+        w, h = size if size is not None else (None, None)
+        loaded = scenes.with_canvas(loaded, width=w, height=h, fps=fps)
+    if loaded.width < 1 or loaded.height < 1:
+        raise EntropicError(f"scene canvas {loaded.width}x{loaded.height} is empty")
+    if loaded.frame_count < 1:
+        raise EntropicError(f"scene {getattr(loaded, 'source_path', '')} has no frames (duration x fps < 1)")
+    return loaded
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderResult:
+    """What a render wrote."""
+
+    path: Path
+    kind: str
+    codec: str | None
+    width: int
+    height: int
+    fps: float
+    start: int
+    stop: int
+    frames_written: int
+    seconds: float
+    exact: bool
+    sidecar: Path | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_written / self.seconds if self.seconds > 0 else float("inf")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while rendering, so the cleanup path runs for both."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.NAME.<pid>.tmp*`` left by a killed render whose process no longer exists."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.tmp")
+    if not out.parent.is_dir():
+        return
+    for entry in os.scandir(out.parent):
+        m = pattern.match(entry.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            continue  # still running (another render of the same name): leave it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _progress(total: int, desc: str, quiet: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=initial, unit="frame", desc=desc, disable=quiet, file=sys.stderr,
+        dynamic_ncols=True, smoothing=0.1,
+    )
+
+
+def write_video(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike,
+    width: int,
+    height: int,
+    fps: float,
+    settings: VideoSettings = VideoSettings(),
+    *,
+    total: int | None = None,
+    metadata: dict[str, str] | None = None,
+    quiet: bool = True,
+    on_finished: Callable[[Path], None] | None = None,
+) -> int:
+    """Encode ``frames`` into ``path`` atomically; return the number of frames written.
+
+    The file appears under its final name only when ffmpeg has finished it; on any error or
+    interrupt the temporary file is removed. ``on_finished(tmp_path)`` runs on the complete
+    temporary file just before the rename (used to hash it). No existence check here: callers
+    decide about overwriting (see :func:`plan_output`).
+    """
+    path = Path(path)
+    codec = settings.validate()
+    muxer = check_extension(codec, path)
+    _remove_stale_temporaries(path)
+    written = 0
+    with _sigterm_as_interrupt(), atomic_path(path, suffix=path.suffix) as tmp:
+        bar = _progress(total or 0, path.name, quiet)
+        try:
+            with VideoSink(tmp, width, height, fps, settings, metadata=metadata, muxer=muxer) as sink:
+                for frame in frames:
+                    sink.write(frame)
+                    written += 1
+                    bar.update(1)
+                if written == 0:
+                    raise EntropicError(f"{path.name}: no frames to write")
+                bar.set_postfix_str("finishing file")
+        finally:
+            bar.close()
+        if on_finished is not None:
+            on_finished(tmp)
+    return written
+
+
+def _scene_frames(scene: Any, indices: Sequence[int]) -> Iterator[np.ndarray]:
+    """Frames of ``scene`` at ``indices`` (contiguous runs go through ``iter_frames``)."""
+    import scenes
+
+    if len(indices) and list(indices) == list(range(indices[0], indices[-1] + 1)):
+        yield from scenes.iter_frames(scene, indices[0], indices[-1] + 1)
+    else:
+        for i in indices:
+            yield scenes.frame_at_index(scene, i)
+
+
+def render(scene: Any, options: RenderOptions = RenderOptions()) -> RenderResult:
+    """Render ``scene`` (path, Scene, or None for the default scene) as ``options`` say.
+
+    Checks everything first; on Ctrl-C/SIGTERM/errors nothing that looks finished is left.
+    """
+    plan = plan_output(options)
+    size = parse_size(options.size)
+    the_scene = load_render_scene(scene, size, options.fps)
+    width, height, fps = int(the_scene.width), int(the_scene.height), float(the_scene.fps)
+    if plan.codec is not None:
+        plan.codec.check_size(width, height)
+    start, stop = parse_frames(options.frames, int(the_scene.frame_count))
+    output_doc: dict[str, Any] = {"kind": plan.kind, "exact": plan.exact}
+    if plan.codec is not None:
+        output_doc["codec"] = plan.codec.name
+        if plan.codec.name == "h264":
+            output_doc.update(crf=plan.settings.crf, preset=plan.settings.preset,
+                              range="full" if plan.settings.full_range else "limited")
+    doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
+    t0 = time.perf_counter()
+    if plan.kind == "png":
+        key = {
+            "scene_sha256": doc["scene"]["sha256"],
+            "stores": [s["header_sha256"] for s in doc["stores"]],
+        }
+        sink = ImageSequenceSink(
+            plan.path, width, height, fps, key=key, timeline_frames=int(the_scene.frame_count),
+            provenance={**doc, "frames": {"start": 0, "stop": int(the_scene.frame_count)}},
+            overwrite=options.overwrite,
+        )
+        with _sigterm_as_interrupt():
+            sink.open()
+            pending = sink.pending(range(start, stop))
+            bar = _progress(stop - start, plan.path.name + "/", options.quiet, initial=(stop - start) - len(pending))
+            try:
+                for index, frame in zip(pending, _scene_frames(the_scene, pending)):
+                    sink.write(index, frame)
+                    bar.update(1)
+            except BaseException:
+                sink.abort()
+                raise
+            finally:
+                bar.close()
+            sink.close()
+        return RenderResult(plan.path, "png", None, width, height, fps, start, stop, len(pending),
+                            time.perf_counter() - t0, True, plan.path / "entropic-sequence.json")
+
+    written = write_video(
+        _scene_frames(the_scene, range(start, stop)), plan.path, width, height, fps, plan.settings,
+        total=stop - start, metadata={"comment": prov.metadata_comment(doc)}, quiet=options.quiet,
+    )
+    seconds = time.perf_counter() - t0
+    side = prov.write_sidecar(
+        plan.path, doc,
+        {"codec": plan.codec.name, "width": width, "height": height, "fps": fps, "frames": written,
+         "exact": plan.exact},
+    )
+    return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, written,
+                        seconds, plan.exact, side)
+
+
+# -- joining shards ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JoinResult:
+    """What :func:`join_videos` wrote."""
+
+    path: Path
+    frames: int
+    parts: list[Path] = field(default_factory=list)
+    sidecar: Path | None = None
+
+
+def _concat_line(path: Path) -> str:
+    # concat demuxer quoting: inside '...' a single quote is written as '\''
+    return "file '" + str(path.resolve()).replace("'", "'\\''") + "'\n"
+
+
+def join_videos(
+    parts: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False
+) -> JoinResult:
+    """Concatenate rendered shards into ``output`` without re-encoding (concat demuxer, -c copy).
+
+    The parts must share codec, pixel format, size, fps and container. When they carry
+    entropic provenance they must come from the same scene and be given in timeline order
+    with no gap or overlap (part k ends where part k+1 starts).
+    """
+    import subprocess
+
+    paths = [Path(p) for p in parts]
+    out = Path(output)
+    if not paths:
+        raise EntropicError("join: no parts given; e.g. entropic join part1.mp4 part2.mp4 -o full.mp4")
+    facts = [prov.probe_video(p) for p in paths]
+    first = facts[0]
+    if first.codec == "gif":
+        raise EntropicError("join: GIFs cannot be joined without re-encoding; render the whole range into one GIF")
+    for p, f in zip(paths[1:], facts[1:]):
+        for what in ("codec", "pix_fmt", "width", "height", "fps"):
+            if getattr(f, what) != getattr(first, what):
+                raise EntropicError(
+                    f"join: {p.name} has {what} {getattr(f, what)} but {paths[0].name} has {getattr(first, what)}; "
+                    f"parts must be rendered with the same settings"
+                )
+        if p.suffix.lower() != paths[0].suffix.lower():
+            raise EntropicError(f"join: {p.name} and {paths[0].name} are different containers")
+    if out.suffix.lower() != paths[0].suffix.lower():
+        raise EntropicError(f"join: output {out.name} must have the parts' extension {paths[0].suffix}")
+    muxer = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}.get(out.suffix.lower())
+    if muxer is None:
+        raise EntropicError(f"join: cannot join {out.suffix} files; parts must be .mp4, .mov or .mkv")
+    if out.resolve() in [p.resolve() for p in paths]:
+        raise EntropicError(f"join: output {out} is also one of the parts")
+    _check_folder_writable(out.parent)
+    if not overwrite:
+        for existing in (out, prov.sidecar_path(out)):
+            if existing.exists():
+                raise EntropicError(f"{existing}: already exists; pass --overwrite to replace it")
+
+    docs = [prov.read_provenance(p)[0] for p in paths]
+    doc: dict[str, Any] | None = None
+    if all(docs):
+        for p, d, prev_p, prev in zip(paths[1:], docs[1:], paths, docs):
+            if d["scene"].get("sha256") != prev["scene"].get("sha256"):
+                raise EntropicError(f"join: {p.name} was rendered from another scene than {prev_p.name}")
+            if d["frames"]["start"] != prev["frames"]["stop"]:
+                raise EntropicError(
+                    f"join: {p.name} starts at frame {d['frames']['start']} but {prev_p.name} ends at "
+                    f"{prev['frames']['stop']}; give the parts in timeline order with no gap or overlap"
+                )
+        doc = dict(docs[0])
+        doc["frames"] = {"start": docs[0]["frames"]["start"], "stop": docs[-1]["frames"]["stop"]}
+        doc["parts"] = [
+            {"file": p.name, "start": d["frames"]["start"], "stop": d["frames"]["stop"]} for p, d in zip(paths, docs)
+        ]
+
+    total = sum(f.frames for f in facts)
+    _remove_stale_temporaries(out)
+    with _sigterm_as_interrupt(), atomic_path(out, suffix=out.suffix) as tmp:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix=".entropic-concat-", dir=out.parent,
+                                         delete=False, encoding="utf-8") as lst:
+            lst.writelines(_concat_line(p) for p in paths)
+        try:
+            cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0",
+                   "-i", lst.name, "-map", "0:v:0", "-c", "copy"]
+            if doc is not None:
+                cmd += ["-metadata", f"comment={prov.metadata_comment(doc)}"]
+            if muxer in ("mp4", "mov"):
+                cmd += ["-movflags", "+faststart"]
+            cmd += ["-f", muxer, "-y", str(tmp)]
+            proc = subprocess.run(cmd, capture_output=True, process_group=0)
+        finally:
+            os.unlink(lst.name)
+        if proc.returncode != 0:
+            why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:2]
+            raise EntropicError(f"join: ffmpeg failed: {'; '.join(why) or proc.returncode}")
+        joined = prov.probe_video(tmp).frames
+        if joined != total:
+            raise EntropicError(f"join: the joined file has {joined} frames, the parts {total}; nothing written")
+    side = None
+    if doc is None:
+        # An old sidecar (when overwriting) would describe another file.
+        prov.sidecar_path(out).unlink(missing_ok=True)
+    else:
+        side = prov.write_sidecar(
+            out, doc,
+            {"codec": doc.get("output", {}).get("codec"), "width": first.width, "height": first.height,
+             "fps": first.fps, "frames": total, "exact": doc.get("output", {}).get("exact")},
+        )
+    return JoinResult(out, total, paths, side)

@@ -1,0 +1,508 @@
+"""Live preview: the scene's frames in a pyglet window, timed by the clock, looping.
+
+What is shown is exactly what ``render`` writes: both call the same frame function
+(``scenes.frame_at_index``). Frames go into ONE GL_R8 texture allocated once and updated with
+``glTexSubImage2D`` straight from the numpy array (pyglet 2.1's core profile has no
+GL_LUMINANCE, so ``ImageData('L')`` fails; an RGB ImageData per frame costs ~30 ms at 1080p,
+this ~3.5 ms), drawn by a tiny shader that outputs (r, r, r, 1). Nothing is allocated per
+frame on our side, so memory stays flat over days (see benchmarks/preview_fps.py --soak).
+
+Timing: a tick scheduled at the scene's fps computes the frame index from the elapsed time
+(``PlaybackClock``), so a late tick shows the frame that is due and skips the ones in
+between (counted as dropped) instead of slowing the piece down.
+
+Keys: space pause/resume · left/right step one frame when paused, scrub 1 s when playing
+(shift: 10 s) · up/down double/halve the speed · f fullscreen · s save the current frame as
+PNG (the exact scene frame, not a screen grab) · q/Esc quit.
+
+Non-interactive runs (tests, CI): ``frames_then_exit=N`` presents N consecutive frames
+(one per tick, none dropped) and ``screenshot=PATH`` saves the window's pixels read back
+with glReadPixels after the last one; ``headless=True`` uses pyglet's EGL mode (no X server).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from diffusion.errors import EntropicError
+
+SPEEDS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+class PlaybackClock:
+    """Maps wall-clock time to a frame index: pause, speed, seek, loop, dropped-frame count.
+
+    Pure Python (no GL), so it is tested on its own. The index is
+    ``round(position)`` where position advances by fps*speed frames per second of
+    ``now()``; ticks scheduled on frame boundaries thus land mid-way between two index
+    changes and a few ms of jitter neither repeats nor drops a frame.
+    """
+
+    def __init__(self, frame_count: int, fps: float, *, start_frame: float = 0.0,
+                 now: Callable[[], float] = time.perf_counter) -> None:
+        if frame_count < 1:
+            raise EntropicError("the scene has no frames to preview")
+        self.frame_count = int(frame_count)
+        self.fps = float(fps)
+        self._now = now
+        self.speed = 1.0
+        self.paused = False
+        self._anchor_pos = float(start_frame)
+        self._anchor_time = now()
+        self.last_index: int | None = None
+        self.dropped = 0
+        self.presented = 0
+
+    def restart(self) -> None:
+        """Re-anchor at the current position now (call when playback really starts)."""
+        self._reanchor(self._anchor_pos if self.paused else self.position())
+        self.dropped = 0
+        self.presented = 0
+
+    def position(self) -> float:
+        """Fractional frame position on the (unwrapped) timeline."""
+        if self.paused:
+            return self._anchor_pos
+        return self._anchor_pos + (self._now() - self._anchor_time) * self.fps * self.speed
+
+    def _reanchor(self, pos: float) -> None:
+        self._anchor_pos = pos
+        self._anchor_time = self._now()
+        self.last_index = None  # a jump is not a drop
+
+    def index(self) -> int:
+        """The frame due now, wrapped into [0, frame_count) (the preview loops)."""
+        return int(math.floor(self.position() + 0.5)) % self.frame_count
+
+    def advance(self) -> int:
+        """Frame due now; counts the frames skipped since the previous call as dropped."""
+        raw = int(math.floor(self.position() + 0.5))
+        if self.last_index is not None and not self.paused:
+            skipped = raw - self.last_index - 1
+            if skipped > 0:
+                self.dropped += skipped
+        self.last_index = raw
+        return raw % self.frame_count
+
+    def toggle_pause(self) -> None:
+        pos = self.position()
+        self.paused = not self.paused
+        self._reanchor(float(math.floor(pos + 0.5)) if self.paused else pos)
+
+    def seek_frames(self, delta: float) -> None:
+        """Move by ``delta`` frames (negative: back), keeping pause state."""
+        self._reanchor(self.position() + delta)
+
+    def change_speed(self, faster: bool) -> float:
+        i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - self.speed))
+        i = min(i + 1, len(SPEEDS) - 1) if faster else max(i - 1, 0)
+        pos = self.position()
+        self.speed = SPEEDS[i]
+        self._reanchor(pos)
+        return self.speed
+
+
+@dataclass
+class PreviewOptions:
+    """How ``entropic preview`` runs."""
+
+    fullscreen: bool = False
+    screen: int | None = None  # index into the display's screens
+    hide_cursor: bool = False
+    start: float = 0.0  # seconds into the timeline
+    frames_then_exit: int | None = None  # present N consecutive frames, then exit (tests)
+    screenshot: Path | None = None  # with frames_then_exit: save the window's pixels at exit
+    seconds_then_exit: float | None = None  # clock-driven run for N seconds, then exit (benchmarks)
+    headless: bool = False  # pyglet EGL offscreen (no X server), for frames_then_exit runs
+    vsync: bool = True
+    uncapped: bool = False  # tick as fast as possible (with frames_then_exit: max presentable fps)
+    save_dir: Path = field(default_factory=Path)
+    quiet: bool = False
+
+
+@dataclass
+class PreviewStats:
+    """What a preview run did."""
+
+    presented: int
+    dropped: int
+    seconds: float
+    last_index: int
+    screenshot: Path | None = None
+
+    @property
+    def presented_per_second(self) -> float:
+        return self.presented / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_display(headless: bool = False) -> None:
+    """Raise one clear line when there is no display to open a window on."""
+    if headless:
+        return
+    if not os.environ.get("DISPLAY"):
+        raise EntropicError(
+            "no display (DISPLAY is not set): preview needs a screen; export instead with "
+            "`entropic render SCENE -o piece.mp4`"
+        )
+
+
+_VERTEX_SRC = """#version 330 core
+in vec2 position;
+in vec2 tex_coords;
+out vec2 uv;
+void main() {
+    gl_Position = vec4(position, 0.0, 1.0);
+    uv = tex_coords;
+}
+"""
+
+_FRAGMENT_SRC = """#version 330 core
+in vec2 uv;
+out vec4 color;
+uniform sampler2D frame;
+void main() {
+    float v = texture(frame, uv).r;
+    color = vec4(v, v, v, 1.0);
+}
+"""
+
+
+def fit_to_screen(width: int, height: int, screen_w: int, screen_h: int, margin: float = 0.9) -> tuple[int, int]:
+    """Window size for a ``width`` x ``height`` scene: its own size, shrunk to fit the screen."""
+    scale = min(1.0, screen_w * margin / width, screen_h * margin / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def letterbox(width: int, height: int, fb_w: int, fb_h: int) -> tuple[int, int, int, int]:
+    """Largest viewport (x, y, w, h) of the scene's aspect centred in a ``fb_w`` x ``fb_h`` framebuffer."""
+    scale = min(fb_w / width, fb_h / height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return (fb_w - w) // 2, (fb_h - h) // 2, w, h
+
+
+class PreviewWindow:
+    """A pyglet window showing frames from ``frame_at(index)`` at ``fps``.
+
+    Handlers are pushed onto ``self.window``, so tests drive it with
+    ``window.dispatch_event("on_key_press", key.SPACE, 0)`` and :meth:`tick`.
+    """
+
+    def __init__(
+        self,
+        frame_at: Callable[[int], np.ndarray],
+        width: int,
+        height: int,
+        fps: float,
+        frame_count: int,
+        options: PreviewOptions = PreviewOptions(),
+        title: str = "entropic preview",
+    ) -> None:
+        check_display(options.headless)
+        import pyglet
+
+        if options.headless:
+            pyglet.options["headless"] = True
+        pyglet.options["shadow_window"] = False
+        import pyglet.window  # after the headless option: it chooses the platform at import
+        from pyglet import gl
+
+        self.gl = gl
+        self.pyglet = pyglet
+        self.frame_at = frame_at
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.options = options
+        self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps)
+        self.current_index: int | None = None
+        self.current_frame: np.ndarray | None = None
+        self.saved: list[Path] = []
+        self.closed = False
+        self._dirty = True
+
+        try:
+            display = pyglet.display.get_display()
+            screens = display.get_screens()
+        except Exception as err:  # NoSuchDisplayException and friends: one line, not a traceback
+            raise EntropicError(
+                f"cannot open display {os.environ.get('DISPLAY', '')!r} ({err}); "
+                f"export instead with `entropic render SCENE -o piece.mp4`"
+            ) from None
+        if options.screen is not None and not 0 <= options.screen < len(screens):
+            raise EntropicError(
+                f"--screen {options.screen} does not exist: this display has {len(screens)} screen(s), "
+                f"numbered 0..{len(screens) - 1}"
+            )
+        screen = screens[options.screen or 0]
+        win_w, win_h = fit_to_screen(self.width, self.height, screen.width, screen.height)
+        config = gl.Config(double_buffer=True, major_version=3, minor_version=3)
+        kwargs = dict(caption=title, resizable=True, vsync=options.vsync and not options.uncapped, screen=screen)
+        try:
+            if options.fullscreen:
+                self.window = pyglet.window.Window(fullscreen=True, config=config, **kwargs)
+            else:
+                self.window = pyglet.window.Window(win_w, win_h, config=config, **kwargs)
+        except pyglet.window.NoSuchConfigException:
+            self.window = pyglet.window.Window(win_w, win_h, **kwargs)
+        if options.hide_cursor:
+            self.window.set_mouse_visible(False)
+        self._setup_gl()
+        self.window.push_handlers(
+            on_draw=self.on_draw, on_key_press=self.on_key_press, on_close=self.on_close,
+            on_expose=self._mark_dirty, on_resize=self._on_resize,
+        )
+
+    # -- GL ----------------------------------------------------------------------------------
+    def _setup_gl(self) -> None:
+        gl = self.gl
+        from pyglet.graphics.shader import Shader, ShaderProgram
+
+        self.window.switch_to()
+        self.program = ShaderProgram(Shader(_VERTEX_SRC, "vertex"), Shader(_FRAGMENT_SRC, "fragment"))
+        # Two triangles covering the viewport; v = 0 at the top because numpy row 0 (the top
+        # of the frame) is uploaded as texture row 0.
+        self.quad = self.program.vertex_list(
+            6, gl.GL_TRIANGLES,
+            position=("f", (-1, -1, 1, -1, 1, 1, -1, -1, 1, 1, -1, 1)),
+            tex_coords=("f", (0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0)),
+        )
+        tex = gl.GLuint()
+        gl.glGenTextures(1, ctypes.byref(tex))
+        self.texture = tex
+        gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+        gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_R8, self.width, self.height, 0, gl.GL_RED,
+                        gl.GL_UNSIGNED_BYTE, None)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_S, gl.GL_CLAMP_TO_EDGE)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_T, gl.GL_CLAMP_TO_EDGE)
+        self._set_filter()
+        self._readback: np.ndarray | None = None
+
+    def _set_filter(self) -> None:
+        """NEAREST at 1:1 (pixel exact), LINEAR when the window scales the frame."""
+        gl = self.gl
+        _, _, vw, vh = self.viewport()
+        filt = gl.GL_NEAREST if (vw, vh) == (self.width, self.height) else gl.GL_LINEAR
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MIN_FILTER, filt)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MAG_FILTER, filt)
+
+    def viewport(self) -> tuple[int, int, int, int]:
+        fb_w, fb_h = self.window.get_framebuffer_size()
+        return letterbox(self.width, self.height, fb_w, fb_h)
+
+    def upload(self, frame: np.ndarray) -> None:
+        """Copy ``frame`` (uint8 [H, W]) into the texture; no allocation."""
+        gl = self.gl
+        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width):
+            raise EntropicError(
+                f"preview frame is {frame.dtype} {tuple(frame.shape)}, expected uint8 ({self.height}, {self.width})"
+            )
+        if not frame.flags.c_contiguous:
+            frame = np.ascontiguousarray(frame)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)  # rows are not 4-byte aligned in general
+        gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, gl.GL_RED, gl.GL_UNSIGNED_BYTE,
+                           frame.ctypes.data_as(ctypes.c_void_p))
+
+    def on_draw(self) -> None:
+        gl = self.gl
+        fb_w, fb_h = self.window.get_framebuffer_size()
+        gl.glViewport(0, 0, fb_w, fb_h)
+        gl.glClearColor(0.0, 0.0, 0.0, 1.0)
+        gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+        x, y, w, h = self.viewport()
+        gl.glViewport(x, y, w, h)
+        self.program.use()
+        gl.glActiveTexture(gl.GL_TEXTURE0)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        self.program["frame"] = 0
+        self.quad.draw(gl.GL_TRIANGLES)
+        self.program.stop()
+
+    def read_pixels(self) -> np.ndarray:
+        """The scene area of the back buffer as uint8 [h, w] (red channel), top row first."""
+        gl = self.gl
+        x, y, w, h = self.viewport()
+        if self._readback is None or self._readback.shape != (h, w, 4):
+            self._readback = np.empty((h, w, 4), np.uint8)
+        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+        gl.glReadPixels(x, y, w, h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, self._readback.ctypes.data_as(ctypes.c_void_p))
+        return np.ascontiguousarray(self._readback[::-1, :, 0])
+
+    # -- frames ------------------------------------------------------------------------------
+    def show(self, index: int) -> None:
+        """Make frame ``index`` current: compute it (if new), upload, draw, flip."""
+        if index != self.current_index or self.current_frame is None:
+            self.current_frame = self.frame_at(index)
+            self.current_index = index
+            self.upload(self.current_frame)
+            self._dirty = True
+        if self._dirty:
+            self.window.switch_to()
+            self.on_draw()
+            self.clock.presented += 1
+            self._dirty = False
+            self._after_draw()
+            self.window.flip()
+
+    def _after_draw(self) -> None:
+        """Hook between drawing and flipping (screenshots read the back buffer here)."""
+
+    def tick(self, dt: float = 0.0) -> None:  # noqa: ARG002 - pyglet passes dt; time comes from the clock
+        """Show the frame due now (clock mode)."""
+        if self.closed:
+            return
+        self.show(self.clock.advance())
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _on_resize(self, width: int, height: int) -> bool:
+        self._set_filter()
+        self._dirty = True
+        return True  # we set the viewport ourselves in on_draw
+
+    # -- keys --------------------------------------------------------------------------------
+    def on_key_press(self, symbol: int, modifiers: int) -> bool:
+        from pyglet.window import key
+
+        clock = self.clock
+        if symbol == key.SPACE:
+            clock.toggle_pause()
+        elif symbol in (key.LEFT, key.RIGHT):
+            sign = 1 if symbol == key.RIGHT else -1
+            if clock.paused:
+                clock.seek_frames(sign)
+            else:
+                clock.seek_frames(sign * self.fps * (10 if modifiers & key.MOD_SHIFT else 1))
+        elif symbol == key.UP:
+            clock.change_speed(faster=True)
+        elif symbol == key.DOWN:
+            clock.change_speed(faster=False)
+        elif symbol == key.F:
+            self.window.set_fullscreen(not self.window.fullscreen)
+            self._dirty = True
+        elif symbol == key.S:
+            self.save_current_frame()
+        elif symbol in (key.Q, key.ESCAPE):
+            self.on_close()
+        else:
+            return False
+        if symbol in (key.SPACE, key.LEFT, key.RIGHT) and clock.paused:
+            self.show(clock.index())
+        return True  # handled: pyglet's default Esc handler must not also run
+
+    def save_current_frame(self) -> Path:
+        """Save the exact scene frame now shown as ``entropic-frame-NNNNNN.png`` in save_dir."""
+        from render.image_sequence import write_png_atomic
+
+        if self.current_frame is None:
+            self.show(self.clock.index())
+        folder = Path(self.options.save_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"entropic-frame-{self.current_index:06d}.png"
+        write_png_atomic(path, self.current_frame)
+        self.saved.append(path)
+        if not self.options.quiet:
+            print(f"saved {path}", file=sys.stderr)
+        return path
+
+    def on_close(self) -> bool:
+        if not self.closed:
+            self.closed = True
+            self.pyglet.app.exit()
+        return True
+
+    def destroy(self) -> None:
+        """Release the GL objects and the window."""
+        gl = self.gl
+        try:
+            self.window.switch_to()
+            gl.glDeleteTextures(1, ctypes.byref(self.texture))
+            self.quad.delete()
+            self.program.delete()
+        finally:
+            self.window.close()
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> PreviewStats:
+        """Run the event loop until quit (or the non-interactive limits); return the stats."""
+        pyglet = self.pyglet
+        opts = self.options
+        shot: dict[str, Path | None] = {"path": None}
+        self.clock = PlaybackClock(self.clock.frame_count, self.fps, start_frame=opts.start * self.fps)
+        t0 = time.perf_counter()
+
+        if opts.frames_then_exit is not None:
+            if opts.frames_then_exit < 1:
+                raise EntropicError(f"--frames-then-exit {opts.frames_then_exit} must be at least 1")
+            start = int(math.floor(opts.start * self.fps + 0.5))
+
+            def fixed_tick(dt: float) -> None:  # noqa: ARG001
+                n = self.clock.presented
+                self._dirty = True
+                index = (start + n) % self.clock.frame_count
+                if n + 1 == opts.frames_then_exit and opts.screenshot is not None:
+                    self._after_draw = lambda: shot.__setitem__("path", self._save_screenshot(opts.screenshot))
+                self.show(index)
+                if self.clock.presented >= opts.frames_then_exit:
+                    self.on_close()
+
+            tick = fixed_tick
+        else:
+            def timed_tick(dt: float) -> None:
+                self.tick(dt)
+                if opts.seconds_then_exit is not None and time.perf_counter() - t0 >= opts.seconds_then_exit:
+                    self.on_close()
+
+            tick = timed_tick
+        if opts.uncapped:
+            pyglet.clock.schedule(tick)
+        else:
+            pyglet.clock.schedule_interval(tick, 1.0 / self.fps)
+        self.tick_fn = tick
+        try:
+            pyglet.app.run(None)
+        finally:
+            pyglet.clock.unschedule(tick)
+        seconds = time.perf_counter() - t0
+        stats = PreviewStats(self.clock.presented, self.clock.dropped, seconds,
+                             -1 if self.current_index is None else self.current_index, shot["path"])
+        return stats
+
+    def _save_screenshot(self, path: Path) -> Path:
+        from render.image_sequence import encode_png
+        from diffusion.atomic import atomic_write_bytes
+
+        pixels = self.read_pixels()
+        atomic_write_bytes(Path(path), encode_png(pixels))
+        return Path(path)
+
+
+def run_preview(scene, options: PreviewOptions = PreviewOptions()) -> PreviewStats:
+    """Open a preview window on ``scene`` (a loaded Scene) and run it until it is closed."""
+    import scenes
+
+    check_display(options.headless)
+    if options.screenshot is not None and options.frames_then_exit is None:
+        raise EntropicError("--screenshot needs --frames-then-exit N (the screenshot is taken after N frames)")
+    if options.screenshot is not None and not Path(options.screenshot).parent.is_dir():
+        raise EntropicError(f"{Path(options.screenshot).parent}: screenshot folder does not exist")
+    if options.start < 0 or options.start > scene.duration:
+        raise EntropicError(f"--start {options.start} is outside the scene's 0..{scene.duration} s")
+    win = PreviewWindow(
+        lambda i: scenes.frame_at_index(scene, i),
+        scene.width, scene.height, scene.fps, scene.frame_count, options,
+        title=f"entropic · {Path(str(getattr(scene, 'source_path', 'scene'))).name}",
+    )
+    try:
+        return win.run()
+    finally:
+        win.destroy()

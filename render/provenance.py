@@ -1,0 +1,391 @@
+"""Where a rendered video came from: scene → stores → model weights → dataset manifest.
+
+A render records one JSON document (:func:`collect_provenance`) twice: compactly in the
+video's own metadata (ffmpeg ``-metadata comment=...``; MP4/MOV/MKV keep it, GIF cannot) and
+indented in a sidecar ``piece.mp4.json`` next to it, which also carries the video's sha256.
+PNG sequences carry it in their folder's ``entropic-sequence.json``. :func:`describe_video`
+reads it back for ``entropic info VIDEO``.
+
+Store facts are read through :mod:`diffusion.trajectory_store` (numpy only). A field a store
+header does not have (a store written by ``write_store`` has no model) is reported as
+``"unknown"``, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from diffusion.atomic import sha256_file
+from diffusion.errors import EntropicError
+
+FORMAT = "entropic-render"
+VERSION = 1
+UNKNOWN = "unknown"
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(video: str | os.PathLike) -> Path:
+    """``piece.mp4`` → ``piece.mp4.json``."""
+    video = Path(video)
+    return video.with_name(video.name + SIDECAR_SUFFIX)
+
+
+def entropic_version() -> str:
+    """The installed package version, or "unknown" when running from a bare checkout."""
+    try:
+        return importlib_metadata.version("entropic")
+    except importlib_metadata.PackageNotFoundError:
+        return UNKNOWN
+
+
+def _known(value: Any) -> Any:
+    return UNKNOWN if value is None or value == "" or value == {} else value
+
+
+def store_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """Hashes and origin of one trajectory store, from its header (absent fields → "unknown")."""
+    from diffusion import trajectory_store
+
+    root = Path(path)
+    header = trajectory_store.read_header(root)
+    header_file = root / trajectory_store.HEADER_FILE
+    model = header.get("model") or {}
+    dataset = model.get("dataset") or {} if isinstance(model, dict) else {}
+    sampler = header.get("sampler") or {}
+    return {
+        "path": str(root),
+        "header_sha256": sha256_file(header_file),
+        "num_samples": header.get("num_samples"),
+        "num_steps": header.get("num_steps"),
+        "size": f"{header.get('width')}x{header.get('height')}",
+        "sampler": _known(sampler.get("name")) if isinstance(sampler, dict) else UNKNOWN,
+        "sampler_steps": _known(sampler.get("steps")) if isinstance(sampler, dict) else UNKNOWN,
+        "seed": _known((header.get("seeds") or {}).get("base")),
+        "run": _known(model.get("run")) if isinstance(model, dict) else UNKNOWN,
+        "weights_sha256": _known(model.get("weights_sha256")) if isinstance(model, dict) else UNKNOWN,
+        "dataset_manifest_sha256": _known(dataset.get("manifest_sha256")),
+        "license_summary": _known(dataset.get("license_summary")),
+    }
+
+
+def merge_licences(stores: Iterable[Mapping[str, Any]]) -> dict[str, Any] | str:
+    """Licence → image count over every store's dataset (each distinct manifest counted once)."""
+    seen: set[str] = set()
+    total: dict[str, int] = {}
+    unknown = False
+    for s in stores:
+        manifest, lic = s.get("dataset_manifest_sha256"), s.get("license_summary")
+        if not isinstance(lic, dict):
+            unknown = True
+            continue
+        if manifest in seen:
+            continue
+        seen.add(str(manifest))
+        for name, count in lic.items():
+            total[name] = total.get(name, 0) + int(count)
+    if not total:
+        return UNKNOWN
+    if unknown:
+        total[UNKNOWN] = total.get(UNKNOWN, 0)
+    return dict(sorted(total.items()))
+
+
+def collect_provenance(
+    scene: Any,
+    *,
+    frames: tuple[int, int],
+    output: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The provenance document of a render of ``scene`` (after --size/--fps), frames [start, stop)."""
+    source = getattr(scene, "source_path", None)
+    scene_doc = {
+        "path": str(source) if source else UNKNOWN,
+        "sha256": sha256_file(source) if source and Path(source).is_file() else UNKNOWN,
+        "width": int(scene.width),
+        "height": int(scene.height),
+        "fps": float(scene.fps),
+        "duration": float(scene.duration),
+        "frame_count": int(scene.frame_count),
+    }
+    stores = [store_provenance(p) for p in _unique(getattr(scene, "stores", []) or [])]
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "software": f"entropic {entropic_version()}",
+        "scene": scene_doc,
+        "frames": {"start": int(frames[0]), "stop": int(frames[1])},
+        "output": dict(output),
+        "stores": stores,
+        "weights_sha256": sorted({str(s["weights_sha256"]) for s in stores}) or [UNKNOWN],
+        "dataset_manifest_sha256": sorted({str(s["dataset_manifest_sha256"]) for s in stores}) or [UNKNOWN],
+        "license_summary": merge_licences(stores),
+    }
+
+
+def _unique(paths: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        if str(p) not in out:
+            out.append(str(p))
+    return out
+
+
+def metadata_comment(doc: Mapping[str, Any]) -> str:
+    """Compact JSON for the container's ``comment`` tag."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# -- reading back -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """What ffmpeg says about a video file."""
+
+    path: Path
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    fps: float
+    frames: int
+    tags: dict[str, str]
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")
+_SIZE_RE = re.compile(r",\s*(\d+)x(\d+)")
+_FPS_RE = re.compile(r"([\d.]+)\s*(?:fps|tbr)")
+
+
+def _ffmpeg() -> str:
+    from render.video_sink import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The container's global metadata tags (``ffmpeg -f ffmetadata``), unescaped."""
+    proc = subprocess.run(
+        [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        return {}
+    text = proc.stdout.decode("utf-8", "replace")
+    tags: dict[str, str] = {}
+    # ffmetadata escapes '=', ';', '#', '\\' and newlines with a backslash.
+    for line in _logical_lines(text):
+        if not line or line.startswith(";") or line.startswith("#") or line.startswith("["):
+            if line.startswith("["):
+                break  # stream/chapter sections follow the global tags
+            continue
+        key, value = _split_unescaped(line)
+        tags[key.lower()] = value
+    return tags
+
+
+def _logical_lines(text: str) -> list[str]:
+    lines, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == "\n":
+            lines.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if cur:
+        lines.append("".join(cur))
+    return lines
+
+
+def _split_unescaped(line: str) -> tuple[str, str]:
+    key, out, i, seen_eq = "", [], 0, False
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            out.append(line[i + 1])
+            i += 2
+            continue
+        if ch == "=" and not seen_eq:
+            key, out, seen_eq = "".join(out), [], True
+        else:
+            out.append(ch)
+        i += 1
+    value = "".join(out)
+    return (key, value) if seen_eq else ("".join(out), "")
+
+
+def probe_video(path: str | os.PathLike) -> VideoFacts:
+    """Codec, size, fps, frame count and tags of a video, from the bundled ffmpeg."""
+    path = Path(path)
+    if not path.is_file():
+        raise EntropicError(f"{path}: no such video file")
+    proc = subprocess.run(
+        [_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+         "-f", "null", "-", "-progress", "pipe:1", "-nostats"],
+        capture_output=True,
+    )
+    err = proc.stderr.decode("utf-8", "replace")
+    m = None
+    for line in err.splitlines():
+        m = _STREAM_RE.search(line)
+        if m:
+            break
+    if proc.returncode != 0 or m is None:
+        last = [l for l in err.splitlines() if l.strip()][-1:] or ["no video stream"]
+        raise EntropicError(f"{path}: not a readable video ({last[0].strip()})")
+    rest = m.group("rest")
+    size = _SIZE_RE.search(rest)
+    fps = _FPS_RE.search(rest)
+    pix = re.match(r"\s*(?:\([^)]*\)\s*)*(?:\([^)]*\)\s*)?,\s*([\w]+)", rest)
+    frames = 0
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("frame="):
+            try:
+                frames = int(line.split("=", 1)[1])
+            except ValueError:
+                pass
+    return VideoFacts(
+        path=path,
+        codec=m.group("codec"),
+        pix_fmt=pix.group(1) if pix else UNKNOWN,
+        width=int(size.group(1)) if size else 0,
+        height=int(size.group(2)) if size else 0,
+        fps=float(fps.group(1)) if fps else 0.0,
+        frames=frames,
+        tags=read_tags(path),
+    )
+
+
+def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str]:
+    """The provenance of a video and where it came from ("embedded", "sidecar" or "none")."""
+    path = Path(path)
+    if path.is_dir():
+        from render.image_sequence import read_manifest
+
+        manifest = read_manifest(path)
+        return ((manifest or {}).get("provenance") or None), ("sequence manifest" if manifest else "none")
+    comment = read_tags(path).get("comment", "")
+    try:
+        doc = json.loads(comment) if comment else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("format") == FORMAT:
+        return doc, "embedded"
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            return data.get("provenance"), "sidecar"
+        except (OSError, ValueError):
+            pass
+    return None, "none"
+
+
+def write_sidecar(video: Path, doc: Mapping[str, Any], facts: Mapping[str, Any]) -> Path:
+    """Write ``video``.json (atomically) with the provenance and the video's sha256."""
+    from diffusion.atomic import atomic_write_json
+
+    side = sidecar_path(video)
+    atomic_write_json(
+        side,
+        {"format": FORMAT + "-sidecar", "version": VERSION, "video": video.name,
+         "video_sha256": sha256_file(video), **dict(facts), "provenance": dict(doc)},
+    )
+    return side
+
+
+def _fmt_licences(lic: Any) -> str:
+    if isinstance(lic, dict) and lic:
+        return ", ".join(f"{name} ({count} images)" for name, count in lic.items())
+    return UNKNOWN
+
+
+def describe_provenance(doc: Mapping[str, Any]) -> list[str]:
+    """Human lines telling the chain scene → stores → model → dataset."""
+    lines = []
+    sc = doc.get("scene", {})
+    fr = doc.get("frames", {})
+    out = doc.get("output", {})
+    lines.append(
+        f"  made by {doc.get('software', UNKNOWN)} from scene {sc.get('path', UNKNOWN)} "
+        f"(sha256 {sc.get('sha256', UNKNOWN)})"
+    )
+    lines.append(
+        f"  canvas {sc.get('width')}x{sc.get('height')} at {sc.get('fps')} fps; frames {fr.get('start')}:{fr.get('stop')} "
+        f"of {sc.get('frame_count')}"
+        + (f"; codec {out.get('codec')}" if out.get("codec") else "")
+        + (f" (exact grey levels)" if out.get("exact") else "")
+    )
+    for s in doc.get("stores", []):
+        lines.append(f"  store {s.get('path')}: header sha256 {s.get('header_sha256')}")
+        lines.append(
+            f"    {s.get('num_samples')} samples x {s.get('num_steps')} steps at {s.get('size')}, "
+            f"sampler {s.get('sampler')} ({s.get('sampler_steps')} steps), seed {s.get('seed')}"
+        )
+        lines.append(f"    model: run {s.get('run')}, weights sha256 {s.get('weights_sha256')}")
+        lines.append(
+            f"    dataset: manifest sha256 {s.get('dataset_manifest_sha256')}; "
+            f"licences {_fmt_licences(s.get('license_summary'))}"
+        )
+    if not doc.get("stores"):
+        lines.append("  stores: none recorded")
+    lines.append(f"  dataset licences (all stores): {_fmt_licences(doc.get('license_summary'))}")
+    return lines
+
+
+def describe_video(path: str | os.PathLike) -> str:
+    """Text for ``entropic info VIDEO``: the file's facts and the chain back to the dataset."""
+    path = Path(path)
+    if path.is_dir():
+        doc, where = read_provenance(path)
+        from render.image_sequence import existing_frames, read_manifest
+
+        manifest = read_manifest(path) or {}
+        lines = [
+            f"{path}: PNG sequence, {manifest.get('width')}x{manifest.get('height')} at {manifest.get('fps')} fps, "
+            f"{len(existing_frames(path))} of {manifest.get('timeline_frames')} frames present"
+            + (" (complete)" if manifest.get("complete") else " (incomplete: re-run the render to resume)"),
+            "  exact 8-bit grey levels (PNG)",
+        ]
+    else:
+        facts = probe_video(path)
+        doc, where = read_provenance(path)
+        lines = [
+            f"{path}: {facts.codec} {facts.pix_fmt}, {facts.width}x{facts.height}, {facts.fps:g} fps, "
+            f"{facts.frames} frames ({facts.duration:.2f} s)"
+        ]
+        side = sidecar_path(path)
+        if side.is_file():
+            try:
+                recorded = json.loads(side.read_text(encoding="utf-8")).get("video_sha256")
+            except (OSError, ValueError):
+                recorded = None
+            state = "matches this file" if recorded == sha256_file(path) else "does NOT match this file (stale sidecar)"
+            lines.append(f"  sidecar {side.name}: {state}")
+    if doc is None:
+        lines.append("  provenance: none recorded (not rendered by entropic, or metadata stripped)")
+    else:
+        lines.append(f"  provenance ({where}):")
+        lines.extend(describe_provenance(doc))
+        parts = doc.get("parts")
+        if parts:
+            lines.append(f"  joined from {len(parts)} parts: " + ", ".join(
+                f"{p.get('file')} [{p.get('start')}:{p.get('stop')}]" for p in parts))
+    return "\n".join(lines)
