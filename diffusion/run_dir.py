@@ -247,6 +247,11 @@ def write_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:07d}"
     final = root / name
+    current = _read_pointer(Path(run))
+    if current is not None and current[1] == name and final.is_dir():
+        # Already committed (e.g. Ctrl-C arrived while the exports after the flip were written):
+        # training is deterministic, so the same step holds the same state.
+        return final
     tmp = root / f".{name}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -258,10 +263,7 @@ def write_checkpoint(
     atomic_write_json(tmp / CKPT_STATE, {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "step": step})
     atomic_write_bytes(tmp / CKPT_LOSS, loss_history.encode("utf-8"))
     _fsync_dir(tmp)
-    current = _read_pointer(Path(run))
     if final.exists():
-        if current is not None and current[1] == name:
-            raise RuntimeError(f"{final} is the current checkpoint; refusing to replace it")
         shutil.rmtree(final)  # an orphan from a run killed before its pointer flip
     os.replace(tmp, final)
     _fsync_dir(root)

@@ -34,7 +34,9 @@ import io
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -467,6 +469,27 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
         eb.copy_(b)
 
 
+class _DeferredInterrupt:
+    """While installed, SIGINT sets ``requested`` instead of raising; a second SIGINT raises."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.requested = False
+        self._installed = enabled and threading.current_thread() is threading.main_thread()
+        if self._installed:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._installed:
+            # None means "installed outside Python": the closest we can give back is the default.
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+
 def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -585,6 +608,8 @@ def _train(
     dist.barrier()
 
     n = len(dataset.images)
+    if cfg.bf16 and device.type not in ("cpu", "cuda"):
+        say(f"note: bf16 autocast is not used on {device.type}; training in float32")
     say(
         f"{'resuming' if ckpt else 'training'} {out} {'from step ' + format(start_step, ',') + ' ' if ckpt else ''}"
         f"to {cfg.steps:,} steps: {n_params:,} parameters, {n} images at {settings.model.resolution}px, "
@@ -670,6 +695,10 @@ def _train(
     window_start = time.perf_counter()
     excluded = 0.0  # seconds of sampling / checkpointing inside the current window
     lr = cfg.lr
+    # Ctrl-C is taken at the end of the step in flight (a step cut in half -- weights updated,
+    # EMA not yet -- must never be checkpointed); a second Ctrl-C stops at once. Single
+    # process only: under torchrun the launcher owns the signals.
+    stop = _DeferredInterrupt(enabled=dist.world_size == 1)
     try:
         while step < cfg.steps:
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
@@ -718,12 +747,14 @@ def _train(
                     checkpoint(step)
                     last_saved = step
                 excluded += time.perf_counter() - t0
-    except KeyboardInterrupt:
-        bar.close()
-        if dist.main and dist.world_size == 1 and step > last_saved:
-            checkpoint(step)
-            _stderr(f"entropic: interrupted at step {step:,}; saved a checkpoint, run the same command to resume")
-        raise
+            if stop.requested:
+                bar.close()
+                if step > last_saved:
+                    checkpoint(step)
+                _stderr(f"entropic: interrupted at step {step:,}; its checkpoint is saved, run the same command to resume")
+                raise KeyboardInterrupt
+    finally:
+        stop.restore()
     bar.close()
     dist.barrier()
     wall = time.perf_counter() - wall_start

@@ -47,6 +47,9 @@ array per request, with POSIX_FADV_RANDOM, instead of fancy indexing on a memory
 result is the same, but pages of a memory map that have been touched stay in the process's
 resident set (RssFile) until the kernel reclaims them, so a long render over a big store grows
 its RSS towards the store's size; with pread the resident memory is the size of the result.
+Large gathers keep several reads in flight on a small thread pool (pread releases the GIL),
+which matters when frames come from the disk rather than the page cache
+(benchmarks/store_reader.py has the figures).
 ``TrajectoryStore.memmap(kind)`` still gives a read-only ``np.memmap`` for numpy users.
 
 Per-sample seeds: sample i of a store recorded with base seed ``b`` is drawn with seed
@@ -62,6 +65,7 @@ import json
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -87,6 +91,8 @@ SEED_RULE = "numpy.random.SeedSequence(base, spawn_key=(i,)).generate_state(1, u
 # Noise standard deviations kept by the uint8 mapping of x_t (beyond: clipped; P(|z|>4) = 6e-5).
 UINT8_NOISE_SIGMAS = 4.0
 _F16_MAX = float(np.finfo(np.float16).max)
+# Gathers of at least this many frames are read by several threads (see TrajectoryStore._read_raw).
+PARALLEL_READ_MIN = 64
 
 
 def sample_seed(base_seed: int, index: int) -> int:
@@ -379,7 +385,7 @@ class TrajectoryStore:
     Safe to share between threads (reads use pread, no shared file position).
     """
 
-    def __init__(self, path: Path, header: dict, complete: np.ndarray, fds: dict[str, int]) -> None:
+    def __init__(self, path: Path, header: dict, complete: np.ndarray, fds: dict[str, int], read_threads: int = 8) -> None:
         self.path = path
         self.header = header
         self.num_samples = int(header["num_samples"])
@@ -402,6 +408,9 @@ class TrajectoryStore:
         self._frame_elems = self.height * self.width
         self._frame_bytes = self._frame_elems * self._np_dtype.itemsize
         self._fds = fds
+        self._read_threads = int(read_threads)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
         self._maps: dict[str, np.memmap] = {}
         self._scale: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.dtype == "uint8":
@@ -414,6 +423,9 @@ class TrajectoryStore:
     def close(self) -> None:
         """Close the array files (also done when the object is garbage-collected)."""
         fds, self._fds = self._fds, {}
+        if self._executor is not None and self._executor_pid == os.getpid():
+            self._executor.shutdown(wait=True)
+        self._executor = None
         for fd in fds.values():
             try:
                 os.close(fd)
@@ -467,15 +479,37 @@ class TrajectoryStore:
         fd = self._fds[kind]
         k = samples.size
         out = np.empty((k, self._frame_elems), dtype=self._np_dtype)
-        offsets = (samples * self.num_steps + steps) * self._frame_bytes
         fb = self._frame_bytes
-        # Ascending file offsets: kinder to the disk and to readahead; the result keeps the
-        # caller's order because every read lands in its own row.
-        for i in np.argsort(offsets, kind="stable").tolist():
-            got = os.preadv(fd, [out[i]], int(offsets[i]))
-            if got != fb:
-                raise EntropicError(f"{self.path}: array file is shorter than its header says (truncated)")
+        flat = memoryview(out).cast("B") if k else None
+        offsets = ((samples * self.num_steps + steps) * fb).tolist()
+        # Ascending file offsets: kinder to the disk; the result keeps the caller's order
+        # because every read lands in its own row.
+        order = np.argsort(offsets, kind="stable").tolist()
+
+        def read(rows: list[int]) -> None:
+            preadv = os.preadv
+            for i in rows:
+                if preadv(fd, [flat[i * fb : (i + 1) * fb]], offsets[i]) != fb:
+                    raise EntropicError(f"{self.path}: array file is shorter than its header says (truncated)")
+
+        pool = self._pool() if k >= PARALLEL_READ_MIN else None
+        if pool is None:
+            read(order)
+        else:
+            # Several reads in flight (pread releases the GIL): frames that are not in the page
+            # cache come from the disk several times faster than one read at a time.
+            n = self._read_threads
+            for f in [pool.submit(read, order[j::n]) for j in range(n)]:
+                f.result()
         return out
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self._read_threads <= 1:
+            return None
+        if self._executor is None or self._executor_pid != os.getpid():  # a forked child needs its own threads
+            self._executor = ThreadPoolExecutor(self._read_threads, thread_name_prefix="entropic-store-read")
+            self._executor_pid = os.getpid()
+        return self._executor
 
     def _decode(self, raw: np.ndarray, steps: np.ndarray, kind: str) -> np.ndarray:
         if self.dtype == "uint8":
@@ -600,7 +634,7 @@ def _describe_missing(mask: np.ndarray) -> str:
     return f"{int(mask.sum())} of {mask.size} samples complete (missing: {shown})"
 
 
-def open_store(path: str | os.PathLike, allow_incomplete: bool = False) -> TrajectoryStore:
+def open_store(path: str | os.PathLike, allow_incomplete: bool = False, read_threads: int = 8) -> TrajectoryStore:
     """Open a trajectory store read-only, after checking it.
 
     Refused with an EntropicError naming the path and the problem: no header, unknown format
@@ -608,6 +642,7 @@ def open_store(path: str | os.PathLike, allow_incomplete: bool = False) -> Traje
     dtype (truncated, or an interrupted append), or incomplete samples — unless
     ``allow_incomplete`` is True, in which case only complete samples can be read
     (``store.complete`` says which). Values are not scanned for NaN/inf here (see ``verify``).
+    ``read_threads``: reads in flight for large gathers (1 = strictly one at a time).
     """
     root = Path(path)
     header = read_header(root)
@@ -649,7 +684,7 @@ def open_store(path: str | os.PathLike, allow_incomplete: bool = False) -> Traje
         for fd in fds.values():
             os.close(fd)
         raise
-    return TrajectoryStore(root, header, complete, fds)
+    return TrajectoryStore(root, header, complete, fds, read_threads=read_threads)
 
 
 # ----------------------------------------------------------------------------------------------

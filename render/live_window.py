@@ -111,6 +111,50 @@ class PlaybackClock:
         return self.speed
 
 
+class FrameFetcher:
+    """Computes frames on one worker thread, one frame ahead of the window.
+
+    While the main thread uploads, draws and swaps frame i (GL calls release the GIL), the
+    worker composites the frame predicted next. Every frame is computed on that one thread,
+    so the scene engine is never entered from two threads at once. At most two frames are
+    alive at any time (the one shown and the one being made): memory stays flat.
+    """
+
+    def __init__(self, frame_at: Callable[[int], np.ndarray]) -> None:
+        import concurrent.futures
+
+        self.frame_at = frame_at
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preview-frames")
+        self._pending: tuple[int, object] | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, index: int) -> np.ndarray:
+        """Frame ``index``: the prefetched one if it was predicted, else computed now."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == index:
+            self.hits += 1
+            return pending[1].result()
+        if pending is not None:
+            pending[1].cancel()  # not started: dropped; running: finishes, result ignored
+        self.misses += 1
+        return self._pool.submit(self.frame_at, index).result()
+
+    def prefetch(self, index: int) -> None:
+        """Start computing ``index`` in the background (replacing an older prediction)."""
+        if self._pending is not None:
+            if self._pending[0] == index:
+                return
+            self._pending[1].cancel()
+        self._pending = (index, self._pool.submit(self.frame_at, index))
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending[1].cancel()
+        self._pending = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class PreviewOptions:
     """How ``entropic preview`` runs."""
@@ -218,6 +262,7 @@ class PreviewWindow:
         self.gl = gl
         self.pyglet = pyglet
         self.frame_at = frame_at
+        self.fetcher = FrameFetcher(frame_at)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.options = options
         self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps)
@@ -242,15 +287,14 @@ class PreviewWindow:
             )
         screen = screens[options.screen or 0]
         win_w, win_h = fit_to_screen(self.width, self.height, screen.width, screen.height)
-        config = gl.Config(double_buffer=True, major_version=3, minor_version=3)
+        config = gl.Config(double_buffer=True, major_version=3, minor_version=3,
+                           red_size=8, green_size=8, blue_size=8, alpha_size=8)  # 8 bits: exact read-back
         kwargs = dict(caption=title, resizable=True, vsync=options.vsync and not options.uncapped, screen=screen)
+        size = dict(fullscreen=True) if options.fullscreen else dict(width=win_w, height=win_h)
         try:
-            if options.fullscreen:
-                self.window = pyglet.window.Window(fullscreen=True, config=config, **kwargs)
-            else:
-                self.window = pyglet.window.Window(win_w, win_h, config=config, **kwargs)
+            self.window = pyglet.window.Window(config=config, **size, **kwargs)
         except pyglet.window.NoSuchConfigException:
-            self.window = pyglet.window.Window(win_w, win_h, **kwargs)
+            self.window = pyglet.window.Window(**size, **kwargs)  # whatever the driver offers
         if options.hide_cursor:
             self.window.set_mouse_visible(False)
         self._setup_gl()
@@ -314,10 +358,13 @@ class PreviewWindow:
     def on_draw(self) -> None:
         gl = self.gl
         fb_w, fb_h = self.window.get_framebuffer_size()
-        gl.glViewport(0, 0, fb_w, fb_h)
-        gl.glClearColor(0.0, 0.0, 0.0, 1.0)
-        gl.glClear(gl.GL_COLOR_BUFFER_BIT)
-        x, y, w, h = self.viewport()
+        x, y, w, h = letterbox(self.width, self.height, fb_w, fb_h)
+        if (w, h) != (fb_w, fb_h):
+            # Black bars around a letterboxed frame. Skipped when the frame covers the window:
+            # with software GL a full clear costs several ms a frame at 1080p.
+            gl.glViewport(0, 0, fb_w, fb_h)
+            gl.glClearColor(0.0, 0.0, 0.0, 1.0)
+            gl.glClear(gl.GL_COLOR_BUFFER_BIT)
         gl.glViewport(x, y, w, h)
         self.program.use()
         gl.glActiveTexture(gl.GL_TEXTURE0)
@@ -337,11 +384,16 @@ class PreviewWindow:
         return np.ascontiguousarray(self._readback[::-1, :, 0])
 
     # -- frames ------------------------------------------------------------------------------
-    def show(self, index: int) -> None:
-        """Make frame ``index`` current: compute it (if new), upload, draw, flip."""
+    def show(self, index: int, next_index: int | None = None) -> None:
+        """Make frame ``index`` current: fetch it (if new), upload, draw, flip.
+
+        ``next_index``: the frame expected next, composited in the background meanwhile.
+        """
         if index != self.current_index or self.current_frame is None:
-            self.current_frame = self.frame_at(index)
+            self.current_frame = self.fetcher.get(index)
             self.current_index = index
+            if next_index is not None:
+                self.fetcher.prefetch(next_index)
             self.upload(self.current_frame)
             self._dirty = True
         if self._dirty:
@@ -352,6 +404,12 @@ class PreviewWindow:
             self._after_draw()
             self.window.flip()
 
+    def expected_next(self, index: int) -> int | None:
+        """The frame the clock will ask for next (None when paused)."""
+        if self.clock.paused:
+            return None
+        return (index + max(1, round(self.clock.speed))) % self.clock.frame_count
+
     def _after_draw(self) -> None:
         """Hook between drawing and flipping (screenshots read the back buffer here)."""
 
@@ -359,7 +417,8 @@ class PreviewWindow:
         """Show the frame due now (clock mode)."""
         if self.closed:
             return
-        self.show(self.clock.advance())
+        index = self.clock.advance()
+        self.show(index, self.expected_next(index))
 
     def _mark_dirty(self) -> None:
         self._dirty = True
@@ -423,6 +482,7 @@ class PreviewWindow:
     def destroy(self) -> None:
         """Release the GL objects and the window."""
         gl = self.gl
+        self.fetcher.close()
         try:
             self.window.switch_to()
             gl.glDeleteTextures(1, ctypes.byref(self.texture))
@@ -451,7 +511,7 @@ class PreviewWindow:
                 index = (start + n) % self.clock.frame_count
                 if n + 1 == opts.frames_then_exit and opts.screenshot is not None:
                     self._after_draw = lambda: shot.__setitem__("path", self._save_screenshot(opts.screenshot))
-                self.show(index)
+                self.show(index, (index + 1) % self.clock.frame_count)
                 if self.clock.presented >= opts.frames_then_exit:
                     self.on_close()
 

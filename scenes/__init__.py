@@ -1,0 +1,40 @@
+"""The scene engine: a scene file + trajectory stores -> frames (numpy only; never imports torch).
+
+Public API (used by ``render/``):
+
+    load_scene(path) -> Scene                    validate a TOML scene (docs/scene-format.md)
+    default_scene_path() -> Path                 assets/scenes/default.toml
+    resolve_store(value, base_dir=".") -> Path   what a scene's ``store = ...`` points at
+    with_canvas(scene, width=None, height=None, fps=None) -> Scene
+    frame(scene, t) -> uint8 [height, width]     pure function of (scene, stores, t seconds)
+    frame_at_index(scene, i) -> uint8 frame at t = i / fps
+    iter_frames(scene, start=0, stop=None, threads=1) -> Iterator[uint8 frames]
+
+Scene attributes: width, height, fps, duration, loop, frame_count, source_path, stores.
+"""
+
+from scenes.frames import frame, frame_at_index, iter_frames
+from scenes.scene_file import (
+    FORMAT_VERSION,
+    Scene,
+    default_scene_path,
+    default_store_path,
+    load_scene,
+    resolve_store,
+    scene_from_dict,
+    with_canvas,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Scene",
+    "default_scene_path",
+    "default_store_path",
+    "frame",
+    "frame_at_index",
+    "iter_frames",
+    "load_scene",
+    "resolve_store",
+    "scene_from_dict",
+    "with_canvas",
+]

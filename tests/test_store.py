@@ -330,3 +330,36 @@ def test_reader_imports_no_torch():
     probe = "import sys, diffusion.trajectory_store as t; t.open_store; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _gather_in_child(path: str, samples: list[int], steps: list[int], queue) -> None:
+    queue.put(_SHARED_STORE.frames(samples, steps).tolist())
+
+
+_SHARED_STORE = None
+
+
+def test_large_gathers_read_in_parallel_match_the_array_and_survive_fork(tmp_path: Path):
+    global _SHARED_STORE
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 9, 4, 4)).astype(np.float32)
+    path = write_store(tmp_path / "big", x, np.arange(8, -1, -1) - 1, np.linspace(0.1, 1, 9))
+    samples, steps = rng.integers(0, 40, 300), rng.integers(0, 9, 300)
+    expected = x[samples, steps].astype(np.float16).astype(np.float32)
+    with open_store(path, read_threads=1) as one:
+        np.testing.assert_array_equal(one.frames(samples, steps), expected)
+    _SHARED_STORE = open_store(path)  # the parallel pool exists in this process before the fork
+    try:
+        np.testing.assert_array_equal(_SHARED_STORE.frames(samples, steps), expected)
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_gather_in_child, args=(str(path), samples.tolist(), steps.tolist(), queue))
+        proc.start()
+        got = np.asarray(queue.get(timeout=30), dtype=np.float32)
+        proc.join(timeout=30)
+        np.testing.assert_array_equal(got, expected)
+    finally:
+        _SHARED_STORE.close()
+        _SHARED_STORE = None

@@ -55,8 +55,10 @@ TINY_CLI = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
+    # Module scope, so the module-scoped training fixtures run single-threaded too: on a
+    # shared, busy 2-core machine two OpenMP threads wait on each other far more than they gain.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -226,6 +228,31 @@ def test_resume_ignores_and_cleans_a_half_written_checkpoint(train_data, tmp_pat
     assert sorted(p.name for p in state.iterdir()) == ["checkpoint.json", "step_0000004"]
 
 
+def test_run_killed_before_its_first_checkpoint_starts_over_exactly(train_data, tmp_path):
+    straight = tmp_path / "straight"
+    train(train_data, straight, {**TINY, "steps": 2}, quiet=True)
+    early = tmp_path / "early"
+    early.mkdir()
+    shutil.copy(straight / "config.json", early / "config.json")  # all a run has before step 1
+    with pytest.raises(EntropicError, match="no model.safetensors"):
+        load_run(early)
+    assert train(train_data, early, {"steps": 2}, quiet=True).start_step == 0
+    assert (early / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
+
+
+def test_bf16_autocast_and_v_prediction(train_data, tmp_path):
+    settings = {**TINY, "steps": 2, "prediction": "v", "schedule": "linear", "checkpoint_every": 0}
+    train(train_data, tmp_path / "bf16", {**settings, "bf16": True}, quiet=True)
+    train(train_data, tmp_path / "fp32", settings, quiet=True)
+    loaded = load_run(tmp_path / "bf16")
+    assert loaded.prediction == "v" and loaded.schedule_config.kind == "linear"
+    assert loaded.config["train"]["bf16"] is True
+    first_loss = lambda run: float((run / "loss_history.csv").read_text().splitlines()[1].split(",")[1])  # noqa: E731
+    # Same data, t and noise: only the reduced precision of the forward pass differs.
+    assert first_loss(tmp_path / "bf16") != first_loss(tmp_path / "fp32")
+    assert first_loss(tmp_path / "bf16") == pytest.approx(first_loss(tmp_path / "fp32"), rel=0.05)
+
+
 def test_resume_refuses_another_architecture_schedule_or_dataset(train_runs, train_data, tmp_path):
     run = train_runs["split"]
     before = _snapshot(run)
@@ -331,7 +358,17 @@ def _entropic(*args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_bad_inputs_are_one_line_errors_that_change_nothing(train_runs, train_data, tmp_path):
+def _cli_in_process(capsys, *args: str) -> tuple[int, str]:
+    """Run ``render.cli.main`` here (same code path as the console script); exit code and stderr."""
+    from render.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_bad_inputs_are_one_line_errors_that_change_nothing(train_runs, train_data, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     texts = tmp_path / "texts"
@@ -355,58 +392,84 @@ def test_bad_inputs_are_one_line_errors_that_change_nothing(train_runs, train_da
     data = str(train_data)
     fresh = lambda name: str(tmp_path / name)  # noqa: E731
 
+    # name: (arguments, what the one line must name, what must stay unchanged on disk)
     cases = {
         "missing folder": ([str(tmp_path / "nope"), "--out", fresh("o1"), *TINY_CLI], "nope", tmp_path / "o1"),
+        "corrupt weights": ([data, "--out", str(corrupt), "--steps", "30"], "model.safetensors", corrupt),
         "empty folder": ([str(empty), "--out", fresh("o2"), *TINY_CLI], "empty", tmp_path / "o2"),
         "non-images": ([str(texts), "--out", fresh("o3"), *TINY_CLI], "texts", tmp_path / "o3"),
         "wrong hash": ([str(tampered), "--out", fresh("o4"), *TINY_CLI], "img03.png", tmp_path / "o4"),
         "bad resolution": ([data, "--out", fresh("o5"), "--resolution", "20"], "resolution 20", tmp_path / "o5"),
         "other architecture": ([data, "--out", str(run), "--steps", "30", "--base-channels", "16"], "base_channels=8", run),
-        "corrupt weights": ([data, "--out", str(corrupt), "--steps", "30"], "model.safetensors", corrupt),
         "out is a file": ([data, "--out", str(a_file), *TINY_CLI], "a_file.txt", a_file),
         "out is foreign": ([data, "--out", str(foreign), *TINY_CLI], "foreign", foreign),
         "bad list": ([data, "--out", fresh("o6"), "--channel-mults", "1,x"], "--channel-mults", tmp_path / "o6"),
     }
     before = {name: _snapshot(out) for name, (_, _, out) in cases.items()}
-    procs = {name: _entropic("train", *args, "--quiet") for name, (args, _, _) in cases.items()}
-    done_proc = _entropic("train", data, "--out", str(run), "--steps", "12")
+    # Two cases end to end as real processes (the console script's path, torch import and
+    # all), in parallel; the rest through the same main() in this process, which is faster.
+    in_subprocess = ("missing folder", "corrupt weights")
+    procs = {name: _entropic("train", *cases[name][0], "--quiet") for name in in_subprocess}
+    outcomes = {}
+    for name, (args, _, _) in cases.items():
+        if name not in in_subprocess:
+            outcomes[name] = _cli_in_process(capsys, "train", *args, "--quiet")
     for name, proc in procs.items():
         _, stderr = proc.communicate(timeout=120)
+        outcomes[name] = (proc.returncode, stderr)
+    for name, (code, stderr) in outcomes.items():
         lines = stderr.strip().splitlines()
-        assert proc.returncode != 0, name
+        assert code != 0, name
         assert "Traceback" not in stderr, (name, stderr)
         assert len(lines) == 1 and lines[0].startswith("entropic: error:"), (name, stderr)
         assert cases[name][1] in lines[0], (name, lines[0])
         assert _snapshot(cases[name][2]) == before[name], name
     # Asking for steps the run already has is not an error.
-    _, stderr = done_proc.communicate(timeout=120)
-    assert done_proc.returncode == 0 and "already at step 12" in stderr
+    code, stderr = _cli_in_process(capsys, "train", data, "--out", str(run), "--steps", "12")
+    assert code == 0 and "already at step 12" in stderr
 
 
-def test_sigkill_mid_training_then_resume_matches_a_straight_run(train_data, tmp_path):
-    run = tmp_path / "killed"
-    proc = _entropic("train", str(train_data), "--out", str(run), *TINY_CLI, "--steps", "100000", "--quiet")
-    pointer = run / "training_state" / "checkpoint.json"
+def test_training_loop_lowers_the_loss(train_data, tmp_path):
+    run = tmp_path / "learn"
+    result = train(train_data, run, {**TINY, "steps": 60, "lr": 2e-3, "dropout": 0.0, "log_every": 10, "checkpoint_every": 0}, quiet=True)
+    losses = [float(line.split(",")[1]) for line in (run / "loss_history.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 6 and result.final_loss == pytest.approx(losses[-1], rel=1e-5)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_sigkill_or_ctrl_c_mid_training_then_resume_matches_a_straight_run(train_data, tmp_path):
+    killed, interrupted = tmp_path / "killed", tmp_path / "interrupted"
+    args = [str(train_data), *TINY_CLI, "--steps", "100000", "--quiet"]
+    procs = {run: _entropic("train", *args, "--out", str(run)) for run in (killed, interrupted)}
+    signals = {killed: signal.SIGKILL, interrupted: signal.SIGINT}
     deadline = time.monotonic() + 60
     try:
-        while not pointer.exists():
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no checkpoint within 60 s"
-            time.sleep(0.02)
-        time.sleep(0.1)  # land somewhere in the middle of later steps / checkpoints
+        for run, proc in procs.items():
+            while not (run / "training_state" / "checkpoint.json").exists():
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "no checkpoint within 60 s"
+                time.sleep(0.02)
+        time.sleep(0.15)  # land somewhere among later steps and checkpoint writes
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    at = json.loads(pointer.read_text())["step"]
+        for run, proc in procs.items():
+            proc.send_signal(signals[run])
+    _, stderr = procs[killed].communicate(timeout=60)
+    assert procs[killed].returncode == -signal.SIGKILL
+    _, stderr = procs[interrupted].communicate(timeout=60)
+    assert procs[interrupted].returncode == 130 and "Traceback" not in stderr, stderr
+    saved = json.loads((interrupted / "training_state" / "checkpoint.json").read_text())["step"]
+    assert f"interrupted at step {saved:,}" in stderr  # Ctrl-C saved the step it stopped at
+
+    at = json.loads((killed / "training_state" / "checkpoint.json").read_text())["step"]
     target = at + 3
-    resumed = train(train_data, run, {"steps": target}, quiet=True)
+    resumed = train(train_data, killed, {"steps": target}, quiet=True)
     assert (resumed.start_step, resumed.step) == (at, target)
     straight = tmp_path / "straight"
     cli_settings = {**TINY, "dropout": 0.0, "warmup": 500, "log_every": 10, "checkpoint_every": 2}
     train(train_data, straight, {**cli_settings, "steps": target}, quiet=True)
-    assert (run / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
-    assert load_run(run).step == target
+    assert (killed / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
+    assert load_run(killed).step == target
+    assert train(train_data, interrupted, {"steps": saved + 1}, quiet=True).step == saved + 1
 
 
 def _free_port() -> int:

@@ -1,0 +1,185 @@
+"""End-to-end ``render`` frames/s against the physical bound: ffmpeg alone encoding the same frames.
+
+For each configuration (canvas size x codec), in the same run and interleaved so that the
+shared machine's load hits all of them alike:
+
+* ``ffmpeg alone``: the bundled ffmpeg encodes the scene's frames, composited beforehand and
+  read from a raw file in the page cache, with exactly the encoder arguments ``render`` uses
+  (the bound: no compositing, no pipe);
+* ``render``: :func:`render.export.render` on the scene file, end to end (scene load, every
+  frame composited by the scene engine, piped to ffmpeg, sidecar and hashes);
+* ``sink``: our :class:`render.video_sink.VideoSink` fed the precomputed frames (the pipe
+  and writer-thread overhead alone);
+* ``write_frames``: imageio-ffmpeg's ``write_frames`` generator fed the same precomputed
+  frames with the same output arguments (the alternative we did not choose).
+
+The scene: a synthetic store (``scenes.synthetic``: ink drawings noised by the forward
+process, 64x64, 50 recorded steps) in a grid of 8x15 tiles at 1920x1080 and 16x30 at
+3840x2160, diffusing as they turn to noise; the frames span the whole timeline, so the
+noise-heavy end (the encoder's worst case) is included.
+
+    .venv/bin/python benchmarks/render_throughput.py [--frames-1080 150] [--frames-2160 45] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def make_scene(workdir: Path, width: int, height: int, tiles: tuple[int, int], duration: float, fps: float = 30.0,
+               name: str | None = None) -> Path:
+    """Write a synthetic store and a scene that fills ``width`` x ``height`` with rows x cols tiles."""
+    from scenes.synthetic import write_synthetic_store
+
+    rows, cols = tiles
+    store = workdir / f"store-{rows * cols}"
+    if not store.exists():
+        write_synthetic_store(store, rows * cols, steps=50, size=64, seed=7)
+    tile = int(min(width / cols, height / rows) * 0.8)
+    spacing = int(min(width / cols, height / rows) * 0.2)
+    path = workdir / (name or f"scene-{width}x{height}.toml")
+    path.write_text(
+        f"""version = 1
+[canvas]
+width = {width}
+height = {height}
+fps = {fps}
+duration = {duration}
+background = 255
+
+[[grid]]
+store = "{store.name}"
+rows = {rows}
+cols = {cols}
+tile = {tile}
+spacing = {spacing}
+resampling = "bilinear"
+blend = "darken"
+[grid.timeline]
+direction = "to-noise"
+stagger = {duration / 10}
+[grid.motion]
+kind = "diffuse"
+spread = {tile * 0.6}
+seed = 3
+"""
+    )
+    return path
+
+
+def ffmpeg_alone(raw: Path, out: Path, width: int, height: int, fps: float, settings) -> float:
+    from render.video_sink import CODECS, encoder_args, ffmpeg_exe
+
+    codec = CODECS[settings.codec]
+    muxer = codec.muxers[out.suffix]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray",
+           "-s", f"{width}x{height}", "-framerate", str(fps), "-i", str(raw), "-map", "0:v:0", "-an",
+           *encoder_args(codec, settings, fps, muxer), "-f", muxer, "-y", str(out)]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
+def sink_precomputed(frames: np.ndarray, out: Path, fps: float, settings) -> float:
+    from render.video_sink import VideoSink
+
+    t = time.perf_counter()
+    with VideoSink(out, frames.shape[2], frames.shape[1], fps, settings) as sink:
+        for f in frames:
+            sink.write(f)
+    return time.perf_counter() - t
+
+
+def imageio_write_frames(frames: np.ndarray, out: Path, fps: float, settings) -> float:
+    import imageio_ffmpeg
+
+    from render.video_sink import CODECS, encoder_args
+
+    codec = CODECS[settings.codec]
+    args = encoder_args(codec, settings, fps, codec.muxers[out.suffix])
+    # write_frames adds its own -vcodec/-pix_fmt; pass ours as output_params after them
+    t = time.perf_counter()
+    gen = imageio_ffmpeg.write_frames(str(out), (frames.shape[2], frames.shape[1]), fps=fps, pix_fmt_in="gray",
+                                      macro_block_size=1, codec=args[1], pix_fmt_out=args[args.index("-pix_fmt") + 1],
+                                      output_params=args[2:], quality=None,
+                                      ffmpeg_log_level="error")
+    gen.send(None)
+    for f in frames:
+        gen.send(f)
+    gen.close()
+    return time.perf_counter() - t
+
+
+def end_to_end(scene: Path, out: Path, settings) -> float:
+    from render.export import RenderOptions, render
+
+    t = time.perf_counter()
+    render(scene, RenderOptions(output=out, codec=settings.codec, preset=settings.preset, crf=settings.crf,
+                                overwrite=True, quiet=True))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames-1080", type=int, default=150)
+    ap.add_argument("--frames-2160", type=int, default=45)
+    ap.add_argument("--repeats", type=int, default=2, help="best of N, interleaved")
+    ap.add_argument("--only", default=None, help="run only configurations whose label contains this")
+    args = ap.parse_args()
+
+    import scenes
+    from render.video_sink import VideoSettings
+
+    configs = [
+        ("1080p h264 veryfast crf18 (default)", 1920, 1080, (8, 15), args.frames_1080, VideoSettings(), ".mp4"),
+        ("1080p ffv1 (archival, exact)", 1920, 1080, (8, 15), args.frames_1080, VideoSettings(codec="ffv1"), ".mkv"),
+        ("2160p h264 veryfast crf18 (default)", 3840, 2160, (16, 30), args.frames_2160, VideoSettings(), ".mp4"),
+    ]
+    if args.only:
+        configs = [c for c in configs if args.only in c[0]]
+    print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="entropic-render-bench-") as tmp:
+        work = Path(tmp)
+        for label, w, h, tiles, n, settings, ext in configs:
+            fps = 30.0
+            scene_path = make_scene(work, w, h, tiles, duration=n / fps, name=f"{label.split()[0]}.toml")
+            scene = scenes.load_scene(scene_path)
+            assert scene.frame_count == n, (scene.frame_count, n)
+            t = time.perf_counter()
+            frames = np.stack(list(scenes.iter_frames(scene)))
+            composite_s = time.perf_counter() - t
+            raw = work / "frames.raw"
+            frames.tofile(raw)
+            results: dict[str, list[float]] = {"ffmpeg alone": [], "render": [], "sink": [], "write_frames": []}
+            loads = []
+            for _ in range(args.repeats):
+                results["ffmpeg alone"].append(ffmpeg_alone(raw, work / f"alone{ext}", w, h, fps, settings))
+                results["render"].append(end_to_end(scene_path, work / f"e2e{ext}", settings))
+                results["sink"].append(sink_precomputed(frames, work / f"sink{ext}", fps, settings))
+                if w == 1920 and settings.codec == "h264":
+                    results["write_frames"].append(imageio_write_frames(frames, work / f"iio{ext}", fps, settings))
+                loads.append(os.getloadavg()[0])
+            raw.unlink()
+            best = {k: min(v) for k, v in results.items() if v}
+            bound = n / best["ffmpeg alone"]
+            print(f"\n{label}: {n} frames {w}x{h}, compositing alone {n / composite_s:.1f} frames/s "
+                  f"(single thread); 1-min load average during runs {', '.join(f'{l:.2f}' for l in loads)}")
+            for k, v in best.items():
+                fps_k = n / v
+                print(f"  {k:13s} {fps_k:7.2f} frames/s  ({v:6.2f} s; runs {', '.join(f'{x:.2f}' for x in results[k])})"
+                      f"  ratio to ffmpeg alone {fps_k / bound:.2f}x")
+            del frames
+
+
+if __name__ == "__main__":
+    main()

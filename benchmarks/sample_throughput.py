@@ -1,0 +1,194 @@
+"""Benchmark: sampling throughput with every step recorded, against diffusers; recording overhead.
+
+Three ways to draw the same amount of work (``--batch`` samples x ``--steps`` model calls, 64x64,
+the default ``UNetConfig`` of diffusion/unet.py), measured interleaved in one process, the
+order rotated every repetition so that load from other processes hits all of them alike:
+
+* ``ours+record``: ``diffusion.record.record`` into a fresh trajectory store on disk (float16,
+  every x_t, fdatasync'ed and marked complete) -- what ``entropic sample`` does;
+* ``ours``: ``diffusion.samplers.sample`` with no callback (no recording at all);
+* ``diffusers``: a ``diffusers.UNet2DModel`` with (almost) the same parameter count and the
+  same layout (4 levels, 2 res blocks, attention at 16x16), driven by its DDIMScheduler /
+  DDPMScheduler in the loop its users write, copying x_t into a float16 numpy array every
+  step (its pipelines have no per-step callback).
+
+Samplers: DDIM with ``--steps`` steps of a T = 1000 cosine schedule (eta 0), and DDPM over a
+cosine schedule of T = ``--steps`` (the per-step cost of DDPM does not depend on T).
+Figures: sample-steps/s (one sample advanced by one step) per method, median over
+repetitions, and the median of the per-repetition ratios.
+
+    .venv/bin/python benchmarks/sample_throughput.py [--batch 16] [--steps 8] [--reps 3] [--threads 2]
+    .venv/bin/python benchmarks/sample_throughput.py --tiny      # 16 px model: recording overhead at its worst
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diffusion.record import RecordSettings, record  # noqa: E402
+from diffusion.samplers import sample  # noqa: E402
+from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
+from diffusion.trajectory_store import StoreWriter, open_store  # noqa: E402
+from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
+
+
+def diffusers_model(res: int, tiny: bool):
+    from diffusers import UNet2DModel
+
+    if tiny:
+        return UNet2DModel(
+            sample_size=res, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=4, attention_head_dim=8,
+        ).eval()
+    # (32, 64, 72, 128) matches the default UNetConfig's parameter count within 0.5 %.
+    return UNet2DModel(
+        sample_size=res, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 72, 128),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8,
+    ).eval()
+
+
+def our_config(tiny: bool) -> UNetConfig:
+    if tiny:
+        return UNetConfig(resolution=16, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                          attention_resolutions=(8,), head_channels=8, norm_groups=4)
+    return UNetConfig()
+
+
+def diffusers_scheduler(sampler: str, T: int, steps: int):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    if sampler == "ddim":
+        s = DDIMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          timestep_spacing="trailing")
+        s.set_timesteps(steps)
+    else:
+        s = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          variance_type="fixed_small")
+        s.set_timesteps(T)
+    return s
+
+
+def run_diffusers(model, sampler: str, T: int, steps: int, batch: int, res: int) -> float:
+    """The scheduler loop a diffusers user writes to keep every x_t; returns seconds."""
+    start = time.perf_counter()
+    sched = diffusers_scheduler(sampler, T, steps)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, 1, res, res), generator=gen)
+    frames = np.empty((batch, len(sched.timesteps) + 1, res, res), dtype=np.float16)
+    frames[:, 0] = x[:, 0].numpy()
+    with torch.inference_mode():
+        for k, t in enumerate(sched.timesteps):
+            out = model(x, t).sample
+            x = sched.step(out, t, x, generator=gen).prev_sample
+            frames[:, k + 1] = x[:, 0].numpy()
+    return time.perf_counter() - start
+
+
+class TimedWriter(StoreWriter):
+    """A StoreWriter that adds up the time its thread spends writing and syncing."""
+
+    busy = 0.0
+
+    def _pwrite(self, fd, data, offset):
+        t0 = time.perf_counter()
+        super()._pwrite(fd, data, offset)
+        TimedWriter.busy += time.perf_counter() - t0
+
+    def commit(self, samples):
+        t0 = time.perf_counter()
+        super().commit(samples)
+        TimedWriter.busy += time.perf_counter() - t0
+
+
+def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path | None) -> float:
+    start = time.perf_counter()
+    if store is None:
+        sample(model, schedule, "eps", list(range(batch)), sampler=sampler,
+               steps=steps if sampler == "ddim" else None, batch_size=batch, progress=False)
+    else:
+        settings = RecordSettings(count=batch, sampler=sampler, steps=steps if sampler == "ddim" else None, batch_size=batch)
+        record(store, model, schedule, "eps", settings, progress=False, _writer_factory=TimedWriter.open)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--tiny", action="store_true", help="16 px model, to expose recording overhead")
+    ap.add_argument("--samplers", default="ddim,ddpm")
+    ap.add_argument("--dir", default=None, help="where the stores go (default: a temp folder)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = our_config(args.tiny)
+    res = cfg.resolution
+    torch.manual_seed(0)
+    ours = UNet(cfg).eval()
+    theirs = diffusers_model(res, args.tiny)
+    n_ours, n_theirs = parameter_count(ours), sum(p.numel() for p in theirs.parameters())
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
+          f"load average {os.getloadavg()}")
+    print(f"ours: UNetConfig{'(tiny)' if args.tiny else '()'} {n_ours:,} params; diffusers UNet2DModel {n_theirs:,} params "
+          f"({(n_theirs / n_ours - 1) * 100:+.1f} %); {res}x{res}, batch {args.batch}, {args.steps} steps")
+    work = Path(args.dir or tempfile.mkdtemp(prefix="entropic-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        x = torch.randn(args.batch, 1, res, res)
+        with torch.inference_mode():  # warm-up (allocators, kernels)
+            ours(x[:8], torch.zeros(8, dtype=torch.long))
+            theirs(x, torch.zeros(args.batch, dtype=torch.long))
+        for sampler in args.samplers.split(","):
+            T = 1000 if sampler == "ddim" else args.steps
+            schedule = NoiseSchedule.from_config(ScheduleConfig(kind="cosine", timesteps=T))
+            times: dict[str, list[float]] = {"ours+record": [], "ours": [], "diffusers": []}
+            busy: list[float] = []
+            methods = list(times)
+            for rep in range(args.reps):
+                order = methods[rep % 3 :] + methods[: rep % 3]
+                for name in order:
+                    if name == "diffusers":
+                        dt = run_diffusers(theirs, sampler, T, args.steps, args.batch, res)
+                    elif name == "ours":
+                        dt = run_ours(ours, schedule, sampler, args.steps, args.batch, None)
+                    else:
+                        store = work / f"{sampler}-{rep}"
+                        TimedWriter.busy = 0.0
+                        dt = run_ours(ours, schedule, sampler, args.steps, args.batch, store)
+                        with open_store(store) as st:
+                            assert st.num_complete == args.batch and st.num_steps == args.steps + 1
+                        busy.append(TimedWriter.busy / dt)
+                        shutil.rmtree(store)
+                    times[name].append(dt)
+                    print(f"  {sampler} rep {rep} {name:12s} {args.batch * args.steps / dt:8.2f} sample-steps/s", flush=True)
+            rate = {k: args.batch * args.steps / statistics.median(v) for k, v in times.items()}
+            vs_diffusers = statistics.median(d / r for d, r in zip(times["diffusers"], times["ours+record"]))
+            overhead = statistics.median(r / o - 1 for r, o in zip(times["ours+record"], times["ours"]))
+            print(f"{sampler}: ours+record {rate['ours+record']:.2f}, ours {rate['ours']:.2f}, diffusers "
+                  f"{rate['diffusers']:.2f} sample-steps/s; ours+record / diffusers = {vs_diffusers:.2f}x; "
+                  f"recording overhead {overhead * 100:+.1f} % (writer thread busy {statistics.median(busy) * 100:.2f} % of wall)")
+        print(f"load average after: {os.getloadavg()}")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Training throughput of our U-Net against diffusers.UNet2DModel at the same parameter count.
+
+    .venv/bin/python benchmarks/train_throughput.py                    # throughput rounds + loss comparison
+    .venv/bin/python benchmarks/train_throughput.py --loss-steps 0     # throughput only
+    .venv/bin/python benchmarks/train_throughput.py --variants ours:fp32,peer:fp32 --rounds 3
+
+What is measured (issue 2, "Performance"): images/s of one full training step (forward, eps-MSE
+loss, backward, gradient clipping at 1.0, AdamW) at 64x64, batch 32, 1 channel, on this machine,
+in this process. Both networks are trained through the *same* step function
+(``diffusion.objective.training_loss`` with a seeded generator), so only the network and its
+execution settings differ.
+
+* ``ours``: ``diffusion.unet.UNet(UNetConfig())`` — the default config a CPU user trains with.
+* ``peer``: ``diffusers.UNet2DModel`` configured as the twin of that layout (same widths per level,
+  same blocks per level, attention at the same resolution with the same head size, attention in the
+  middle block, same GroupNorm groups, scale/shift time conditioning). Its parameter count is
+  printed and must be within 10 % of ours.
+* Execution variants, combinable with "+": ``fp32`` (eager, contiguous), ``cl`` (channels_last
+  weights and input), ``bf16`` (``torch.autocast("cpu", torch.bfloat16)``), ``compile``
+  (``torch.compile`` of the network; compile time reported separately and excluded).
+
+The machine is shared and noisy, so variants are measured in alternating rounds (the order rotates
+every round), each variant keeping its model and optimizer across rounds; we report the median
+images/s per variant and the median of the per-round ratios against ``peer:fp32`` (ratios taken
+within a round cancel most of the machine's slow drifts).
+
+Loss comparison (``--loss-steps N``): ours and the peer train from scratch for N steps on the same
+synthetic 64x64 stroke drawings (seeded), same data order, same t and noise per step, same AdamW
+settings; every ``--eval-every`` steps both are scored on the same held-out images with fixed t and
+noise (eps-MSE), so "no worse loss after the same number of steps" can be judged.
+
+Results go to stdout and, with ``--json PATH``, to a JSON file; copy the figures into
+benchmarks/RESULTS.md ("Training throughput").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffusion.objective import ScheduleTensors, schedule_tensors, training_loss  # noqa: E402
+from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
+from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
+
+RESOLUTION = 64
+BATCH = 32
+
+
+# ---------------------------------------------------------------- the two networks
+
+
+def peer_kwargs(cfg: UNetConfig) -> dict[str, Any]:
+    """diffusers.UNet2DModel arguments mirroring our layout ``cfg`` block for block."""
+    attn = [r in cfg.attention_resolutions for r in cfg.level_resolutions]
+    return dict(
+        sample_size=cfg.resolution,
+        in_channels=cfg.channels,
+        out_channels=cfg.channels,
+        block_out_channels=cfg.level_channels,
+        layers_per_block=cfg.num_res_blocks,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
+        add_attention=cfg.mid_attention,
+        attention_head_dim=cfg.head_channels,
+        norm_num_groups=cfg.norm_groups,
+        resnet_time_scale_shift="scale_shift",
+        dropout=cfg.dropout,
+    )
+
+
+class DiffusersPeer(nn.Module):
+    """Adapter: diffusers' UNet2DModel called as net(x, t) -> tensor, like ours."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.net = UNet2DModel(**kwargs)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t).sample
+
+
+def build(kind: str, cfg: UNetConfig, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return UNet(cfg) if kind == "ours" else DiffusersPeer(peer_kwargs(cfg))
+
+
+# ---------------------------------------------------------------- one training setup per variant
+
+
+@dataclass
+class Trainer:
+    """A network, its optimizer and its execution settings; ``step`` is one timed training step."""
+
+    name: str
+    model: nn.Module
+    channels_last: bool
+    bf16: bool
+    compiled: bool
+    st: ScheduleTensors
+    lr: float = 2e-4
+    compile_seconds: float = 0.0
+    net: Callable[..., torch.Tensor] = field(init=False)
+    opt: torch.optim.Optimizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=0.0)
+        self.net = torch.compile(self.model) if self.compiled else self.model
+
+    def step(self, x0: torch.Tensor, gen: torch.Generator, lr: float | None = None) -> float:
+        if lr is not None:
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+        if self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = training_loss(self.net, x0, self.st, gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return float(loss)
+
+    @torch.no_grad()
+    def eval_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> float:
+        if self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        total = 0.0
+        for i in range(0, len(x0), BATCH):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                part = training_loss(self.net, x0[i : i + BATCH], self.st, None, t=t[i : i + BATCH], noise=noise[i : i + BATCH])
+            total += float(part) * len(x0[i : i + BATCH])
+        return total / len(x0)
+
+
+def make_trainer(variant: str, cfg: UNetConfig, st: ScheduleTensors, seed: int, lr: float = 2e-4) -> Trainer:
+    kind, _, flags = variant.partition(":")
+    opts = set(flags.split("+")) - {"fp32", ""}
+    unknown = opts - {"cl", "bf16", "compile"}
+    if kind not in ("ours", "peer") or unknown:
+        raise SystemExit(f"unknown variant {variant!r}: use ours|peer : fp32 | cl, bf16, compile joined by +")
+    return Trainer(variant, build(kind, cfg, seed), "cl" in opts, "bf16" in opts, "compile" in opts, st, lr)
+
+
+# ---------------------------------------------------------------- data
+
+
+def stroke_drawings(n: int, res: int, seed: int) -> torch.Tensor:
+    """Seeded synthetic 'drawings': anti-aliased dark strokes (lines, arcs, ellipses) on white, in [-1, 1]."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    ss = 4  # supersampling for anti-aliasing
+    out = np.empty((n, res, res), dtype=np.float32)
+    for i in range(n):
+        img = Image.new("L", (res * ss, res * ss), 255)
+        d = ImageDraw.Draw(img)
+        for _ in range(rng.integers(2, 6)):
+            w = int(rng.integers(1, 3) * ss)
+            kind = rng.integers(0, 3)
+            pts = (rng.uniform(0.1, 0.9, size=4) * res * ss).tolist()
+            box = [min(pts[0], pts[2]), min(pts[1], pts[3]), max(pts[0], pts[2]) + ss, max(pts[1], pts[3]) + ss]
+            if kind == 0:
+                d.line(pts, fill=0, width=w)
+            elif kind == 1:
+                d.arc(box, float(rng.uniform(0, 360)), float(rng.uniform(0, 360)), fill=0, width=w)
+            else:
+                d.ellipse(box, outline=0, width=w)
+        small = img.resize((res, res), Image.Resampling.BOX)
+        out[i] = np.asarray(small, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(out)[:, None]
+
+
+# ---------------------------------------------------------------- machine facts
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    import diffusers
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def load_average() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "n/a"
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds: int, steps: int, seed: int) -> dict[str, Any]:
+    data = stroke_drawings(BATCH, RESOLUTION, seed)
+    trainers: dict[str, Trainer] = {}
+    for v in variants:
+        tr = make_trainer(v, cfg, st, seed)
+        t0 = time.perf_counter()
+        tr.step(data, torch.Generator().manual_seed(0))  # warm-up (and compilation)
+        tr.step(data, torch.Generator().manual_seed(1))
+        if tr.compiled:
+            tr.compile_seconds = time.perf_counter() - t0
+        trainers[v] = tr
+        print(f"  built {v}: {parameter_count(tr.model):,} parameters"
+              + (f", compiled in {tr.compile_seconds:.0f} s" if tr.compiled else ""), flush=True)
+
+    per_round: list[dict[str, float]] = []
+    for r in range(rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        row: dict[str, float] = {}
+        for v in order:
+            tr = trainers[v]
+            gen = torch.Generator().manual_seed(1000 + r)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                tr.step(data, gen)
+            row[v] = steps * BATCH / (time.perf_counter() - t0)
+        per_round.append(row)
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{v} {row[v]:.1f}" for v in variants) + " img/s", flush=True)
+
+    ref = "peer:fp32" if "peer:fp32" in variants else variants[0]
+    summary = {}
+    for v in variants:
+        ips = [row[v] for row in per_round]
+        ratios = [row[v] / row[ref] for row in per_round]
+        summary[v] = {
+            "params": parameter_count(trainers[v].model),
+            "images_per_s_median": round(statistics.median(ips), 2),
+            "images_per_s_rounds": [round(x, 2) for x in ips],
+            f"ratio_vs_{ref}_median": round(statistics.median(ratios), 3),
+            "ratio_rounds": [round(x, 3) for x in ratios],
+            "compile_seconds": round(trainers[v].compile_seconds, 1),
+        }
+    return {"reference": ref, "variants": summary}
+
+
+def loss_comparison(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, steps: int, eval_every: int,
+                    seed: int, lr: float, warmup: int) -> dict[str, Any]:
+    train = stroke_drawings(1024, RESOLUTION, seed + 1)
+    held = stroke_drawings(128, RESOLUTION, seed + 2)
+    g = torch.Generator().manual_seed(seed + 3)
+    held_t = torch.linspace(0, st.timesteps - 1, len(held)).round().long()
+    held_noise = torch.randn(held.shape, generator=g)
+    order = np.random.default_rng(seed).integers(0, len(train), size=(steps, BATCH))
+    curves: dict[str, Any] = {}
+    for v in variants:
+        tr = make_trainer(v, cfg, st, seed, lr)
+        evals = [(0, tr.eval_loss(held, held_t, held_noise))]
+        train_losses = []
+        t0 = time.perf_counter()
+        for s in range(steps):
+            lr_s = lr * min(1.0, (s + 1) / warmup) if warmup else lr
+            train_losses.append(tr.step(train[order[s]], torch.Generator().manual_seed(seed * 100_003 + s), lr_s))
+            if (s + 1) % eval_every == 0 or s + 1 == steps:
+                evals.append((s + 1, tr.eval_loss(held, held_t, held_noise)))
+                print(f"  {v} step {s + 1}: held-out eps-MSE {evals[-1][1]:.4f}", flush=True)
+        curves[v] = {
+            "held_out": [[s, round(l, 5)] for s, l in evals],
+            "train_last_50_mean": round(float(np.mean(train_losses[-50:])), 5),
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+    return {"steps": steps, "lr": lr, "warmup": warmup, "batch": BATCH, "optimizer": "AdamW(wd=0), grad clip 1.0",
+            "train_images": 1024, "held_out_images": 128, "curves": curves}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default="peer:fp32,ours:fp32,ours:cl,ours:bf16,ours:cl+bf16,peer:bf16,peer:cl+bf16",
+                   help="comma-separated ours|peer:FLAGS, FLAGS = fp32 or cl/bf16/compile joined by +")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per variant per round")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--loss-steps", type=int, default=300, help="steps of the loss comparison (0 = skip)")
+    p.add_argument("--loss-variants", default="peer:fp32,ours:bf16")
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None, help="JSON of UNetConfig fields for ours (default: UNetConfig())")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = UNetConfig.from_dict({**UNetConfig(resolution=RESOLUTION).to_dict(), **json.loads(args.config or "{}")})
+    st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+
+    ours_n = parameter_count(build("ours", cfg, 0))
+    peer_n = parameter_count(build("peer", cfg, 0))
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "ours_config": cfg.to_dict(),
+        "peer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in peer_kwargs(cfg).items()},
+        "params": {"ours": ours_n, "peer": peer_n, "peer_over_ours": round(peer_n / ours_n, 4)},
+        "schedule": ScheduleConfig().to_dict(),
+        "batch": BATCH,
+        "resolution": RESOLUTION,
+        "load_before": load_average(),
+    }
+    print(json.dumps({k: result[k] for k in ("machine", "params", "load_before")}, indent=1), flush=True)
+    if abs(peer_n / ours_n - 1) > 0.10:
+        print(f"warning: parameter counts differ by more than 10 % ({ours_n:,} vs {peer_n:,})", flush=True)
+
+    if args.rounds > 0:
+        print("throughput:", flush=True)
+        result["throughput"] = throughput(variants, cfg, st, args.rounds, args.steps, args.seed)
+        result["load_after_throughput"] = load_average()
+    if args.loss_steps > 0:
+        print("loss comparison:", flush=True)
+        lv = [v.strip() for v in args.loss_variants.split(",") if v.strip()]
+        result["loss"] = loss_comparison(lv, cfg, st, args.loss_steps, args.eval_every, args.seed, args.lr, args.warmup)
+    result["load_after"] = load_average()
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

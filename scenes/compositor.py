@@ -1,0 +1,382 @@
+"""The compositor: tiles -> canvas, with sub-pixel placement, coverage and blend modes.
+
+Two stages, chosen by measurement (benchmarks/RESULTS.md, scene engine section):
+
+1. **Content** (cached per (sample, step), see ``scenes.tile_cache``): the stored frame,
+   tone-mapped, resampled to the tile's size on the canvas with the grid's kernel at whole-
+   pixel alignment, in fixed point (uint16, 1/16 grey level). Resampling is separable, one
+   dense matrix per axis shared by every tile of the grid: ``T = A_y . V . A_x^T`` (for
+   ``nearest``, an index gather). Kernels: nearest (the raw pixel look), bilinear (triangle)
+   and Lanczos-3, widened by the reduction factor when a tile is smaller than its source.
+2. **Placement** (every frame): the tile's position is quantised to 1/16 pixel; the cached
+   content is moved by the fractional part with pixel-area weights. The tile is an opaque
+   rectangle whose edges cover canvas pixels partially, so the result is premultiplied:
+   ``P`` (colour x coverage) and the coverage ``A``, both over a (h+1) x (w+1) footprint.
+   A tile moving 0.1 px per frame changes every frame (1.6 sixteenths per frame).
+
+   Folding the fractional offset into the resampling matrices instead (one exact matrix pair
+   per tile per frame) measured 5.5 ms per 1080p frame for the matrix products alone, over the
+   whole frame budget; the area shift is exact for ``nearest`` and softens ``bilinear`` /
+   ``lanczos`` tiles by at most a half-pixel box.
+
+Blend modes, in premultiplied form (c = tile grey, a = coverage, r = canvas below; exact
+for partial coverage, and reducing to the plain formula where a = 1):
+
+    over      r' = P + (1 - a) r
+    darken    r' = r - max(0, a r - P)            = (1 - a) r + a min(r, c)
+    lighten   r' = r + max(0, P - a r)            = (1 - a) r + a max(r, c)
+    multiply  r' = r (1 - a + P / 255)            = (1 - a) r + a r c / 255
+    add       r' = min(r + P, 255)
+
+All arithmetic on the canvas is uint16 in 1/16 grey levels (``scenes.tone.Q``); products stay
+below 2^16 by construction (values <= 4080, weights <= 16) except multiply, done in float32
+(exact for the integers involved, < 2^24).
+
+Cost model (measured on the 2-core target): a numpy call costs about 2.5 us before it touches
+any data, as much as blending a whole 128 x 128 tile. So everything that can be is done for a
+batch of tiles at once; per tile only two calls remain, copying the canvas under the
+footprint into a batch buffer laid out like the tile arrays and back. Tiles of one batch must
+not overlap (the second would read the canvas before the first is written): tiles are
+grouped into stacking levels (see :func:`stacking_levels`) that preserve the drawing order
+wherever two footprints overlap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scenes.tone import Q, QMAX, Q_BITS
+
+KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 1: resampling matrices and content
+# ----------------------------------------------------------------------------------------------
+
+
+def _kernel(name: str, x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    if name == "bilinear":
+        return np.maximum(0.0, 1.0 - ax)
+    if name == "lanczos":
+        return np.where(ax < 3.0, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+    raise ValueError(f"unknown kernel {name!r}")
+
+
+def resample_matrix(src: int, dst: int, kernel: str) -> np.ndarray:
+    """Dense [dst, src] matrix resampling a line of ``src`` pixels to ``dst`` pixels.
+
+    Pixel i of the output covers [i, i+1) in output units, i.e. source position
+    (i + 0.5) * src / dst - 0.5 in source pixel centres. Edges clamp (the border pixel
+    repeats). ``nearest`` picks the source pixel under the output centre; ``bilinear`` and
+    ``lanczos`` (a = 3) weigh neighbours by their kernel, stretched by src/dst when shrinking
+    (an antialiasing low-pass). Rows sum to 1.
+    """
+    scale = dst / src
+    centers = (np.arange(dst) + 0.5) / scale - 0.5
+    a = np.zeros((dst, src), dtype=np.float64)
+    if kernel == "nearest":
+        j = np.clip(np.floor((np.arange(dst) + 0.5) / scale).astype(np.int64), 0, src - 1)
+        a[np.arange(dst), j] = 1.0
+        return a
+    stretch = max(1.0, 1.0 / scale)
+    radius = KERNEL_RADIUS[kernel] * stretch
+    lo = np.floor(centers - radius).astype(np.int64)
+    taps = int(np.ceil(2 * radius)) + 2
+    j = lo[:, None] + np.arange(taps)[None, :]
+    w = _kernel(kernel, (j - centers[:, None]) / stretch)
+    rows = np.repeat(np.arange(dst), taps)
+    np.add.at(a, (rows, np.clip(j, 0, src - 1).reshape(-1)), w.reshape(-1))
+    a /= a.sum(axis=1, keepdims=True)
+    return a
+
+
+class Resampler:
+    """The grid's content resampling: source frames [M, Hs, Ws] in [0, 1] -> uint16 [M, h, w] fixed point."""
+
+    def __init__(self, src_hw: tuple[int, int], dst_hw: tuple[int, int], kernel: str) -> None:
+        self.src_hw = src_hw
+        self.dst_hw = dst_hw
+        self.kernel = kernel
+        ay = resample_matrix(src_hw[0], dst_hw[0], kernel)
+        ax = resample_matrix(src_hw[1], dst_hw[1], kernel)
+        if kernel == "nearest":
+            self.iy = np.argmax(ay, axis=1)
+            self.ix = np.argmax(ax, axis=1)
+        else:
+            # Values are pre-scaled to fixed point in the matrices: one multiply saved per pixel.
+            self.ay = (ay * QMAX).astype(np.float32)
+            self.axt = np.ascontiguousarray(ax.T.astype(np.float32))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """values: float32 [M, Hs, Ws] in [0, 1] -> uint16 [M, h, w] in 0..QMAX (rounded, clipped)."""
+        if self.kernel == "nearest":
+            t = values[:, self.iy][:, :, self.ix] * np.float32(QMAX)
+        else:
+            t = np.matmul(np.matmul(self.ay, values), self.axt)
+        t += np.float32(0.5)
+        np.clip(t, 0.0, float(QMAX), out=t)
+        return t.astype(np.uint16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 2: sub-pixel placement
+# ----------------------------------------------------------------------------------------------
+
+
+class TileGeometry:
+    """Flat layouts for tiles of h x w canvas pixels.
+
+    Content slots are (h+2) x (w+2) with a zero border (row 0, row h+1, column 0, column
+    w+1), flattened. A placed tile (and its coverage) is (h+1) x (w+2) flattened, of which
+    columns 0..w are the footprint and column w+1 is zero. Shifting by whole rows or columns
+    of these flat arrays is then a flat offset, so every placement ufunc runs on long
+    contiguous runs.
+
+    The footprint's **ring** (rows 0 and h, columns 0 and w) holds the only pixels a tile
+    may cover partially: with fractional offsets (fy, fx) in sixteenths, the covered area of
+    footprint pixel (r, c) is A = ay[r] ax[c] / 16, ay = (16-fy, 16, ..., 16, fy),
+    ax = (16-fx, 16, ..., 16, fx); inside the ring A = 16.
+    """
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.row = w + 2  # row pitch of slots and placed tiles
+        self.slot_len = (h + 2) * self.row
+        self.placed_len = (h + 1) * self.row
+        ry = np.concatenate([np.zeros(w + 1), np.full(w + 1, h), np.arange(1, h), np.arange(1, h)]).astype(np.int64)
+        rx = np.concatenate([np.arange(w + 1), np.arange(w + 1), np.zeros(h - 1), np.full(h - 1, w)]).astype(np.int64)
+        self.ring_y, self.ring_x = ry, rx
+        self.ring_flat = ry * self.row + rx
+        # Uncovered part (16 - A) of every ring pixel for each of the 256 (fy, fx): [256, ring].
+        f = np.arange(Q, dtype=np.int64)
+        fy, fx = np.repeat(f, Q)[:, None], np.tile(f, Q)[:, None]
+        ay = np.where(ry == 0, Q - fy, np.where(ry == h, fy, Q))
+        ax = np.where(rx == 0, Q - fx, np.where(rx == w, fx, Q))
+        self.ring_keep = (Q - ((ay * ax) >> Q_BITS)).astype(np.uint16)
+
+    def coverage(self, fy: np.ndarray, fx: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Covered area A (sixteenths) of every footprint pixel for a batch: ``out`` uint16 [G, placed_len]."""
+        g = fy.size
+        ay = np.full((g, self.h + 1), Q, dtype=np.uint16)
+        ay[:, 0] = Q - fy
+        ay[:, self.h] = fy
+        ax = np.full((g, self.row), Q, dtype=np.uint16)
+        ax[:, 0] = Q - fx
+        ax[:, self.w] = fx
+        ax[:, self.w + 1] = 0
+        np.multiply(ay[:, :, None], ax[:, None, :], out=out.reshape(g, self.h + 1, self.row))
+        np.right_shift(out, Q_BITS, out=out)
+        return out
+
+
+class WorkCanvas:
+    """The fixed-point canvas (uint16, 1/16 grey levels) with a margin on every side.
+
+    Tiles that stick out of the picture are drawn whole into the margin instead of being
+    clipped (no per-tile clipping arithmetic, no special cases); ``view`` is the picture.
+    The margin is never output, so what lands there does not matter.
+    """
+
+    def __init__(self, height: int, width: int, margin: int) -> None:
+        self.height, self.width, self.margin = height, width, margin
+        self.full = np.zeros((height + 2 * margin, width + 2 * margin), dtype=np.uint16)
+        self.flat = self.full.reshape(-1)
+        self.pitch = self.full.shape[1]
+        self.view = self.full[margin : margin + height, margin : margin + width]
+
+def crossfade(slots: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """New [G, slot_len]: (slots[a_idx[i]] * (16 - w_i) + slots[b_idx[i]] * w_i) / 16; w in 0..16."""
+    out = slots[a_idx]  # fancy indexing: a fresh copy (np.take with out= is 4x slower here)
+    if not weight.any():
+        return out
+    wb = weight.astype(np.uint16)[:, None]
+    np.multiply(out, Q - wb, out=out)
+    tmp = slots[b_idx]
+    np.multiply(tmp, wb, out=tmp)
+    np.add(out, tmp, out=out)
+    np.right_shift(out, Q_BITS, out=out)
+    return out
+
+
+def place_subpixel(geo: TileGeometry, content: np.ndarray, fy: np.ndarray, fx: np.ndarray, placed: np.ndarray, work: np.ndarray, tmp: np.ndarray) -> None:
+    """Premultiplied placement of ``content`` [G, slot_len] moved by (fy, fx) sixteenths -> ``placed`` [G, placed_len].
+
+    Rows: V[r] = ((16 - fy) T[r] + fy T[r-1]) / 16, columns likewise, with T zero outside the
+    tile (the slot border), so edge pixels come out multiplied by their coverage.
+    ``work`` is [G, placed_len + 1], ``tmp`` [G, placed_len] scratch.
+    """
+    n = geo.placed_len
+    row = geo.row
+    fy = fy.astype(np.uint16)[:, None]
+    fx = fx.astype(np.uint16)[:, None]
+    v = work[:, :n]
+    np.multiply(content[:, row : row + n], Q - fy, out=v)
+    np.multiply(content[:, :n], fy, out=tmp)
+    np.add(v, tmp, out=v)
+    np.right_shift(v, Q_BITS, out=v)
+    work[:, n] = 0
+    np.multiply(work[:, 1 : n + 1], Q - fx, out=placed)
+    np.multiply(v, fx, out=tmp)
+    np.add(placed, tmp, out=placed)
+    np.right_shift(placed, Q_BITS, out=placed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacking levels and blending
+# ----------------------------------------------------------------------------------------------
+
+
+def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Level of each tile (in drawing order) such that tiles of one level never overlap.
+
+    Footprints are (h+1) x (w+1) pixels at (iy, ix); tiles i < j overlap when
+    |ix_i - ix_j| <= w and |iy_i - iy_j| <= h. level[j] = 1 + max(level[i]) over earlier
+    tiles i that overlap j (0 if none), so drawing level by level keeps the order wherever
+    it matters, while each level is blended as one batch.
+    """
+    n = ix.size
+    level = [0] * n
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    x = ix.astype(np.int32)
+    y = iy.astype(np.int32)
+    near = np.abs(np.subtract.outer(x, x)) <= w
+    near &= np.abs(np.subtract.outer(y, y)) <= h
+    jj, ii = np.nonzero(np.tril(near, -1))  # pairs i < j, sorted by j
+    for j, i in zip(jj.tolist(), ii.tolist()):
+        if level[i] >= level[j]:
+            level[j] = level[i] + 1
+    return np.asarray(level, dtype=np.int64)
+
+
+class Compositor:
+    """Draws one grid's tiles (all the same size) onto a :class:`WorkCanvas`.
+
+    Holds scratch buffers for batches of up to ``batch`` tiles. See the module docstring for
+    the blend formulas.
+    """
+
+    def __init__(self, geo: TileGeometry, mode: str, batch: int) -> None:
+        if mode not in ("over", "darken", "lighten", "multiply", "add"):
+            raise ValueError(f"unknown blend mode {mode!r}")
+        self.geo = geo
+        self.mode = mode
+        self.batch = batch
+        n = geo.placed_len
+        self.placed = np.empty((batch, n), dtype=np.uint16)
+        self.placed3 = self.placed.reshape(batch, geo.h + 1, geo.row)
+        self.work = np.empty((batch, n + 1), dtype=np.uint16)
+        self.tmp = np.empty((batch, n), dtype=np.uint16)
+        if mode != "over":
+            self.region = np.empty((batch, n), dtype=np.uint16)
+            self.region3 = self.region.reshape(batch, geo.h + 1, geo.row)
+            self.cov = np.empty((batch, n), dtype=np.uint16)
+        self.f32 = np.empty((batch, n), dtype=np.float32) if mode == "multiply" else None
+        self._ring_offsets: tuple[int, np.ndarray] | None = None
+
+    def ring_offsets(self, pitch: int) -> np.ndarray:
+        """Flat canvas offsets of the ring pixels from the footprint's top-left, for a canvas pitch."""
+        if self._ring_offsets is None or self._ring_offsets[0] != pitch:
+            self._ring_offsets = (pitch, self.geo.ring_y * pitch + self.geo.ring_x)
+        return self._ring_offsets[1]
+
+    def draw(
+        self,
+        canvas: WorkCanvas,
+        slots: np.ndarray,
+        slot_a: np.ndarray,
+        slot_b: np.ndarray,
+        weight: np.ndarray,
+        ix: np.ndarray,
+        iy: np.ndarray,
+        fx: np.ndarray,
+        fy: np.ndarray,
+    ) -> None:
+        """Blend tiles (given in drawing order) onto ``canvas``.
+
+        ``slots``: the tile cache's content array; tile i shows slots[slot_a[i]] crossfaded
+        with slots[slot_b[i]] by weight[i]/16. (ix, iy): canvas position of the footprint's
+        top-left pixel, within the margin; (fx, fy): fractional position in sixteenths.
+        """
+        geo = self.geo
+        levels = stacking_levels(ix, iy, geo.w, geo.h)
+        order = np.argsort(levels, kind="stable")
+        bounds = np.flatnonzero(np.diff(levels[order])) + 1
+        for group in np.split(order, bounds):
+            for b0 in range(0, group.size, self.batch):
+                sel = group[b0 : b0 + self.batch]
+                g = sel.size
+                content = crossfade(slots, slot_a[sel], slot_b[sel], weight[sel])
+                placed = self.placed[:g]
+                place_subpixel(geo, content, fy[sel], fx[sel], placed, self.work[:g], self.tmp[:g])
+                y = iy[sel] + canvas.margin
+                x = ix[sel] + canvas.margin
+                if self.mode == "over":
+                    self._over(canvas, placed, y, x, fy[sel], fx[sel])
+                else:
+                    self._blend(canvas, placed, y, x, fy[sel], fx[sel])
+
+    def _over(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
+        """"over" without reading the canvas under the interiors, which tiles cover fully.
+
+        Only the ring is blended, r' = (16 - A) r / 16 + P, for the whole batch at once
+        (one gather from the canvas); then each tile is copied out whole.
+        """
+        geo = self.geo
+        keep = geo.ring_keep[fy * Q + fx]
+        below = canvas.flat[(y * canvas.pitch + x)[:, None] + self.ring_offsets(canvas.pitch)]
+        np.multiply(below, keep, out=below)
+        np.right_shift(below, Q_BITS, out=below)
+        ring = placed[:, geo.ring_flat]
+        np.add(ring, below, out=ring)
+        placed[:, geo.ring_flat] = ring
+        full, tiles = canvas.full, self.placed3
+        hh, ww = geo.h + 1, geo.w + 1
+        for j, (y0, x0) in enumerate(zip(y.tolist(), x.tolist())):
+            full[y0 : y0 + hh, x0 : x0 + ww] = tiles[j, :, :ww]
+
+    def _blend(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
+        """The other modes: copy the canvas under each footprint in, blend the batch, copy back."""
+        geo = self.geo
+        g = placed.shape[0]
+        cov = geo.coverage(fy, fx, self.cov[:g])
+        full, region3 = canvas.full, self.region3
+        hh, ww = geo.h + 1, geo.w + 1
+        pos = list(zip(y.tolist(), x.tolist()))
+        for j, (y0, x0) in enumerate(pos):
+            region3[j, :, :ww] = full[y0 : y0 + hh, x0 : x0 + ww]
+        r = self.region[:g]
+        mode = self.mode
+        if mode == "add":
+            np.add(r, placed, out=r)
+            np.minimum(r, QMAX, out=r)
+        elif mode == "darken":  # r' = r - (max(A r / 16, P) - P)
+            t = self.tmp[:g]
+            np.multiply(r, cov, out=t)
+            np.right_shift(t, Q_BITS, out=t)
+            np.maximum(t, placed, out=t)
+            np.subtract(t, placed, out=t)
+            np.subtract(r, t, out=r)
+        elif mode == "lighten":  # r' = r + (max(A r / 16, P) - A r / 16)
+            t = self.tmp[:g]
+            np.multiply(r, cov, out=t)
+            np.right_shift(t, Q_BITS, out=t)
+            np.maximum(t, placed, out=cov)
+            np.subtract(cov, t, out=cov)
+            np.add(r, cov, out=r)
+            np.minimum(r, QMAX, out=r)
+        else:  # multiply: r' = r (255 (16 - A) + P) / 4080, in float32 (exact below 2^24)
+            f = self.f32
+            assert f is not None
+            f = f[:g]
+            np.subtract(Q, cov, out=cov)
+            np.multiply(cov, 255, out=cov)
+            np.add(cov, placed, out=cov)
+            np.multiply(r, cov, out=f, dtype=np.float32)
+            np.multiply(f, np.float32(1.0 / QMAX), out=f)
+            np.add(f, np.float32(0.5), out=f)
+            np.copyto(r, f, casting="unsafe")
+        for j, (y0, x0) in enumerate(pos):
+            full[y0 : y0 + hh, x0 : x0 + ww] = region3[j, :, :ww]

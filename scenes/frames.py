@@ -1,0 +1,213 @@
+"""frame(scene, t): the pure function from a scene, its stores and a time to a uint8 frame.
+
+Per grid and frame: the timeline gives each tile a continuous step position k; the motion
+gives its displacement (diffuse motion scales with sqrt(1 - alphabar) at k); the tile cache
+supplies the contents of the recorded steps around k (crossfaded or held); the compositor
+places every visible tile at its sub-pixel position and blends it onto a fixed-point canvas,
+which is finally quantised (with the canvas's dithering) to 8 bits.
+
+Rendering state (open stores, tile caches, scratch buffers) lives in a renderer made on the
+first call for a scene and kept per thread, so threads never share scratch memory; the
+state is a memo, never an input: the same scene, stores and t give the same bytes in any
+order, in any thread, in any process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
+
+from diffusion.errors import EntropicError
+from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas
+from scenes.layout import cell_positions, stacking_order
+from scenes.motion import MotionPlan
+from scenes.scene_file import GridSpec, Scene
+from scenes.store_access import open_scene_store
+from scenes.tile_cache import TileCache
+from scenes.timeline import TimelinePlan, displayed_steps
+from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_curve
+
+# Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
+# the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
+BATCH = 64
+
+
+class GridRenderer:
+    """One grid's precomputed plan, caches and scratch buffers."""
+
+    def __init__(self, grid: GridSpec, scene: Scene, context: str) -> None:
+        self.grid = grid
+        store = open_scene_store(grid.store_path, f"{context}: grid[{grid.index}].store")
+        self.store = store
+        self.kind = grid.frames
+        n = grid.tile_count
+        self.samples = np.asarray(grid.samples, dtype=np.int64)
+        self.num_steps = store.num_steps
+        loops = scene.loop or grid.timeline.direction == "ping-pong"
+        self.timeline = TimelinePlan.build(grid.timeline, n, scene.duration, store.alphas_cumprod)
+        self.motion = MotionPlan.build(grid.motion, n, grid.index, scene.duration if loops else None)
+        sx, sy = scene.scale
+        self.scale = np.array([sx, sy])
+        self.cells = cell_positions(grid.rows, grid.cols, grid.tile, grid.spacing, grid.origin)
+        self.tw = max(1, int(round(grid.tile[0] * sx)))
+        self.th = max(1, int(round(grid.tile[1] * sy)))
+        self.geo = TileGeometry(self.th, self.tw)
+        self.resampler = Resampler((store.height, store.width), (self.th, self.tw), grid.resampling)
+        self.cache = TileCache(2 * n + 8, self.th, self.tw, self._make_contents)
+        self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
+        self.order = stacking_order(grid.rows, grid.cols)
+
+    def _make_contents(self, keys: np.ndarray) -> np.ndarray:
+        samples, steps = np.divmod(keys, self.num_steps)
+        values = self.store.frames(samples, steps, kind=self.kind)
+        return self.resampler(tone_curve(values, self.grid.tone))
+
+    def tile_state(self, t: float) -> dict[str, np.ndarray]:
+        """Where every tile is and what it shows at time t (canvas pixels); for tests and tools.
+
+        Keys: "k" continuous step position, "lo"/"hi"/"weight" displayed steps,
+        "displacement" [N, 2] scene pixels (x, y), "position" [N, 2] canvas pixels of the
+        tile's top-left corner.
+        """
+        k = self.timeline.step_position(t)
+        lo, hi, w = displayed_steps(k, self.grid.timeline.between_steps, self.num_steps)
+        kind = self.grid.motion.kind
+        sigma = self.timeline.noise_sigma(k) if kind == "diffuse" else None
+        u = self.timeline.run_position(t) if kind == "gaussian-glide" else None
+        disp = self.motion.displacement(t, sigma, u)  # type: ignore[arg-type]
+        pos = (self.cells + disp) * self.scale
+        return {"k": k, "lo": lo, "hi": hi, "weight": w, "displacement": disp, "position": pos}
+
+    def draw(self, canvas: WorkCanvas, t: float) -> None:
+        """Blend this grid's tiles at time t onto the fixed-point canvas."""
+        st = self.tile_state(t)
+        p16 = np.floor(st["position"][self.order] * Q).astype(np.int64)
+        ipos = p16 >> Q_BITS
+        frac = p16 & (Q - 1)
+        ix, iy = ipos[:, 0], ipos[:, 1]
+        ch, cw = canvas.height, canvas.width
+        vis = np.flatnonzero((ix > -self.tw - 1) & (ix < cw) & (iy > -self.th - 1) & (iy < ch))
+        if vis.size == 0:
+            return
+        tiles = self.order[vis]  # visible tiles, in drawing order
+        s = self.samples[tiles] * self.num_steps
+        slots = self.cache.lookup(np.concatenate([s + st["lo"][tiles], s + st["hi"][tiles]]))
+        self.compositor.draw(
+            canvas,
+            self.cache.slots,
+            slots[: vis.size],
+            slots[vis.size :],
+            st["weight"][tiles],
+            ix[vis],
+            iy[vis],
+            frac[vis, 0],
+            frac[vis, 1],
+        )
+
+
+class SceneRenderer:
+    """Everything needed to draw frames of one scene in one thread."""
+
+    def __init__(self, scene: Scene) -> None:
+        context = str(scene.source_path) if scene.source_path else "scene"
+        self.scene = scene
+        w, h = scene.width, scene.height
+        try:
+            self.grids = [GridRenderer(g, scene, context) for g in scene.grids]
+            margin = max(max(g.tw, g.th) for g in self.grids) + 2
+            self.canvas = WorkCanvas(h, w, margin)
+            self.thresholds = dither_thresholds(scene.canvas.dither, h, w)
+        except MemoryError:
+            raise EntropicError(
+                f"{context}: canvas {w}x{h} with its tiles is too large to allocate in memory; use a smaller canvas"
+            ) from None
+        self.background = np.uint16(scene.canvas.background * Q)
+
+    def render(self, t: float) -> np.ndarray:
+        """The frame at scene time t (already wrapped/clamped), uint8 [height, width]."""
+        canvas = self.canvas
+        canvas.view.fill(self.background)
+        for g in self.grids:
+            g.draw(canvas, t)
+        return quantize(canvas.view, self.thresholds)
+
+
+_renderers: dict[tuple[int, int], tuple[weakref.ref, SceneRenderer]] = {}
+_registry_lock = threading.Lock()
+
+
+def _forget(key: tuple[int, int]) -> None:
+    with _registry_lock:
+        _renderers.pop(key, None)
+
+
+def renderer_for(scene: Scene) -> SceneRenderer:
+    """This thread's renderer for ``scene`` (made on first use, dropped with the scene)."""
+    key = (id(scene), threading.get_ident())
+    entry = _renderers.get(key)
+    if entry is not None and entry[0]() is scene:
+        return entry[1]
+    if not isinstance(scene, Scene):
+        raise EntropicError(f"expected a Scene (from scenes.load_scene), got {type(scene).__name__}")
+    r = SceneRenderer(scene)
+    ref = weakref.ref(scene, lambda _ref, key=key: _forget(key))
+    with _registry_lock:
+        _renderers[key] = (ref, r)
+    return r
+
+
+def scene_time(scene: Scene, t: float) -> float:
+    """t wrapped into [0, duration) for looping scenes, clamped to [0, duration] otherwise."""
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) or not math.isfinite(float(t)):
+        raise EntropicError(f"frame time must be a finite number of seconds, got {t!r}")
+    t = float(t)
+    d = scene.duration
+    if scene.loop:
+        t = math.fmod(t, d)
+        return t + d if t < 0 else t
+    return min(max(t, 0.0), d)
+
+
+def frame(scene: Scene, t: float) -> np.ndarray:
+    """The frame at t seconds: uint8 [height, width]. Pure: same scene + stores + t -> same bytes."""
+    return renderer_for(scene).render(scene_time(scene, t))
+
+
+def frame_at_index(scene: Scene, i: int) -> np.ndarray:
+    """The frame with index i, at t = i / fps."""
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+        raise EntropicError(f"frame index must be a non-negative integer, got {i!r}")
+    return frame(scene, int(i) / scene.fps)
+
+
+def iter_frames(scene: Scene, start: int = 0, stop: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
+    """Frames start .. stop-1 (default: to scene.frame_count), in order.
+
+    ``threads`` > 1 renders that many frames at once (each thread with its own renderer),
+    still yielding them in order; frames are identical to single-threaded ones.
+    """
+    stop = scene.frame_count if stop is None else stop
+    for name, v in (("start", start), ("stop", stop)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise EntropicError(f"iter_frames {name} must be a non-negative integer, got {v!r}")
+    if threads <= 1:
+        for i in range(start, stop):
+            yield frame_at_index(scene, i)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="entropic-frame") as pool:
+        pending = []
+        nxt = start
+        while nxt < stop and len(pending) < 2 * threads:
+            pending.append(pool.submit(frame_at_index, scene, nxt))
+            nxt += 1
+        while pending:
+            out = pending.pop(0).result()
+            if nxt < stop:
+                pending.append(pool.submit(frame_at_index, scene, nxt))
+                nxt += 1
+            yield out
