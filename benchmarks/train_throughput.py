@@ -16,7 +16,8 @@ execution settings differ.
   middle block, same GroupNorm groups, scale/shift time conditioning). Its parameter count is
   printed and must be within 10 % of ours.
 * Execution variants, combinable with "+": ``fp32`` (eager, contiguous), ``cl`` (channels_last
-  weights and input), ``bf16`` (``torch.autocast("cpu", torch.bfloat16)``), ``compile``
+  weights and input), ``clx`` (ours only: ``UNet(cfg, channels_last=True)``, channels-last
+  activations with ordinary contiguous weights), ``bf16`` (``torch.autocast("cpu", torch.bfloat16)``), ``compile``
   (``torch.compile`` of the network; compile time reported separately and excluded).
 
 The machine is shared and noisy, so variants are measured in alternating rounds (the order rotates
@@ -96,9 +97,9 @@ class DiffusersPeer(nn.Module):
         return self.net(x, t).sample
 
 
-def build(kind: str, cfg: UNetConfig, seed: int) -> nn.Module:
+def build(kind: str, cfg: UNetConfig, seed: int, cl_activations: bool = False) -> nn.Module:
     torch.manual_seed(seed)
-    return UNet(cfg) if kind == "ours" else DiffusersPeer(peer_kwargs(cfg))
+    return UNet(cfg, channels_last=cl_activations) if kind == "ours" else DiffusersPeer(peer_kwargs(cfg))
 
 
 # ---------------------------------------------------------------- one training setup per variant
@@ -137,7 +138,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
-        return float(loss)
+        return loss.item()
 
     @torch.no_grad()
     def eval_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> float:
@@ -147,17 +148,19 @@ class Trainer:
         for i in range(0, len(x0), BATCH):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 part = training_loss(self.net, x0[i : i + BATCH], self.st, None, t=t[i : i + BATCH], noise=noise[i : i + BATCH])
-            total += float(part) * len(x0[i : i + BATCH])
+            total += part.item() * len(x0[i : i + BATCH])
         return total / len(x0)
 
 
 def make_trainer(variant: str, cfg: UNetConfig, st: ScheduleTensors, seed: int, lr: float = 2e-4) -> Trainer:
     kind, _, flags = variant.partition(":")
     opts = set(flags.split("+")) - {"fp32", ""}
-    unknown = opts - {"cl", "bf16", "compile"}
+    unknown = opts - {"cl", "clx", "bf16", "compile"}
+    if "clx" in opts and kind != "ours":
+        raise SystemExit("clx (channels-last activations, contiguous weights) is an option of our UNet only")
     if kind not in ("ours", "peer") or unknown:
         raise SystemExit(f"unknown variant {variant!r}: use ours|peer : fp32 | cl, bf16, compile joined by +")
-    return Trainer(variant, build(kind, cfg, seed), "cl" in opts, "bf16" in opts, "compile" in opts, st, lr)
+    return Trainer(variant, build(kind, cfg, seed, "clx" in opts), "cl" in opts, "bf16" in opts, "compile" in opts, st, lr)
 
 
 # ---------------------------------------------------------------- data
@@ -247,15 +250,17 @@ def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds
 
     per_round: list[dict[str, float]] = []
     for r in range(rounds):
+        # Alternate single steps (order rotated every round) so that every variant sees the
+        # same machine load within a round; a round's figure is images / summed step time.
         order = variants[r % len(variants):] + variants[: r % len(variants)]
-        row: dict[str, float] = {}
-        for v in order:
-            tr = trainers[v]
-            gen = torch.Generator().manual_seed(1000 + r)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                tr.step(data, gen)
-            row[v] = steps * BATCH / (time.perf_counter() - t0)
+        elapsed = dict.fromkeys(variants, 0.0)
+        gens = {v: torch.Generator().manual_seed(1000 + r) for v in variants}
+        for _ in range(steps):
+            for v in order:
+                t0 = time.perf_counter()
+                trainers[v].step(data, gens[v])
+                elapsed[v] += time.perf_counter() - t0
+        row = {v: steps * BATCH / elapsed[v] for v in variants}
         per_round.append(row)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{v} {row[v]:.1f}" for v in variants) + " img/s", flush=True)
 

@@ -95,6 +95,8 @@ class TrainConfig:
     grad_clip: max global gradient norm (0 disables clipping).
     flip: random left-right flips of training images.
     bf16: bfloat16 autocast for the forward pass (CPU and CUDA).
+    channels_last: keep weights and activations in NHWC memory (faster convolutions on many
+        CPUs and on tensor cores; changes rounding, so it is part of the run's settings).
     seed: seeds the initial weights, the data order, t, the noise and the flips.
     sample_every: write a contact sheet of EMA samples every N steps (0: never).
     sample_count, sample_steps: samples per sheet (fixed seeds 0..count-1) and DDIM steps.
@@ -112,6 +114,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     flip: bool = True
     bf16: bool = False
+    channels_last: bool = False
     seed: int = 0
     sample_every: int = 1000
     sample_count: int = 16
@@ -142,7 +145,7 @@ class TrainConfig:
             raise EntropicError(f"--ema-decay must be a number in [0, 1), got {self.ema_decay!r} (0.999 is usual)")
         if not _is_num(self.grad_clip) or self.grad_clip < 0:
             raise EntropicError(f"--grad-clip must be a number >= 0 (0 disables it), got {self.grad_clip!r}")
-        for name in ("flip", "bf16"):
+        for name in ("flip", "bf16", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise EntropicError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.device not in DEVICES:
@@ -524,6 +527,11 @@ def _train(
     data: Path, out: Path, options: dict[str, Any], dist: _Dist, quiet: bool, say: Callable[[str], None], wall_start: float
 ) -> TrainResult:
     # ---- 1. everything that can be refused, before any write --------------------------
+    if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
+        raise EntropicError(
+            f"--out {out} is inside the dataset folder {data}: its sample sheets would become unlisted "
+            "images there; put the run directory somewhere else"
+        )
     existing = rd.inspect_out(out)
     settings = resolve_settings(options, existing, out)
     cfg = settings.train
@@ -569,8 +577,9 @@ def _train(
         rng = ckpt.state.get("rng", {})
         if "torch_cpu" in rng:
             torch.set_rng_state(torch.frombuffer(bytearray(rd.unb64(rng["torch_cpu"])), dtype=torch.uint8))
-    model.to(device)
-    ema.to(device).eval().requires_grad_(False)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    ema.to(device, memory_format=memory_format).eval().requires_grad_(False)
     # AdamW's moments follow their parameters to the device on load; make sure of it.
     for state in optimizer.state.values():
         for k, v in state.items():
@@ -711,6 +720,7 @@ def _train(
             if cfg.flip:
                 flips = (torch.rand(local_batch, generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
                 x0 = torch.where(flips, x0.flip(-1), x0)
+            x0 = x0.contiguous(memory_format=memory_format)
             with torch.autocast(autocast_type or "cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and autocast_type is not None):
                 loss = training_loss(net, x0, st, gen, prediction=settings.prediction)
             optimizer.zero_grad(set_to_none=True)

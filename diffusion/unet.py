@@ -252,10 +252,13 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """Predicts the noise (or v) of x_t at timestep t: forward(x [B,C,R,R] float, t [B] long) -> [B,C,R,R]."""
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, *, channels_last: bool = False) -> None:
         super().__init__()
         config.validate()
         self.config = config
+        # Run the activations in channels-last memory (weights keep their usual layout, so
+        # state_dict / safetensors see ordinary contiguous tensors). See benchmarks/RESULTS.md.
+        self.channels_last = channels_last
         c = config
         groups, emb_dim = c.norm_groups, 4 * c.base_channels
         self.time_mlp = nn.Sequential(
@@ -305,6 +308,8 @@ class UNet(nn.Module):
             t = t.expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
         h = self.conv_in(x)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
         skips = [h]
         for entry in self.down:
             if isinstance(entry, Downsample):

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -324,7 +324,7 @@ def _remove_stale_temporaries(out: Path) -> None:
             os.unlink(entry.path)
 
 
-def _progress(total: int, desc: str, quiet: bool, initial: int = 0):
+def _progress(total: int | None, desc: str, quiet: bool, initial: int = 0):
     from tqdm import tqdm
 
     return tqdm(
@@ -344,14 +344,12 @@ def write_video(
     total: int | None = None,
     metadata: dict[str, str] | None = None,
     quiet: bool = True,
-    on_finished: Callable[[Path], None] | None = None,
 ) -> int:
     """Encode ``frames`` into ``path`` atomically; return the number of frames written.
 
     The file appears under its final name only when ffmpeg has finished it; on any error or
-    interrupt the temporary file is removed. ``on_finished(tmp_path)`` runs on the complete
-    temporary file just before the rename (used to hash it). No existence check here: callers
-    decide about overwriting (see :func:`plan_output`).
+    interrupt the temporary file is removed (and an existing ``path`` is left as it was). No
+    existence check here: callers decide about overwriting (see :func:`plan_output`).
     """
     path = Path(path)
     codec = settings.validate()
@@ -359,7 +357,7 @@ def write_video(
     _remove_stale_temporaries(path)
     written = 0
     with _sigterm_as_interrupt(), atomic_path(path, suffix=path.suffix) as tmp:
-        bar = _progress(total or 0, path.name, quiet)
+        bar = _progress(total, path.name, quiet)
         try:
             with VideoSink(tmp, width, height, fps, settings, metadata=metadata, muxer=muxer) as sink:
                 for frame in frames:
@@ -371,8 +369,6 @@ def write_video(
                 bar.set_postfix_str("finishing file")
         finally:
             bar.close()
-        if on_finished is not None:
-            on_finished(tmp)
     return written
 
 
@@ -537,7 +533,7 @@ def join_videos(
                 cmd += ["-metadata", f"comment={prov.metadata_comment(doc)}"]
             if muxer in ("mp4", "mov"):
                 cmd += ["-movflags", "+faststart"]
-            cmd += ["-f", muxer, "-y", str(tmp)]
+            cmd += ["-fflags", "+bitexact", "-f", muxer, "-y", str(tmp)]
             proc = subprocess.run(cmd, capture_output=True, process_group=0)
         finally:
             os.unlink(lst.name)

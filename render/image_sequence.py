@@ -238,7 +238,8 @@ class ImageSequenceSink:
         while len(self._inflight) >= 2 * self._workers:
             self._inflight.pop(0).result()
         path = self.folder / frame_name(index)
-        self._inflight.append(self._pool.submit(write_png_atomic, path, frame, self.compress_level))
+        # A copy: the caller may reuse its array while the worker still encodes this one.
+        self._inflight.append(self._pool.submit(write_png_atomic, path, frame.copy(), self.compress_level))
         self.frames_written += 1
 
     def close(self) -> None:

@@ -390,11 +390,15 @@ class PreviewWindow:
         ``next_index``: the frame expected next, composited in the background meanwhile.
         """
         if index != self.current_index or self.current_frame is None:
-            self.current_frame = self.fetcher.get(index)
+            frame = self.fetcher.get(index)
+            if self.current_frame is None:
+                self.current_frame = np.empty((self.height, self.width), np.uint8)  # allocated once
+            self.upload(frame)
+            np.copyto(self.current_frame, frame)  # kept for the s key; the source may reuse its array
             self.current_index = index
+            del frame
             if next_index is not None:
-                self.fetcher.prefetch(next_index)
-            self.upload(self.current_frame)
+                self.fetcher.prefetch(next_index)  # only now: the upload has copied the frame
             self._dirty = True
         if self._dirty:
             self.window.switch_to()

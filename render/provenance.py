@@ -331,7 +331,7 @@ def describe_provenance(doc: Mapping[str, Any]) -> list[str]:
         f"  canvas {sc.get('width')}x{sc.get('height')} at {sc.get('fps')} fps; frames {fr.get('start')}:{fr.get('stop')} "
         f"of {sc.get('frame_count')}"
         + (f"; codec {out.get('codec')}" if out.get("codec") else "")
-        + (f" (exact grey levels)" if out.get("exact") else "")
+        + (" (exact grey levels)" if out.get("exact") else "")
     )
     for s in doc.get("stores", []):
         lines.append(f"  store {s.get('path')}: header sha256 {s.get('header_sha256')}")

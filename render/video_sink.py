@@ -229,8 +229,8 @@ class VideoSink:
     Use as a context manager: a clean exit finishes the file (:meth:`close`), an exception
     (Ctrl-C included) stops ffmpeg without finishing it (:meth:`abort`). The caller chooses
     the path; :func:`render.export.render` gives it a temporary name and renames it when
-    complete. Frames are queued, not copied: do not modify an array after passing it to
-    :meth:`write`.
+    complete. :meth:`write` copies the frame (into a recycled buffer), so the caller may reuse
+    its array immediately.
     """
 
     def __init__(
@@ -259,6 +259,7 @@ class VideoSink:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._writer_error: BaseException | None = None
         self._stop = threading.Event()
+        self._free: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
         self._proc: subprocess.Popen | None = None
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -276,7 +277,8 @@ class VideoSink:
         cmd += encoder_args(self.codec, self.settings, self.fps, self.muxer)
         for key, value in self.metadata.items():
             cmd += ["-metadata", f"{key}={value}"]
-        cmd += ["-f", self.muxer, "-y", str(self.path)]
+        # bitexact: no random Matroska segment UID or date, so the same frames give the same file.
+        cmd += ["-fflags", "+bitexact", "-f", self.muxer, "-y", str(self.path)]
         return cmd
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -325,12 +327,17 @@ class VideoSink:
                 f"frame {self.frames_written} is {frame.dtype} {tuple(frame.shape)}, "
                 f"expected uint8 ({self.height}, {self.width})"
             )
-        if not frame.flags.c_contiguous:
-            frame = np.ascontiguousarray(frame)
+        # Copy into a recycled buffer: the caller may reuse its array at once, and recycling
+        # (at most queue_frames + 2 buffers) avoids page-faulting a fresh 2-8 MB array per frame.
+        try:
+            buf = self._free.get_nowait()
+        except queue.Empty:
+            buf = np.empty((self.height, self.width), np.uint8)
+        np.copyto(buf, frame)
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(frame, timeout=0.2)
+                self._queue.put(buf, timeout=0.2)
                 break
             except queue.Full:
                 continue  # ffmpeg is busy; check it is still alive, then wait again
@@ -391,6 +398,7 @@ class VideoSink:
                 while view:
                     n = os.write(fd, view)  # releases the GIL while the pipe is full
                     view = view[n:]
+                self._free.put(frame)
         except BaseException as err:  # BrokenPipeError when ffmpeg died: its stderr says why
             self._writer_error = err
         finally:

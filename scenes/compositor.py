@@ -19,18 +19,19 @@ Two stages, chosen by measurement (benchmarks/RESULTS.md, scene engine section):
    whole frame budget; the area shift is exact for ``nearest`` and softens ``bilinear`` /
    ``lanczos`` tiles by at most a half-pixel box.
 
-Blend modes, in premultiplied form (c = tile grey, a = coverage, r = canvas below; exact
-for partial coverage, and reducing to the plain formula where a = 1):
+Blend modes, in premultiplied form (c = tile grey, a = covered area, P = a c, r = canvas
+below; exact for partial coverage, and reducing to the plain formula where a = 1):
 
     over      r' = P + (1 - a) r
     darken    r' = r - max(0, a r - P)            = (1 - a) r + a min(r, c)
     lighten   r' = r + max(0, P - a r)            = (1 - a) r + a max(r, c)
-    multiply  r' = r (1 - a + P / 255)            = (1 - a) r + a r c / 255
+    multiply  r' = (1 - a) r + r P / 255          = (1 - a) r + a r c / 255
     add       r' = min(r + P, 255)
 
-All arithmetic on the canvas is uint16 in 1/16 grey levels (``scenes.tone.Q``); products stay
-below 2^16 by construction (values <= 4080, weights <= 16) except multiply, done in float32
-(exact for the integers involved, < 2^24).
+Only the footprint's ring (its outermost rows and columns) can have a < 1: the interior is
+blended with the plain formula on uint16 (1/16 grey levels, ``scenes.tone.Q``; products stay
+below 2^16, multiply runs in float32, exact below 2^24) and the ring with the exact formula
+in float32 (see :func:`blend_ring`).
 
 Cost model (measured on the 2-core target): a numpy call costs about 2.5 us before it touches
 any data, as much as blending a whole 128 x 128 tile. So everything that can be is done for a
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenes.blas import single_threaded_blas
 from scenes.tone import Q, QMAX, Q_BITS
 
 KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
@@ -93,7 +95,12 @@ def resample_matrix(src: int, dst: int, kernel: str) -> np.ndarray:
 
 
 class Resampler:
-    """The grid's content resampling: source frames [M, Hs, Ws] in [0, 1] -> uint16 [M, h, w] fixed point."""
+    """The grid's content resampling: tone-mapped source frames -> uint16 [M, h, w] fixed point.
+
+    ``nearest`` gathers pixels (in uint16). The other kernels multiply by the dense matrices,
+    as two GEMMs over all frames of a batch side by side (measured faster here than banded or
+    polyphase sums of shifted rows, which take many numpy passes).
+    """
 
     def __init__(self, src_hw: tuple[int, int], dst_hw: tuple[int, int], kernel: str) -> None:
         self.src_hw = src_hw
@@ -104,17 +111,24 @@ class Resampler:
         if kernel == "nearest":
             self.iy = np.argmax(ay, axis=1)
             self.ix = np.argmax(ax, axis=1)
-        else:
-            # Values are pre-scaled to fixed point in the matrices: one multiply saved per pixel.
-            self.ay = (ay * QMAX).astype(np.float32)
-            self.axt = np.ascontiguousarray(ax.T.astype(np.float32))
+            return
+        self.ay = ay.astype(np.float32)
+        self.axt = np.ascontiguousarray(ax.T.astype(np.float32))
 
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        """values: float32 [M, Hs, Ws] in [0, 1] -> uint16 [M, h, w] in 0..QMAX (rounded, clipped)."""
+    def __call__(self, levels: np.ndarray) -> np.ndarray:
+        """levels: float32 [M, Hs, Ws], fixed-point grey (0..QMAX) -> uint16 [M, h, w], rounded and clipped."""
         if self.kernel == "nearest":
-            t = values[:, self.iy][:, :, self.ix] * np.float32(QMAX)
-        else:
-            t = np.matmul(np.matmul(self.ay, values), self.axt)
+            u = (levels + np.float32(0.5)).astype(np.uint16)
+            return u[:, self.iy][:, :, self.ix]
+        with single_threaded_blas():
+            return self._matrices(levels)
+
+    def _matrices(self, levels: np.ndarray) -> np.ndarray:
+        m, hs, ws = levels.shape
+        # Rows: A_y [h, Hs] @ [Hs, M*Ws] (all frames side by side), then columns: [M*h, Ws] @ A_x^T.
+        y = self.ay @ np.ascontiguousarray(levels.transpose(1, 0, 2)).reshape(hs, m * ws)
+        y = np.ascontiguousarray(y.reshape(-1, m, ws).transpose(1, 0, 2)).reshape(-1, ws)
+        t = (y @ self.axt).reshape(m, self.dst_hw[0], self.dst_hw[1])
         t += np.float32(0.5)
         np.clip(t, 0.0, float(QMAX), out=t)
         return t.astype(np.uint16)
@@ -136,8 +150,8 @@ class TileGeometry:
 
     The footprint's **ring** (rows 0 and h, columns 0 and w) holds the only pixels a tile
     may cover partially: with fractional offsets (fy, fx) in sixteenths, the covered area of
-    footprint pixel (r, c) is A = ay[r] ax[c] / 16, ay = (16-fy, 16, ..., 16, fy),
-    ax = (16-fx, 16, ..., 16, fx); inside the ring A = 16.
+    footprint pixel (r, c) is a = ay[r] ax[c] / 256, ay = (16-fy, 16, ..., 16, fy),
+    ax = (16-fx, 16, ..., 16, fx); inside the ring a = 1.
     """
 
     def __init__(self, h: int, w: int) -> None:
@@ -149,26 +163,12 @@ class TileGeometry:
         rx = np.concatenate([np.arange(w + 1), np.arange(w + 1), np.zeros(h - 1), np.full(h - 1, w)]).astype(np.int64)
         self.ring_y, self.ring_x = ry, rx
         self.ring_flat = ry * self.row + rx
-        # Uncovered part (16 - A) of every ring pixel for each of the 256 (fy, fx): [256, ring].
+        # Covered area of every ring pixel for each of the 256 (fy, fx), exactly: float32 [256, ring].
         f = np.arange(Q, dtype=np.int64)
         fy, fx = np.repeat(f, Q)[:, None], np.tile(f, Q)[:, None]
         ay = np.where(ry == 0, Q - fy, np.where(ry == h, fy, Q))
         ax = np.where(rx == 0, Q - fx, np.where(rx == w, fx, Q))
-        self.ring_keep = (Q - ((ay * ax) >> Q_BITS)).astype(np.uint16)
-
-    def coverage(self, fy: np.ndarray, fx: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Covered area A (sixteenths) of every footprint pixel for a batch: ``out`` uint16 [G, placed_len]."""
-        g = fy.size
-        ay = np.full((g, self.h + 1), Q, dtype=np.uint16)
-        ay[:, 0] = Q - fy
-        ay[:, self.h] = fy
-        ax = np.full((g, self.row), Q, dtype=np.uint16)
-        ax[:, 0] = Q - fx
-        ax[:, self.w] = fx
-        ax[:, self.w + 1] = 0
-        np.multiply(ay[:, :, None], ax[:, None, :], out=out.reshape(g, self.h + 1, self.row))
-        np.right_shift(out, Q_BITS, out=out)
-        return out
+        self.ring_alpha = (ay * ax / float(Q * Q)).astype(np.float32)
 
 
 class WorkCanvas:
@@ -251,6 +251,29 @@ def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarra
     return np.asarray(level, dtype=np.int64)
 
 
+def blend_ring(mode: str, below: np.ndarray, placed: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Exact partial-coverage blend of ring pixels (float32 math; inputs/outputs uint16 fixed point).
+
+    ``below``: the canvas under the pixels, ``placed``: the premultiplied tile P = a c,
+    ``alpha``: the covered area a in [0, 1] (float32), all of one shape.
+    """
+    r = below.astype(np.float32)
+    p = placed.astype(np.float32)
+    if mode == "over":  # P + (1 - a) r
+        out = p + r * (np.float32(1.0) - alpha)
+    elif mode == "darken":  # r - max(0, a r - P)
+        out = r - np.maximum(np.float32(0.0), alpha * r - p)
+    elif mode == "lighten":  # r + max(0, P - a r)
+        out = r + np.maximum(np.float32(0.0), p - alpha * r)
+    elif mode == "multiply":  # (1 - a) r + a r c = (1 - a) r + r P / 4080
+        out = r * (np.float32(1.0) - alpha) + r * p * np.float32(1.0 / QMAX)
+    else:  # add
+        out = r + p
+    out += np.float32(0.5)
+    np.clip(out, 0.0, float(QMAX), out=out)
+    return out.astype(np.uint16)
+
+
 class Compositor:
     """Draws one grid's tiles (all the same size) onto a :class:`WorkCanvas`.
 
@@ -272,7 +295,6 @@ class Compositor:
         if mode != "over":
             self.region = np.empty((batch, n), dtype=np.uint16)
             self.region3 = self.region.reshape(batch, geo.h + 1, geo.row)
-            self.cov = np.empty((batch, n), dtype=np.uint16)
         self.f32 = np.empty((batch, n), dtype=np.float32) if mode == "multiply" else None
         self._ring_offsets: tuple[int, np.ndarray] | None = None
 
@@ -319,64 +341,52 @@ class Compositor:
                     self._blend(canvas, placed, y, x, fy[sel], fx[sel])
 
     def _over(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
-        """"over" without reading the canvas under the interiors, which tiles cover fully.
+        """"over" without reading the canvas under the interiors, which the tiles cover fully.
 
-        Only the ring is blended, r' = (16 - A) r / 16 + P, for the whole batch at once
-        (one gather from the canvas); then each tile is copied out whole.
+        Only the ring is blended, for the whole batch at once (one gather from the canvas);
+        then each tile is copied out whole.
         """
         geo = self.geo
-        keep = geo.ring_keep[fy * Q + fx]
         below = canvas.flat[(y * canvas.pitch + x)[:, None] + self.ring_offsets(canvas.pitch)]
-        np.multiply(below, keep, out=below)
-        np.right_shift(below, Q_BITS, out=below)
-        ring = placed[:, geo.ring_flat]
-        np.add(ring, below, out=ring)
-        placed[:, geo.ring_flat] = ring
+        alpha = geo.ring_alpha[fy * Q + fx]
+        placed[:, geo.ring_flat] = blend_ring("over", below, placed[:, geo.ring_flat], alpha)
         full, tiles = canvas.full, self.placed3
         hh, ww = geo.h + 1, geo.w + 1
         for j, (y0, x0) in enumerate(zip(y.tolist(), x.tolist())):
             full[y0 : y0 + hh, x0 : x0 + ww] = tiles[j, :, :ww]
 
     def _blend(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
-        """The other modes: copy the canvas under each footprint in, blend the batch, copy back."""
+        """The other modes: copy the canvas under each footprint in, blend the batch, copy back.
+
+        The interior (fully covered) takes the plain formula; the ring is then overwritten
+        with the exact partial-coverage blend of the values that were there before.
+        """
         geo = self.geo
         g = placed.shape[0]
-        cov = geo.coverage(fy, fx, self.cov[:g])
         full, region3 = canvas.full, self.region3
         hh, ww = geo.h + 1, geo.w + 1
         pos = list(zip(y.tolist(), x.tolist()))
         for j, (y0, x0) in enumerate(pos):
             region3[j, :, :ww] = full[y0 : y0 + hh, x0 : x0 + ww]
         r = self.region[:g]
+        below = r[:, geo.ring_flat]
+        ring = blend_ring(self.mode, below, placed[:, geo.ring_flat], geo.ring_alpha[fy * Q + fx])
         mode = self.mode
-        if mode == "add":
+        if mode == "darken":
+            np.minimum(r, placed, out=r)
+        elif mode == "lighten":
+            np.maximum(r, placed, out=r)
+        elif mode == "add":
             np.add(r, placed, out=r)
             np.minimum(r, QMAX, out=r)
-        elif mode == "darken":  # r' = r - (max(A r / 16, P) - P)
-            t = self.tmp[:g]
-            np.multiply(r, cov, out=t)
-            np.right_shift(t, Q_BITS, out=t)
-            np.maximum(t, placed, out=t)
-            np.subtract(t, placed, out=t)
-            np.subtract(r, t, out=r)
-        elif mode == "lighten":  # r' = r + (max(A r / 16, P) - A r / 16)
-            t = self.tmp[:g]
-            np.multiply(r, cov, out=t)
-            np.right_shift(t, Q_BITS, out=t)
-            np.maximum(t, placed, out=cov)
-            np.subtract(cov, t, out=cov)
-            np.add(r, cov, out=r)
-            np.minimum(r, QMAX, out=r)
-        else:  # multiply: r' = r (255 (16 - A) + P) / 4080, in float32 (exact below 2^24)
+        else:  # multiply: r c / 4080 in float32 (exact for these integers, < 2^24)
             f = self.f32
             assert f is not None
             f = f[:g]
-            np.subtract(Q, cov, out=cov)
-            np.multiply(cov, 255, out=cov)
-            np.add(cov, placed, out=cov)
-            np.multiply(r, cov, out=f, dtype=np.float32)
+            np.multiply(r, placed, out=f, dtype=np.float32)
             np.multiply(f, np.float32(1.0 / QMAX), out=f)
             np.add(f, np.float32(0.5), out=f)
             np.copyto(r, f, casting="unsafe")
+        r[:, geo.ring_flat] = ring
         for j, (y0, x0) in enumerate(pos):
             full[y0 : y0 + hh, x0 : x0 + ww] = region3[j, :, :ww]

@@ -30,7 +30,7 @@ from scenes.scene_file import GridSpec, Scene
 from scenes.store_access import open_scene_store
 from scenes.tile_cache import TileCache
 from scenes.timeline import TimelinePlan, displayed_steps
-from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_curve
+from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
 
 # Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
@@ -65,7 +65,7 @@ class GridRenderer:
     def _make_contents(self, keys: np.ndarray) -> np.ndarray:
         samples, steps = np.divmod(keys, self.num_steps)
         values = self.store.frames(samples, steps, kind=self.kind)
-        return self.resampler(tone_curve(values, self.grid.tone))
+        return self.resampler(tone_levels(values, self.grid.tone))
 
     def tile_state(self, t: float) -> dict[str, np.ndarray]:
         """Where every tile is and what it shows at time t (canvas pixels); for tests and tools.
@@ -122,6 +122,7 @@ class SceneRenderer:
             margin = max(max(g.tw, g.th) for g in self.grids) + 2
             self.canvas = WorkCanvas(h, w, margin)
             self.thresholds = dither_thresholds(scene.canvas.dither, h, w)
+            self.scratch = np.empty((h, w), dtype=np.uint16)
         except MemoryError:
             raise EntropicError(
                 f"{context}: canvas {w}x{h} with its tiles is too large to allocate in memory; use a smaller canvas"
@@ -134,7 +135,7 @@ class SceneRenderer:
         canvas.view.fill(self.background)
         for g in self.grids:
             g.draw(canvas, t)
-        return quantize(canvas.view, self.thresholds)
+        return quantize(canvas.view, self.thresholds, self.scratch)
 
 
 _renderers: dict[tuple[int, int], tuple[weakref.ref, SceneRenderer]] = {}
@@ -175,7 +176,14 @@ def scene_time(scene: Scene, t: float) -> float:
 
 def frame(scene: Scene, t: float) -> np.ndarray:
     """The frame at t seconds: uint8 [height, width]. Pure: same scene + stores + t -> same bytes."""
-    return renderer_for(scene).render(scene_time(scene, t))
+    t = scene_time(scene, t)
+    try:
+        return renderer_for(scene).render(t)
+    except MemoryError:
+        where = str(scene.source_path) if scene.source_path else "scene"
+        raise EntropicError(
+            f"{where}: canvas {scene.width}x{scene.height} is too large to render in the memory available; use a smaller canvas"
+        ) from None
 
 
 def frame_at_index(scene: Scene, i: int) -> np.ndarray:

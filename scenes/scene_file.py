@@ -34,7 +34,7 @@ MAX_GRIDS = 64
 MAX_FPS = 1000.0
 MAX_DURATION = 24 * 3600.0
 # Working memory of one grid's tile cache (2 x tiles x padded tile x uint16) must stay below this.
-TILE_MEMORY_LIMIT = 4 << 30
+TILE_MEMORY_LIMIT = 2 << 30
 
 DIRECTIONS = ("to-noise", "to-image", "ping-pong")
 EASINGS = ("linear", "ease-in", "ease-out", "ease-in-out", "cosine", "smootherstep")

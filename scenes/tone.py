@@ -30,12 +30,20 @@ def tone_curve(x: np.ndarray, tone: ToneSpec) -> np.ndarray:
     v = np.asarray(x, dtype=np.float32)
     scale = np.float32(1.0 / (tone.hi - tone.lo))
     v = (v - np.float32(tone.lo)) * scale
-    np.clip(v, 0.0, 1.0, out=v)
-    np.nan_to_num(v, copy=False, nan=0.0)
+    # fmax/fmin (not clip): they return the number when the other operand is NaN.
+    np.fmax(v, np.float32(0.0), out=v)
+    np.fmin(v, np.float32(1.0), out=v)
     if tone.gamma != 1.0:
         np.power(v, np.float32(tone.gamma), out=v)
     if tone.invert:
         np.subtract(np.float32(1.0), v, out=v)
+    return v
+
+
+def tone_levels(x: np.ndarray, tone: ToneSpec) -> np.ndarray:
+    """Model values -> fixed-point grey levels (float32, 0..QMAX; see :func:`tone_curve`)."""
+    v = tone_curve(x, tone)
+    np.multiply(v, np.float32(QMAX), out=v)
     return v
 
 
@@ -129,17 +137,19 @@ def dither_thresholds(kind: str, height: int, width: int) -> np.ndarray | None:
     return np.ascontiguousarray(np.tile(t, reps)[:height, :width])
 
 
-def quantize(canvas: np.ndarray, thresholds: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
-    """Fixed-point canvas (uint16, 0..QMAX, modified in place) -> uint8 grey levels.
+def quantize(canvas: np.ndarray, thresholds: np.ndarray | None, scratch: np.ndarray | None = None) -> np.ndarray:
+    """Fixed-point canvas (uint16, 0..QMAX; may be a strided view, left unchanged) -> new uint8 grey levels.
 
     Without thresholds the value is rounded (half a level added); with them, dithered.
+    ``scratch``: optional contiguous uint16 array of the canvas's shape.
     """
+    if scratch is None:
+        scratch = np.empty(canvas.shape, dtype=np.uint16)
     if thresholds is None:
-        np.add(canvas, Q // 2, out=canvas)
+        np.add(canvas, Q // 2, out=scratch)
     else:
-        np.add(canvas, thresholds, out=canvas)
-    np.right_shift(canvas, Q_BITS, out=canvas)
-    if out is None:
-        out = np.empty(canvas.shape, dtype=np.uint8)
-    np.copyto(out, canvas, casting="unsafe")
+        np.add(canvas, thresholds, out=scratch)
+    np.right_shift(scratch, Q_BITS, out=scratch)
+    out = np.empty(canvas.shape, dtype=np.uint8)
+    np.copyto(out, scratch, casting="unsafe")
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -324,3 +323,11 @@ def test_ctrl_c_during_cli_render_keeps_the_old_file(tmp_path):
     assert proc.stderr.read().decode().strip() == "entropic: interrupted"
     assert out.read_bytes() == b"the previous piece"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.toml", "piece.mp4", "store"]
+
+
+def test_same_scene_gives_bit_identical_files(render_scene, tmp_path):
+    for ext, codec in ((".mp4", "h264"), (".mkv", "ffv1")):
+        a, b = tmp_path / f"a{ext}", tmp_path / f"b{ext}"
+        render(render_scene, RenderOptions(output=a, codec=codec, quiet=True))
+        render(render_scene, RenderOptions(output=b, codec=codec, quiet=True))
+        assert a.read_bytes() == b.read_bytes()

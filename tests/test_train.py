@@ -404,6 +404,7 @@ def test_bad_inputs_are_one_line_errors_that_change_nothing(train_runs, train_da
         "out is a file": ([data, "--out", str(a_file), *TINY_CLI], "a_file.txt", a_file),
         "out is foreign": ([data, "--out", str(foreign), *TINY_CLI], "foreign", foreign),
         "bad list": ([data, "--out", fresh("o6"), "--channel-mults", "1,x"], "--channel-mults", tmp_path / "o6"),
+        "out inside data": ([data, "--out", str(train_data / "run")], "inside the dataset folder", train_data),
     }
     before = {name: _snapshot(out) for name, (_, _, out) in cases.items()}
     # Two cases end to end as real processes (the console script's path, torch import and

@@ -68,6 +68,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--sample-steps", type=int, help=f"DDIM steps for the contact sheets. {_d('sample_steps')}")
 @click.option("--checkpoint-every", type=int, help=f"Resumable checkpoint every N steps (and at the end). {_d('checkpoint_every')}")
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (CPU and CUDA). [default: off]")
+@click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout (often faster). [default: off]")
 @click.option("--flip/--no-flip", default=None, help="Random left-right flips of training images. [default: on]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="auto = cuda, else mps, else cpu. [default: auto]")
 @click.option("--seed", type=int, help=f"Seed of weights, data order and noise. {_d('seed')}")
