@@ -6,16 +6,22 @@ order rotated every repetition so that load from other processes hits all of the
 
 * ``ours+record``: ``diffusion.record.record`` into a fresh trajectory store on disk (float16,
   every x_t, fdatasync'ed and marked complete) -- what ``entropic sample`` does;
-* ``ours``: ``diffusion.samplers.sample`` with no callback (no recording at all);
+* ``ours``: ``diffusion.samplers.sample`` with no callback (no recording at all), with the
+  same model copy (channels-last), chunking and precision as ``record`` uses;
 * ``diffusers``: a ``diffusers.UNet2DModel`` with (almost) the same parameter count and the
   same layout (4 levels, 2 res blocks, attention at 16x16), driven by its DDIMScheduler /
   DDPMScheduler in the loop its users write, copying x_t into a float16 numpy array every
   step (its pipelines have no per-step callback).
 
+The same three runs again with the network under bfloat16 autocast (``--precision bfloat16``
+for us; ``torch.autocast`` around the diffusers loop).
+
 Samplers: DDIM with ``--steps`` steps of a T = 1000 cosine schedule (eta 0), and DDPM over a
 cosine schedule of T = ``--steps`` (the per-step cost of DDPM does not depend on T).
 Figures: sample-steps/s (one sample advanced by one step) per method, median over
-repetitions, and the median of the per-repetition ratios.
+repetitions, and the median of the per-repetition ratios, both by wall-clock time and by
+process CPU time. On a machine shared with other jobs the CPU-time figures are the stable
+ones (with one torch thread, CPU time is the work done; it includes the writer thread's CPU).
 
     .venv/bin/python benchmarks/sample_throughput.py [--batch 16] [--steps 8] [--reps 3] [--threads 2]
     .venv/bin/python benchmarks/sample_throughput.py --tiny      # 16 px model: recording overhead at its worst
@@ -24,6 +30,7 @@ repetitions, and the median of the per-repetition ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -38,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.record import RecordSettings, record  # noqa: E402
+from diffusion.record import MODEL_BATCH, RecordSettings, _sampling_model, record  # noqa: E402
 from diffusion.samplers import sample  # noqa: E402
 from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.trajectory_store import StoreWriter, open_store  # noqa: E402
@@ -84,20 +91,26 @@ def diffusers_scheduler(sampler: str, T: int, steps: int):
     return s
 
 
-def run_diffusers(model, sampler: str, T: int, steps: int, batch: int, res: int) -> float:
-    """The scheduler loop a diffusers user writes to keep every x_t; returns seconds."""
-    start = time.perf_counter()
+def autocast(precision: str):
+    if precision == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_diffusers(model, sampler: str, T: int, steps: int, batch: int, res: int, precision: str) -> tuple[float, float]:
+    """The scheduler loop a diffusers user writes to keep every x_t; returns (wall, CPU) seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
     sched = diffusers_scheduler(sampler, T, steps)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((batch, 1, res, res), generator=gen)
     frames = np.empty((batch, len(sched.timesteps) + 1, res, res), dtype=np.float16)
     frames[:, 0] = x[:, 0].numpy()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for k, t in enumerate(sched.timesteps):
-            out = model(x, t).sample
+            out = model(x, t).sample.float()
             x = sched.step(out, t, x, generator=gen).prev_sample
             frames[:, k + 1] = x[:, 0].numpy()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 class TimedWriter(StoreWriter):
@@ -116,15 +129,22 @@ class TimedWriter(StoreWriter):
         TimedWriter.busy += time.perf_counter() - t0
 
 
-def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path | None) -> float:
-    start = time.perf_counter()
+def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path | None, precision: str) -> tuple[float, float]:
+    """Our sampler, recording into ``store`` (or not recording at all when None); (wall, CPU) seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
+    ddim_steps = steps if sampler == "ddim" else None
     if store is None:
-        sample(model, schedule, "eps", list(range(batch)), sampler=sampler,
-               steps=steps if sampler == "ddim" else None, batch_size=batch, progress=False)
+        # Exactly what record() runs, minus the recording: same model copy, chunking, precision.
+        with autocast(precision):
+            sample(_sampling_model(model), schedule, "eps", list(range(batch)), sampler=sampler, steps=ddim_steps,
+                   batch_size=batch, progress=False, model_batch=MODEL_BATCH)
     else:
-        settings = RecordSettings(count=batch, sampler=sampler, steps=steps if sampler == "ddim" else None, batch_size=batch)
+        settings = RecordSettings(count=batch, sampler=sampler, steps=ddim_steps, batch_size=batch, precision=precision)
         record(store, model, schedule, "eps", settings, progress=False, _writer_factory=TimedWriter.open)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+METHODS = ("ours+record", "ours", "diffusers", "ours+record bf16", "diffusers bf16")
 
 
 def main() -> None:
@@ -132,7 +152,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: CPU time then measures work, robust to load from other processes)")
     ap.add_argument("--tiny", action="store_true", help="16 px model, to expose recording overhead")
     ap.add_argument("--samplers", default="ddim,ddpm")
     ap.add_argument("--dir", default=None, help="where the stores go (default: a temp folder)")
@@ -158,32 +179,42 @@ def main() -> None:
         for sampler in args.samplers.split(","):
             T = 1000 if sampler == "ddim" else args.steps
             schedule = NoiseSchedule.from_config(ScheduleConfig(kind="cosine", timesteps=T))
-            times: dict[str, list[float]] = {"ours+record": [], "ours": [], "diffusers": []}
+            times: dict[str, list[float]] = {m: [] for m in METHODS}
+            cpus: dict[str, list[float]] = {m: [] for m in METHODS}
             busy: list[float] = []
-            methods = list(times)
             for rep in range(args.reps):
-                order = methods[rep % 3 :] + methods[: rep % 3]
-                for name in order:
-                    if name == "diffusers":
-                        dt = run_diffusers(theirs, sampler, T, args.steps, args.batch, res)
+                k = rep % len(METHODS)
+                for name in METHODS[k:] + METHODS[:k]:
+                    precision = "bfloat16" if name.endswith("bf16") else "float32"
+                    if name.startswith("diffusers"):
+                        dt, ct = run_diffusers(theirs, sampler, T, args.steps, args.batch, res, precision)
                     elif name == "ours":
-                        dt = run_ours(ours, schedule, sampler, args.steps, args.batch, None)
+                        dt, ct = run_ours(ours, schedule, sampler, args.steps, args.batch, None, precision)
                     else:
                         store = work / f"{sampler}-{rep}"
                         TimedWriter.busy = 0.0
-                        dt = run_ours(ours, schedule, sampler, args.steps, args.batch, store)
+                        dt, ct = run_ours(ours, schedule, sampler, args.steps, args.batch, store, precision)
                         with open_store(store) as st:
                             assert st.num_complete == args.batch and st.num_steps == args.steps + 1
                         busy.append(TimedWriter.busy / dt)
                         shutil.rmtree(store)
                     times[name].append(dt)
-                    print(f"  {sampler} rep {rep} {name:12s} {args.batch * args.steps / dt:8.2f} sample-steps/s", flush=True)
-            rate = {k: args.batch * args.steps / statistics.median(v) for k, v in times.items()}
-            vs_diffusers = statistics.median(d / r for d, r in zip(times["diffusers"], times["ours+record"]))
-            overhead = statistics.median(r / o - 1 for r, o in zip(times["ours+record"], times["ours"]))
-            print(f"{sampler}: ours+record {rate['ours+record']:.2f}, ours {rate['ours']:.2f}, diffusers "
-                  f"{rate['diffusers']:.2f} sample-steps/s; ours+record / diffusers = {vs_diffusers:.2f}x; "
-                  f"recording overhead {overhead * 100:+.1f} % (writer thread busy {statistics.median(busy) * 100:.2f} % of wall)")
+                    cpus[name].append(ct)
+                    print(f"  {sampler} rep {rep} {name:17s} {args.batch * args.steps / dt:8.2f} sample-steps/s wall, "
+                          f"{args.batch * args.steps / ct:8.2f} per CPU-second", flush=True)
+            work_units = args.batch * args.steps
+
+            def ratio(table, a, b):
+                return statistics.median(x / y for x, y in zip(table[a], table[b]))
+
+            for label, table in (("wall", times), ("CPU", cpus)):
+                rate = {k: work_units / statistics.median(v) for k, v in table.items()}
+                print(f"{sampler} [{label} time] sample-steps/s: " + ", ".join(f"{k} {v:.2f}" for k, v in rate.items()))
+                print(f"{sampler} [{label} time] ours+record vs diffusers (float32): {ratio(table, 'diffusers', 'ours+record'):.2f}x; "
+                      f"bfloat16 vs diffusers bfloat16: {ratio(table, 'diffusers bf16', 'ours+record bf16'):.2f}x; "
+                      f"ours+record bfloat16 vs diffusers float32: {ratio(table, 'diffusers', 'ours+record bf16'):.2f}x; "
+                      f"recording overhead {(ratio(table, 'ours+record', 'ours') - 1) * 100:+.1f} %")
+            print(f"{sampler}: writer thread busy (pwrite + fdatasync) {statistics.median(busy) * 100:.2f} % of wall")
         print(f"load average after: {os.getloadavg()}")
     finally:
         if args.dir is None:

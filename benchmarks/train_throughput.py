@@ -18,7 +18,8 @@ execution settings differ.
 * Execution variants, combinable with "+": ``fp32`` (eager, contiguous), ``cl`` (channels_last
   weights and input), ``clx`` (ours only: ``UNet(cfg, channels_last=True)``, channels-last
   activations with ordinary contiguous weights), ``bf16`` (``torch.autocast("cpu", torch.bfloat16)``), ``compile``
-  (``torch.compile`` of the network; compile time reported separately and excluded).
+  (``torch.compile`` of the network; compile time reported separately and excluded), ``tN`` (run
+  this variant's steps with N threads). A variant may name a layout: ``ours/ddpm32:bf16``.
 
 The machine is shared and noisy, so variants are measured in alternating rounds (the order rotates
 every round), each variant keeping its model and optimizer across rounds; we report the median
@@ -60,6 +61,15 @@ from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
 
 RESOLUTION = 64
 BATCH = 32
+DEFAULT_THREADS = os.cpu_count() or 1
+
+# Named layouts a variant can ask for as "ours/NAME:flags" or "peer/NAME:flags" (peer = the twin
+# of that layout). "default" is UNetConfig() as shipped; "ddpm32" is the DDPM-style layout that
+# INTERFACES.md first proposed (base 32, mults 1-2-2-4), kept to justify the choice of default.
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "ddpm32": dict(base_channels=32, channel_mults=(1, 2, 2, 4), attention_resolutions=(16,), head_channels=32, norm_groups=8),
+}
 
 
 # ---------------------------------------------------------------- the two networks
@@ -116,6 +126,7 @@ class Trainer:
     compiled: bool
     st: ScheduleTensors
     lr: float = 2e-4
+    threads: int | None = None
     compile_seconds: float = 0.0
     net: Callable[..., torch.Tensor] = field(init=False)
     opt: torch.optim.Optimizer = field(init=False)
@@ -127,6 +138,15 @@ class Trainer:
         self.net = torch.compile(self.model) if self.compiled else self.model
 
     def step(self, x0: torch.Tensor, gen: torch.Generator, lr: float | None = None) -> float:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._step(x0, gen, lr)
+        finally:
+            if self.threads is not None:
+                torch.set_num_threads(DEFAULT_THREADS)
+
+    def _step(self, x0: torch.Tensor, gen: torch.Generator, lr: float | None) -> float:
         if lr is not None:
             for g in self.opt.param_groups:
                 g["lr"] = lr
@@ -152,15 +172,32 @@ class Trainer:
         return total / len(x0)
 
 
+def variant_config(variant: str, cfg: UNetConfig) -> UNetConfig:
+    """The layout a variant runs: ``cfg`` unless it names one of LAYOUTS ("ours/ddpm32:...")."""
+    head = variant.partition(":")[0]
+    if "/" not in head:
+        return cfg
+    name = head.split("/", 1)[1]
+    if name not in LAYOUTS:
+        raise SystemExit(f"unknown layout {name!r} in {variant!r}; known: {', '.join(LAYOUTS)}")
+    return UNetConfig.from_dict({**cfg.to_dict(), **{k: list(v) if isinstance(v, tuple) else v for k, v in LAYOUTS[name].items()}})
+
+
 def make_trainer(variant: str, cfg: UNetConfig, st: ScheduleTensors, seed: int, lr: float = 2e-4) -> Trainer:
-    kind, _, flags = variant.partition(":")
+    """Parse "ours|peer[/layout]:flag+flag" and build its network, optimizer and settings."""
+    head, _, flags = variant.partition(":")
+    kind = head.split("/")[0]
+    cfg = variant_config(variant, cfg)
     opts = set(flags.split("+")) - {"fp32", ""}
+    threads = next((int(o[1:]) for o in opts if o[:1] == "t" and o[1:].isdigit()), None)
+    opts -= {f"t{threads}"}
     unknown = opts - {"cl", "clx", "bf16", "compile"}
+    if kind not in ("ours", "peer") or unknown:
+        raise SystemExit(f"unknown variant {variant!r}: use ours|peer[/layout] : fp32 | cl, clx, bf16, compile, tN joined by +")
     if "clx" in opts and kind != "ours":
         raise SystemExit("clx (channels-last activations, contiguous weights) is an option of our UNet only")
-    if kind not in ("ours", "peer") or unknown:
-        raise SystemExit(f"unknown variant {variant!r}: use ours|peer : fp32 | cl, bf16, compile joined by +")
-    return Trainer(variant, build(kind, cfg, seed, "clx" in opts), "cl" in opts, "bf16" in opts, "compile" in opts, st, lr)
+    model = build(kind, cfg, seed, "clx" in opts)
+    return Trainer(variant, model, "cl" in opts, "bf16" in opts, "compile" in opts, st, lr, threads)
 
 
 # ---------------------------------------------------------------- data
@@ -265,15 +302,25 @@ def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{v} {row[v]:.1f}" for v in variants) + " img/s", flush=True)
 
     ref = "peer:fp32" if "peer:fp32" in variants else variants[0]
+    # a variant on another layout is compared with the peer twin of that layout when present
+    def ref_for(v: str) -> str:
+        head = v.partition(":")[0]
+        if "/" in head:
+            twin = "peer/" + head.split("/", 1)[1] + ":fp32"
+            if twin in variants:
+                return twin
+        return ref
+
     summary = {}
     for v in variants:
         ips = [row[v] for row in per_round]
-        ratios = [row[v] / row[ref] for row in per_round]
+        ratios = [row[v] / row[ref_for(v)] for row in per_round]
         summary[v] = {
             "params": parameter_count(trainers[v].model),
             "images_per_s_median": round(statistics.median(ips), 2),
             "images_per_s_rounds": [round(x, 2) for x in ips],
-            f"ratio_vs_{ref}_median": round(statistics.median(ratios), 3),
+            "ratio_vs": ref_for(v),
+            "ratio_median": round(statistics.median(ratios), 3),
             "ratio_rounds": [round(x, 3) for x in ratios],
             "compile_seconds": round(trainers[v].compile_seconds, 1),
         }
@@ -326,26 +373,35 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
 
+    global DEFAULT_THREADS
+    DEFAULT_THREADS = args.threads
     torch.set_num_threads(args.threads)
     cfg = UNetConfig.from_dict({**UNetConfig(resolution=RESOLUTION).to_dict(), **json.loads(args.config or "{}")})
     st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
 
-    ours_n = parameter_count(build("ours", cfg, 0))
-    peer_n = parameter_count(build("peer", cfg, 0))
+    layouts: dict[str, Any] = {}
+    for name in ["default"] + sorted({v.partition(":")[0].split("/", 1)[1] for v in variants if "/" in v.partition(":")[0]}):
+        lcfg = variant_config(f"ours/{name}:fp32", cfg)
+        ours_n = parameter_count(build("ours", lcfg, 0))
+        peer_n = parameter_count(build("peer", lcfg, 0))
+        layouts[name] = {
+            "ours_config": lcfg.to_dict(),
+            "peer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in peer_kwargs(lcfg).items()},
+            "params": {"ours": ours_n, "peer": peer_n, "peer_over_ours": round(peer_n / ours_n, 4)},
+        }
+        if abs(peer_n / ours_n - 1) > 0.10:
+            print(f"warning: {name}: parameter counts differ by more than 10 % ({ours_n:,} vs {peer_n:,})", flush=True)
     result: dict[str, Any] = {
         "machine": machine(),
-        "ours_config": cfg.to_dict(),
-        "peer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in peer_kwargs(cfg).items()},
-        "params": {"ours": ours_n, "peer": peer_n, "peer_over_ours": round(peer_n / ours_n, 4)},
+        "layouts": layouts,
         "schedule": ScheduleConfig().to_dict(),
         "batch": BATCH,
         "resolution": RESOLUTION,
         "load_before": load_average(),
     }
-    print(json.dumps({k: result[k] for k in ("machine", "params", "load_before")}, indent=1), flush=True)
-    if abs(peer_n / ours_n - 1) > 0.10:
-        print(f"warning: parameter counts differ by more than 10 % ({ours_n:,} vs {peer_n:,})", flush=True)
+    print(json.dumps({"machine": result["machine"], "params": {k: v["params"] for k, v in layouts.items()},
+                      "load_before": result["load_before"]}, indent=1), flush=True)
 
     if args.rounds > 0:
         print("throughput:", flush=True)

@@ -733,15 +733,20 @@ class StoreWriter:
     nothing here is shared with readers in other processes except through files.
     """
 
-    def __init__(self, path: Path, header: dict) -> None:
+    def __init__(self, path: Path, header: dict, lock_fd: int | None = None) -> None:
         self.path = path
         self.header = header
         self._fds: dict[str, int] = {}
-        self.complete = read_complete(path, header["num_samples"])
-        self._np_dtype = DTYPES[header["dtype"]][0]
-        self._frame_bytes = header["height"] * header["width"] * self._np_dtype.itemsize
-        for kind, entry in header["arrays"].items():
-            self._fds[kind] = os.open(path / entry["file"], os.O_RDWR)
+        self._lock_fd = _lock_dir(path) if lock_fd is None else lock_fd
+        try:
+            self.complete = read_complete(path, header["num_samples"])
+            self._np_dtype = DTYPES[header["dtype"]][0]
+            self._frame_bytes = header["height"] * header["width"] * self._np_dtype.itemsize
+            for kind, entry in header["arrays"].items():
+                self._fds[kind] = os.open(path / entry["file"], os.O_RDWR)
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -764,6 +769,19 @@ class StoreWriter:
         if not root.exists():
             _create_store_dir(root, wanted)
             return cls(root, wanted)
+        read_header(root)  # refuse a broken store before locking it
+        lock_fd = _lock_dir(root)
+        try:
+            header = cls._reopen(root, wanted, num_samples)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(root, header, lock_fd)
+
+    @staticmethod
+    def _reopen(root: Path, wanted: dict, num_samples: int) -> dict:
+        """Check an existing store (under its lock) against ``wanted``; repair or grow it; its header."""
         existing = read_header(root)
         diff = identity_difference(existing, wanted)
         if diff:
@@ -783,25 +801,27 @@ class StoreWriter:
                 )
         n_old = int(existing["num_samples"])
         if num_samples <= n_old:
-            header = existing
             # Undo a half-done append (file grown, header not yet rewritten).
             for entry in existing["arrays"].values():
                 fp = root / entry["file"]
                 if fp.stat().st_size != expected:
                     os.truncate(fp, expected)
-            return cls(root, header)
+            return existing
         # Append: grow the files first (sparse), then publish the new header.
         new_bytes = _array_bytes(wanted)
         for entry in wanted["arrays"].values():
             os.truncate(root / entry["file"], new_bytes)
         atomic_write_json(root / HEADER_FILE, wanted)
-        return cls(root, wanted)
+        return wanted
 
     def close(self) -> None:
-        """Close the array files."""
+        """Close the array files and release the store's lock."""
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -843,6 +863,28 @@ class StoreWriter:
         mask[np.asarray(list(samples), dtype=np.int64)] = True
         _write_complete(self.path, mask)
         self.complete = mask
+
+
+def _lock_dir(root: Path) -> int | None:
+    """An exclusive flock on the store directory itself, so two processes never write one store.
+
+    (Their completeness records would overwrite each other.) Released when the descriptor closes,
+    also when the process dies. None where the platform has no flock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EntropicError(
+            f"{root}: another process is recording into this store right now; wait for it to finish, "
+            "or record shards into separate stores (--shard K/N) and merge them"
+        ) from None
+    return fd
 
 
 def _write_complete(root: Path, mask: np.ndarray) -> None:

@@ -34,7 +34,7 @@ from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
 
 # Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
-BATCH = 64
+BATCH = 8
 
 
 class GridRenderer:
@@ -62,10 +62,10 @@ class GridRenderer:
         self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
         self.order = stacking_order(grid.rows, grid.cols)
 
-    def _make_contents(self, keys: np.ndarray) -> np.ndarray:
+    def _make_contents(self, keys: np.ndarray, dests: list[np.ndarray]) -> None:
         samples, steps = np.divmod(keys, self.num_steps)
         values = self.store.frames(samples, steps, kind=self.kind)
-        return self.resampler(tone_levels(values, self.grid.tone))
+        self.resampler.into(tone_levels(values, self.grid.tone), dests)
 
     def tile_state(self, t: float) -> dict[str, np.ndarray]:
         """Where every tile is and what it shows at time t (canvas pixels); for tests and tools.
@@ -114,8 +114,8 @@ class SceneRenderer:
     """Everything needed to draw frames of one scene in one thread."""
 
     def __init__(self, scene: Scene) -> None:
+        # No reference to the scene itself: the registry drops this renderer when the scene dies.
         context = str(scene.source_path) if scene.source_path else "scene"
-        self.scene = scene
         w, h = scene.width, scene.height
         try:
             self.grids = [GridRenderer(g, scene, context) for g in scene.grids]
@@ -142,9 +142,10 @@ _renderers: dict[tuple[int, int], tuple[weakref.ref, SceneRenderer]] = {}
 _registry_lock = threading.Lock()
 
 
-def _forget(key: tuple[int, int]) -> None:
-    with _registry_lock:
-        _renderers.pop(key, None)
+def _forget(key: tuple[int, int], registry: dict = _renderers, lock: threading.Lock = _registry_lock) -> None:
+    # Defaults bind the registry: at interpreter exit module globals may already be gone.
+    with lock:
+        registry.pop(key, None)
 
 
 def renderer_for(scene: Scene) -> SceneRenderer:

@@ -20,8 +20,8 @@ import numpy as np
 class TileCache:
     """Slots of uint16 [slot_len]; ``lookup`` returns the slot of each key, making misses in one batch."""
 
-    def __init__(self, capacity: int, h: int, w: int, make: Callable[[np.ndarray], np.ndarray]) -> None:
-        """``make(keys)`` turns int64 keys [M] into uint16 contents [M, h, w]."""
+    def __init__(self, capacity: int, h: int, w: int, make: Callable[[np.ndarray, list[np.ndarray]], None]) -> None:
+        """``make(keys, dests)`` writes the uint16 content of keys[j] (int64) into dests[j] ([h, w] views)."""
         self.h, self.w = h, w
         self.capacity = capacity
         self.slots = np.zeros((capacity, (h + 2) * (w + 2)), dtype=np.uint16)
@@ -54,7 +54,7 @@ class TileCache:
             for old in self._key_of[victims].tolist():
                 if old >= 0:
                     del slot_of[old]
-            self._interior[victims] = self._make(missing)
+            self._make(missing, [self._interior[v] for v in victims.tolist()])
             self.made += int(missing.size)
             self._key_of[victims] = missing
             self._last_used[victims] = clock

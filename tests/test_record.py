@@ -95,6 +95,17 @@ def test_rerun_is_bit_identical_and_batch_size_independent(tmp_path: Path, model
         assert (tmp_path / other / "x.f16").read_bytes() == (reference / "x.f16").read_bytes()
 
 
+def test_bfloat16_is_deterministic_batch_independent_and_close(tmp_path: Path, model: UNet, reference: Path):
+    rec(tmp_path / "bf4", model, precision="bfloat16")
+    rec(tmp_path / "bf3", model, precision="bfloat16", batch_size=3)
+    assert (tmp_path / "bf4" / "x.f16").read_bytes() == (tmp_path / "bf3" / "x.f16").read_bytes()
+    with open_store(tmp_path / "bf4") as bf, open_store(reference) as ref:
+        assert bf.header["sampler"]["precision"] == "bfloat16"
+        np.testing.assert_array_equal(bf.frames(range(6), [0] * 6), ref.frames(range(6), [0] * 6))  # same x_T
+        assert not np.array_equal(bf.memmap(), ref.memmap())
+        assert np.abs(bf.frames(range(6), [3] * 6) - ref.frames(range(6), [3] * 6)).mean() < 0.05
+
+
 def test_sample_i_does_not_depend_on_count_and_append_matches(tmp_path: Path, model: UNet, reference: Path):
     path = tmp_path / "grow"
     rec(path, model, count=2)
@@ -177,6 +188,7 @@ def test_a_store_of_another_recording_is_refused_and_left_alone(tmp_path: Path, 
         ({"sampler": "ddim", "steps": 5}, "sampler"),
         ({"dtype": "uint8"}, "dtype"),
         ({"record_x0": True}, "record_x0"),
+        ({"precision": "bfloat16"}, "sampler"),
     ]:
         with pytest.raises(EntropicError, match=key):
             rec(path, model, count=4, **kw)
@@ -200,6 +212,7 @@ def test_a_store_of_another_recording_is_refused_and_left_alone(tmp_path: Path, 
         ({"batch_size": 0}, "--batch-size"),
         ({"dtype": "float64"}, "--dtype"),
         ({"seed": -1}, "--seed"),
+        ({"precision": "float16"}, "--precision"),
     ],
 )
 def test_bad_settings_are_refused_before_touching_disk(tmp_path: Path, model: UNet, kw, needle):

@@ -182,3 +182,15 @@ def test_dithering_keeps_the_average_of_a_slow_gradient(kind):
     smooth = np.convolve(local, np.ones(k) / k, mode="valid")
     assert np.max(np.abs(smooth - np.convolve(true, np.ones(k) / k, mode="valid"))) < 0.1
     assert quantize(np.array([[8, 7, 4080]], dtype=np.uint16), None).tolist() == [[1, 0, 255]]
+
+
+@pytest.mark.parametrize("kernel", ["nearest", "bilinear"])
+@pytest.mark.parametrize("dst", [(32, 24), (48, 36), (20, 30), (16, 12)])
+def test_resampler_writes_into_cache_slots_like_it_returns(kernel, dst):
+    rng = np.random.default_rng(4)
+    v = (rng.random((3, 16, 12)) * QMAX).astype(np.float32)
+    r = Resampler((16, 12), dst, kernel)
+    slots = np.zeros((5, dst[0] + 2, dst[1] + 2), dtype=np.uint16)
+    r.into(v, [slots[i, 1:-1, 1:-1] for i in (4, 0, 2)])
+    assert np.array_equal(slots[[4, 0, 2], 1:-1, 1:-1], r(v))
+    assert not slots[[1, 3]].any() and not slots[:, 0].any() and not slots[:, :, -1].any()

@@ -363,3 +363,15 @@ def test_large_gathers_read_in_parallel_match_the_array_and_survive_fork(tmp_pat
     finally:
         _SHARED_STORE.close()
         _SHARED_STORE = None
+
+
+def test_two_writers_never_share_a_store(tmp_path: Path):
+    path = tmp_path / "w"
+    first = StoreWriter.open(path, _spec(), 2)
+    try:
+        with pytest.raises(EntropicError, match="another process is recording"):
+            StoreWriter.open(path, _spec(), 4)
+        assert json.loads((path / HEADER_FILE).read_text())["num_samples"] == 2  # the refused append did nothing
+    finally:
+        first.close()
+    StoreWriter.open(path, _spec(), 4).close()  # released on close

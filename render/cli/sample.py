@@ -27,11 +27,13 @@ from diffusion.errors import EntropicError
 @click.option("--dtype", type=click.Choice(["float16", "uint8", "float32"]), default="float16", show_default=True,
               help="Stored precision; uint8 is compact, lossy, with its per-step value mapping in the header.")
 @click.option("--record-x0", is_flag=True, help="Also record the model's predicted x_0 at every step.")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+              help="Precision of the network's forward pass; bfloat16 is faster on recent CPUs, less exact.")
 @click.option("--shard", default=None, metavar="K/N", help="Record only samples i with i % N == K (into its own store; merge with --merge).")
 @click.option("--merge", is_flag=True, help="Merge the shard stores given as arguments into --out.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, record_x0, shard, merge, threads, quiet) -> None:
+def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, record_x0, precision, shard, merge, threads, quiet) -> None:
     """Record every denoising step of COUNT samples of RUN into the store OUT.
 
     Without RUN, the default model in assets/ is used. Re-running the same command resumes
@@ -67,6 +69,7 @@ def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, re
         dtype=dtype,
         record_x0=record_x0,
         shard=parse_shard(shard),
+        precision=precision,
     )
     report = record_run(sources[0] if sources else None, out, settings, progress=not quiet)
     click.echo(report.summary())
