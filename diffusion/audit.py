@@ -22,7 +22,6 @@ float64, so memory is bounded by ``chunk`` training images at a time.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field

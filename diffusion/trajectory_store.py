@@ -65,6 +65,7 @@ import json
 import math
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +92,21 @@ SEED_RULE = "numpy.random.SeedSequence(base, spawn_key=(i,)).generate_state(1, u
 # Noise standard deviations kept by the uint8 mapping of x_t (beyond: clipped; P(|z|>4) = 6e-5).
 UINT8_NOISE_SIGMAS = 4.0
 _F16_MAX = float(np.finfo(np.float16).max)
-# Gathers of at least this many frames are read by several threads (see TrajectoryStore._read_raw).
+# Gathers of at least this many frames are read by several threads (see TrajectoryStore._read_raw),
+# from one pool shared by every open store of the process.
 PARALLEL_READ_MIN = 64
+READ_POOL_THREADS = 8
+_READ_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_READ_POOL_LOCK = threading.Lock()
+
+
+def _read_pool() -> ThreadPoolExecutor:
+    """The process's shared reader threads (created on first use; a forked child makes its own)."""
+    global _READ_POOL
+    with _READ_POOL_LOCK:
+        if _READ_POOL is None or _READ_POOL[0] != os.getpid():
+            _READ_POOL = (os.getpid(), ThreadPoolExecutor(READ_POOL_THREADS, thread_name_prefix="entropic-store-read"))
+        return _READ_POOL[1]
 
 
 def sample_seed(base_seed: int, index: int) -> int:
@@ -278,16 +292,30 @@ def make_header(spec: StoreSpec, num_samples: int) -> dict:
     }
 
 
+def _first_difference(key: str, a: Any, b: Any) -> tuple[str, Any, Any] | None:
+    """The first (dotted key, a, b) where a and b differ, descending into dicts."""
+    if a == b:
+        return None
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for sub in sorted(set(a) | set(b)):
+            found = _first_difference(f"{key}.{sub}", a.get(sub), b.get(sub))
+            if found:
+                return found
+    return key, a, b
+
+
 def identity_difference(existing: Mapping, wanted: Mapping) -> str | None:
     """The first identity key on which two headers differ, described; None if they agree."""
-    for key in IDENTITY_KEYS:
-        a, b = _get(existing, key), _get(wanted, key)
-        if a != b:
-            def short(v: Any) -> str:
-                s = json.dumps(v, sort_keys=True)
-                return s if len(s) <= 80 else s[:77] + "..."
 
-            return f"{key} is {short(a)} in the store but {short(b)} for this recording"
+    def short(v: Any) -> str:
+        s = json.dumps(v, sort_keys=True)
+        return s if len(s) <= 80 else s[:77] + "..."
+
+    for key in IDENTITY_KEYS:
+        found = _first_difference(key, _get(existing, key), _get(wanted, key))
+        if found:
+            where, a, b = found
+            return f"{where} is {short(a)} in the store but {short(b)} for this recording"
     return None
 
 
@@ -408,9 +436,7 @@ class TrajectoryStore:
         self._frame_elems = self.height * self.width
         self._frame_bytes = self._frame_elems * self._np_dtype.itemsize
         self._fds = fds
-        self._read_threads = int(read_threads)
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_pid = 0
+        self._read_threads = max(1, min(int(read_threads), READ_POOL_THREADS))
         self._maps: dict[str, np.memmap] = {}
         self._scale: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.dtype == "uint8":
@@ -423,9 +449,6 @@ class TrajectoryStore:
     def close(self) -> None:
         """Close the array files (also done when the object is garbage-collected)."""
         fds, self._fds = self._fds, {}
-        if self._executor is not None and self._executor_pid == os.getpid():
-            self._executor.shutdown(wait=True)
-        self._executor = None
         for fd in fds.values():
             try:
                 os.close(fd)
@@ -506,10 +529,7 @@ class TrajectoryStore:
     def _pool(self) -> ThreadPoolExecutor | None:
         if self._read_threads <= 1:
             return None
-        if self._executor is None or self._executor_pid != os.getpid():  # a forked child needs its own threads
-            self._executor = ThreadPoolExecutor(self._read_threads, thread_name_prefix="entropic-store-read")
-            self._executor_pid = os.getpid()
-        return self._executor
+        return _read_pool()
 
     def _decode(self, raw: np.ndarray, steps: np.ndarray, kind: str) -> np.ndarray:
         if self.dtype == "uint8":

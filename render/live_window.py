@@ -83,6 +83,11 @@ class PlaybackClock:
         """The frame due now, wrapped into [0, frame_count) (the preview loops)."""
         return int(math.floor(self.position() + 0.5)) % self.frame_count
 
+    def index_in(self, seconds: float) -> int:
+        """The frame that will be due ``seconds`` from now at the current speed."""
+        ahead = 0.0 if self.paused else seconds * self.fps * self.speed
+        return int(math.floor(self.position() + ahead + 0.5)) % self.frame_count
+
     def advance(self) -> int:
         """Frame due now; counts the frames skipped since the previous call as dropped."""
         raw = int(math.floor(self.position() + 0.5))
@@ -236,8 +241,9 @@ def letterbox(width: int, height: int, fb_w: int, fb_h: int) -> tuple[int, int, 
 class PreviewWindow:
     """A pyglet window showing frames from ``frame_at(index)`` at ``fps``.
 
-    Handlers are pushed onto ``self.window``, so tests drive it with
-    ``window.dispatch_event("on_key_press", key.SPACE, 0)`` and :meth:`tick`.
+    Handlers are pushed onto ``self.window``, so tests drive it as X events would:
+    ``window.dispatch_event("on_key_press", key.SPACE, 0)`` then ``window.dispatch_events()``;
+    :meth:`show` presents a given frame, :meth:`tick` the one the clock says is due.
     """
 
     def __init__(
@@ -262,13 +268,16 @@ class PreviewWindow:
         self.gl = gl
         self.pyglet = pyglet
         self.frame_at = frame_at
-        self.fetcher = FrameFetcher(frame_at)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.options = options
         self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps)
         self.current_index: int | None = None
+        self._period = 1.0 / self.fps  # measured time between presentations (timed mode)
+        self._last_present: float | None = None
         self.current_frame: np.ndarray | None = None
         self.saved: list[Path] = []
+        self.screenshot_request: Path | None = None  # read back the next drawn frame into this PNG
+        self.screenshot_taken: Path | None = None
         self.closed = False
         self._dirty = True
 
@@ -298,6 +307,7 @@ class PreviewWindow:
         if options.hide_cursor:
             self.window.set_mouse_visible(False)
         self._setup_gl()
+        self.fetcher = FrameFetcher(frame_at)
         self.window.push_handlers(
             on_draw=self.on_draw, on_key_press=self.on_key_press, on_close=self.on_close,
             on_expose=self._mark_dirty, on_resize=self._on_resize,
@@ -405,24 +415,36 @@ class PreviewWindow:
             self.on_draw()
             self.clock.presented += 1
             self._dirty = False
-            self._after_draw()
+            if self.screenshot_request is not None:
+                self.screenshot_taken = self._save_screenshot(self.screenshot_request)
+                self.screenshot_request = None
             self.window.flip()
 
     def expected_next(self, index: int) -> int | None:
-        """The frame the clock will ask for next (None when paused)."""
+        """The frame the clock will ask for at the next presentation (None when paused).
+
+        One frame on when keeping up; when presentations take longer than a frame (a slow
+        machine), the frame due one measured presentation interval from now, so the
+        background compositing works on the frame that will actually be shown.
+        """
         if self.clock.paused:
             return None
-        return (index + max(1, round(self.clock.speed))) % self.clock.frame_count
-
-    def _after_draw(self) -> None:
-        """Hook between drawing and flipping (screenshots read the back buffer here)."""
+        ahead = max(1.0 / self.fps, self._period)
+        nxt = self.clock.index_in(ahead)
+        return nxt if nxt != index else (index + 1) % self.clock.frame_count
 
     def tick(self, dt: float = 0.0) -> None:  # noqa: ARG002 - pyglet passes dt; time comes from the clock
         """Show the frame due now (clock mode)."""
         if self.closed:
             return
         index = self.clock.advance()
+        shown = self.clock.presented
         self.show(index, self.expected_next(index))
+        if self.clock.presented != shown:
+            now = time.perf_counter()
+            if self._last_present is not None:  # moving average of the presentation interval
+                self._period = 0.8 * self._period + 0.2 * (now - self._last_present)
+            self._last_present = now
 
     def _mark_dirty(self) -> None:
         self._dirty = True
@@ -500,7 +522,6 @@ class PreviewWindow:
         """Run the event loop until quit (or the non-interactive limits); return the stats."""
         pyglet = self.pyglet
         opts = self.options
-        shot: dict[str, Path | None] = {"path": None}
         self.clock = PlaybackClock(self.clock.frame_count, self.fps, start_frame=opts.start * self.fps)
         t0 = time.perf_counter()
 
@@ -513,8 +534,8 @@ class PreviewWindow:
                 n = self.clock.presented
                 self._dirty = True
                 index = (start + n) % self.clock.frame_count
-                if n + 1 == opts.frames_then_exit and opts.screenshot is not None:
-                    self._after_draw = lambda: shot.__setitem__("path", self._save_screenshot(opts.screenshot))
+                if n + 1 == opts.frames_then_exit:
+                    self.screenshot_request = opts.screenshot  # taken between draw and flip
                 self.show(index, (index + 1) % self.clock.frame_count)
                 if self.clock.presented >= opts.frames_then_exit:
                     self.on_close()
@@ -527,18 +548,24 @@ class PreviewWindow:
                     self.on_close()
 
             tick = timed_tick
+            # Show the first frame before the clock starts: its compositing warms the scene's
+            # caches and would otherwise count as a burst of dropped frames.
+            first = int(math.floor(opts.start * self.fps + 0.5)) % self.clock.frame_count
+            self.show(first, (first + 1) % self.clock.frame_count)
+            self.clock.restart()
+            self.clock.last_index = int(math.floor(self.clock.position() + 0.5))
+            self.clock.presented = 1
         if opts.uncapped:
             pyglet.clock.schedule(tick)
         else:
             pyglet.clock.schedule_interval(tick, 1.0 / self.fps)
-        self.tick_fn = tick
         try:
             pyglet.app.run(None)
         finally:
             pyglet.clock.unschedule(tick)
         seconds = time.perf_counter() - t0
         stats = PreviewStats(self.clock.presented, self.clock.dropped, seconds,
-                             -1 if self.current_index is None else self.current_index, shot["path"])
+                             -1 if self.current_index is None else self.current_index, self.screenshot_taken)
         return stats
 
     def _save_screenshot(self, path: Path) -> Path:

@@ -10,8 +10,8 @@ Two stages, chosen by measurement (benchmarks/RESULTS.md, scene engine section):
    and Lanczos-3, widened by the reduction factor when a tile is smaller than its source.
 2. **Placement** (every frame): the tile's position is quantised to 1/16 pixel; the cached
    content is moved by the fractional part with pixel-area weights. The tile is an opaque
-   rectangle whose edges cover canvas pixels partially, so the result is premultiplied:
-   ``P`` (colour x coverage) and the coverage ``A``, both over a (h+1) x (w+1) footprint.
+   rectangle whose edges cover canvas pixels partially, so the result ``P`` over its
+   (h+1) x (w+1) footprint is premultiplied (colour x covered area).
    A tile moving 0.1 px per frame changes every frame (1.6 sixteenths per frame).
 
    Folding the fractional offset into the resampling matrices instead (one exact matrix pair
@@ -31,15 +31,16 @@ below; exact for partial coverage, and reducing to the plain formula where a = 1
 Only the footprint's ring (its outermost rows and columns) can have a < 1: the interior is
 blended with the plain formula on uint16 (1/16 grey levels, ``scenes.tone.Q``; products stay
 below 2^16, multiply runs in float32, exact below 2^24) and the ring with the exact formula
-in float32 (see :func:`blend_ring`).
+(see :func:`blend_ring`; for "over" in integers, with the area in exact 1/256 units).
 
 Cost model (measured on the 2-core target): a numpy call costs about 2.5 us before it touches
-any data, as much as blending a whole 128 x 128 tile. So everything that can be is done for a
-batch of tiles at once; per tile only two calls remain, copying the canvas under the
-footprint into a batch buffer laid out like the tile arrays and back. Tiles of one batch must
-not overlap (the second would read the canvas before the first is written): tiles are
-grouped into stacking levels (see :func:`stacking_levels`) that preserve the drawing order
-wherever two footprints overlap.
+any data, about what one pass over a 128 x 128 tile costs. So everything that can be is done
+for a batch of tiles at once. Per tile only the canvas copies remain: "over" copies each
+placed tile out (one call) and reads the canvas only under the rings (one gather for the
+batch); the other modes copy the canvas under each footprint into a batch buffer and back.
+Tiles of one batch must not overlap (the second would read the canvas before the first is
+written): tiles are grouped into stacking levels (see :func:`stacking_levels`) that preserve
+the drawing order wherever two footprints overlap.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class TileGeometry:
     """Flat layouts for tiles of h x w canvas pixels.
 
     Content slots are (h+2) x (w+2) with a zero border (row 0, row h+1, column 0, column
-    w+1), flattened. A placed tile (and its coverage) is (h+1) x (w+2) flattened, of which
+    w+1), flattened. A placed tile is (h+1) x (w+2) flattened, of which
     columns 0..w are the footprint and column w+1 is zero. Shifting by whole rows or columns
     of these flat arrays is then a flat offset, so every placement ufunc runs on long
     contiguous runs.
@@ -211,6 +212,7 @@ class WorkCanvas:
         self.pitch = self.full.shape[1]
         self.view = self.full[margin : margin + height, margin : margin + width]
 
+
 def crossfade(slots: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """New [G, slot_len]: (slots[a_idx[i]] * (16 - w_i) + slots[b_idx[i]] * w_i) / 16; w in 0..16."""
     out = slots[a_idx]  # fancy indexing: a fresh copy (np.take with out= is 4x slower here)
@@ -225,7 +227,15 @@ def crossfade(slots: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray, weight: n
     return out
 
 
-def place_subpixel(geo: TileGeometry, content: np.ndarray, fy: np.ndarray, fx: np.ndarray, placed: np.ndarray, work: np.ndarray, tmp: np.ndarray) -> None:
+def place_subpixel(
+    geo: TileGeometry,
+    content: np.ndarray,
+    fy: np.ndarray,
+    fx: np.ndarray,
+    placed: np.ndarray,
+    work: np.ndarray,
+    tmp: np.ndarray,
+) -> None:
     """Premultiplied placement of ``content`` [G, slot_len] moved by (fy, fx) sixteenths -> ``placed`` [G, placed_len].
 
     Rows: V[r] = ((16 - fy) T[r] + fy T[r-1]) / 16, columns likewise, with T zero outside the
@@ -253,6 +263,48 @@ def place_subpixel(geo: TileGeometry, content: np.ndarray, fy: np.ndarray, fx: n
 # ----------------------------------------------------------------------------------------------
 
 
+def overlapping_pairs(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (i, j), i < j, whose (h+1) x (w+1) footprints overlap: |dx| <= w and |dy| <= h.
+
+    Returned sorted by j. Up to 512 tiles, from the dense pairwise table; beyond, by hashing
+    tiles into cells of the footprint's size (overlapping tiles lie in neighbouring cells),
+    so time and memory grow with the number of tiles, not its square.
+    """
+    n = ix.size
+    x = ix.astype(np.int64)
+    y = iy.astype(np.int64)
+    if n <= 512:
+        near = np.abs(np.subtract.outer(x, x)) <= w
+        near &= np.abs(np.subtract.outer(y, y)) <= h
+        jj, ii = np.nonzero(np.tril(near, -1))
+        return ii, jj
+    cw, chh = w + 1, h + 1
+    cx, cy = x // cw, y // chh
+    span = int(cx.max() - cx.min()) + 3
+    key = (cy - cy.min() + 1) * span + (cx - cx.min() + 1)
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    firsts, seconds = [], []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            target = key + dy * span + dx
+            lo = np.searchsorted(sorted_keys, target, side="left")
+            hi = np.searchsorted(sorted_keys, target, side="right")
+            count = hi - lo
+            if not count.any():
+                continue
+            j = np.repeat(np.arange(n), count)
+            starts = np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+            i = order[np.arange(j.size) + starts]
+            keep = (i < j) & (np.abs(x[i] - x[j]) <= w) & (np.abs(y[i] - y[j]) <= h)
+            firsts.append(i[keep])
+            seconds.append(j[keep])
+    ii = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
+    jj = np.concatenate(seconds) if seconds else np.zeros(0, np.int64)
+    by_j = np.lexsort((ii, jj))
+    return ii[by_j], jj[by_j]
+
+
 def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarray:
     """Level of each tile (in drawing order) such that tiles of one level never overlap.
 
@@ -262,15 +314,11 @@ def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarra
     it matters, while each level is blended as one batch.
     """
     n = ix.size
-    level = [0] * n
     if n < 2:
         return np.zeros(n, dtype=np.int64)
-    x = ix.astype(np.int32)
-    y = iy.astype(np.int32)
-    near = np.abs(np.subtract.outer(x, x)) <= w
-    near &= np.abs(np.subtract.outer(y, y)) <= h
-    jj, ii = np.nonzero(np.tril(near, -1))  # pairs i < j, sorted by j
-    for j, i in zip(jj.tolist(), ii.tolist()):
+    ii, jj = overlapping_pairs(ix, iy, w, h)
+    level = [0] * n
+    for i, j in zip(ii.tolist(), jj.tolist()):  # sorted by j, so level[i] is final when read
         if level[i] >= level[j]:
             level[j] = level[i] + 1
     return np.asarray(level, dtype=np.int64)
@@ -365,7 +413,9 @@ class Compositor:
                 else:
                     self._blend(canvas, placed, y, x, fy[sel], fx[sel])
 
-    def _over(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
+    def _over(
+        self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
+    ) -> None:
         """"over" without reading the canvas under the interiors, which the tiles cover fully.
 
         Each tile is copied out whole (one call per tile); then its ring, blended for the
@@ -382,7 +432,9 @@ class Compositor:
             full[y0 : y0 + hh, x0 : x0 + ww] = tiles[j, :, :ww]
         canvas.flat[ring_idx] = ring  # (uint32 -> uint16: values stay <= QMAX)
 
-    def _blend(self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> None:
+    def _blend(
+        self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
+    ) -> None:
         """The other modes: copy the canvas under each footprint in, blend the batch, copy back.
 
         The interior (fully covered) takes the plain formula; the ring is then overwritten

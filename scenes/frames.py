@@ -34,7 +34,7 @@ from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
 
 # Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
-BATCH = 8
+BATCH = 16
 
 
 class GridRenderer:
@@ -183,7 +183,8 @@ def frame(scene: Scene, t: float) -> np.ndarray:
     except MemoryError:
         where = str(scene.source_path) if scene.source_path else "scene"
         raise EntropicError(
-            f"{where}: canvas {scene.width}x{scene.height} is too large to render in the memory available; use a smaller canvas"
+            f"{where}: canvas {scene.width}x{scene.height} is too large to render in the memory available; "
+            "use a smaller canvas"
         ) from None
 
 
@@ -197,26 +198,35 @@ def frame_at_index(scene: Scene, i: int) -> np.ndarray:
 def iter_frames(scene: Scene, start: int = 0, stop: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
     """Frames start .. stop-1 (default: to scene.frame_count), in order.
 
-    ``threads`` > 1 renders that many frames at once (each thread with its own renderer),
-    still yielding them in order; frames are identical to single-threaded ones.
+    ``threads`` > 1 renders that many frames at once, each worker thread with its own
+    renderer (dropped when the iteration ends), still yielding them in order; the frames are
+    identical to single-threaded ones.
     """
     stop = scene.frame_count if stop is None else stop
-    for name, v in (("start", start), ("stop", stop)):
+    for name, v in (("start", start), ("stop", stop), ("threads", threads)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise EntropicError(f"iter_frames {name} must be a non-negative integer, got {v!r}")
     if threads <= 1:
         for i in range(start, stop):
             yield frame_at_index(scene, i)
         return
+    local = threading.local()
+
+    def work(i: int) -> np.ndarray:
+        r = getattr(local, "renderer", None)
+        if r is None:
+            r = local.renderer = SceneRenderer(scene)
+        return r.render(scene_time(scene, i / scene.fps))
+
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="entropic-frame") as pool:
         pending = []
         nxt = start
         while nxt < stop and len(pending) < 2 * threads:
-            pending.append(pool.submit(frame_at_index, scene, nxt))
+            pending.append(pool.submit(work, nxt))
             nxt += 1
         while pending:
             out = pending.pop(0).result()
             if nxt < stop:
-                pending.append(pool.submit(frame_at_index, scene, nxt))
+                pending.append(pool.submit(work, nxt))
                 nxt += 1
             yield out

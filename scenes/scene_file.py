@@ -511,7 +511,10 @@ def scene_from_dict(
     version = top["version"]
     if version != FORMAT_VERSION:
         newer = " (newer than this entropic)" if version > FORMAT_VERSION else ""
-        raise r.fail("version", f"scene format version {version} is not supported{newer}; this entropic reads version {FORMAT_VERSION}")
+        raise r.fail(
+            "version",
+            f"scene format version {version} is not supported{newer}; this entropic reads version {FORMAT_VERSION}",
+        )
     canvas_raw = top["canvas"] if top["canvas"] is not None else {}
     c = r.table(canvas_raw, SCHEMA_CANVAS, "canvas")
     canvas = CanvasSpec(**c)
@@ -539,7 +542,8 @@ def scene_from_dict(
         if canvas.loop and timeline.direction != "ping-pong":
             raise r.fail(
                 f"{where}.timeline.direction",
-                f"canvas.loop = true needs direction = \"ping-pong\" (a {timeline.direction} run does not return to its start)",
+                f"canvas.loop = true needs direction = \"ping-pong\" "
+                f"(a {timeline.direction} run does not return to its start)",
             )
         active = canvas.duration - timeline.hold_start - timeline.hold_end - 6.0 * timeline.stagger
         if active <= 0:
@@ -549,12 +553,15 @@ def scene_from_dict(
                 f"({6 * timeline.stagger:g} s) leaves no time to play in canvas.duration = {canvas.duration:g} s",
             )
         if g["rows"] * g["cols"] > MAX_TILES_PER_GRID:
-            raise r.fail(f"{where}.rows", f"rows x cols = {g['rows'] * g['cols']} tiles; at most {MAX_TILES_PER_GRID} per grid")
+            tiles = g["rows"] * g["cols"]
+            raise r.fail(f"{where}.rows", f"rows x cols = {tiles} tiles; at most {MAX_TILES_PER_GRID} per grid")
 
         store_path = resolve_store(g["store"], base_dir)
         store = open_scene_store(store_path, f"{source}: {where}.store")
         if g["frames"] == "x0" and not store.has_x0:
-            raise r.fail(f"{where}.frames", f"store {store_path} has no predicted x_0 (record it with --record-x0); use frames = \"x\"")
+            raise r.fail(
+                f"{where}.frames", f"store {store_path} has no predicted x_0 (record it with --record-x0); use frames = \"x\""
+            )
         tile = g["tile"]
         if tile is None:
             tile = (store.width, store.height)

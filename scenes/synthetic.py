@@ -63,7 +63,13 @@ def trajectories(
 
 
 def write_synthetic_store(
-    path: str | os.PathLike, count: int, steps: int = 50, size: int = 64, seed: int = 0, dtype: str = "float16", schedule: str = "cosine"
+    path: str | os.PathLike,
+    count: int,
+    steps: int = 50,
+    size: int = 64,
+    seed: int = 0,
+    dtype: str = "float16",
+    schedule: str = "cosine",
 ) -> Path:
     """Write a complete synthetic store at ``path`` (see the module docstring)."""
     x, t, a = trajectories(count, steps, size, seed, schedule)

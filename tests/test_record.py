@@ -346,12 +346,17 @@ def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli
         (["--count", "3", "--sampler", "ddim", "--steps", "-2"], "--steps must be a positive integer"),
         (["--count", "3", "--sampler", "ddim", "--steps", "11"], "more than the model's 10"),
         (["--count", "3", "--seed", "8", "--sampler", "ddim", "--steps", "4"], "seeds.base"),
-        (["--count", "3"], "sampler is"),
+        (["--count", "3"], "sampler.name is \"ddim\" in the store but \"ddpm\""),
     ]:
         bad = cli("sample", str(tiny_run), "--out", str(out), "--quiet", *args)
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 1 and len(lines) == 1 and needle in lines[0], bad.stderr
     assert files(out) == before
+    from diffusion.record import default_run_path
+
+    if not (default_run_path() / "model.safetensors").is_file():  # no default model shipped (yet)
+        r = cli("sample", "--out", str(tmp_path / "d"), "--count", "2", "--quiet")
+        assert r.returncode == 1 and "no default model" in r.stderr and not (tmp_path / "d").exists()
     missing = cli("sample", str(tmp_path / "no-run"), "--out", str(tmp_path / "x"), "--count", "2", "--quiet")
     assert missing.returncode == 1 and "no such run directory" in missing.stderr
     half = tmp_path / "half"

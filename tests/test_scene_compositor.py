@@ -194,3 +194,23 @@ def test_resampler_writes_into_cache_slots_like_it_returns(kernel, dst):
     r.into(v, [slots[i, 1:-1, 1:-1] for i in (4, 0, 2)])
     assert np.array_equal(slots[[4, 0, 2], 1:-1, 1:-1], r(v))
     assert not slots[[1, 3]].any() and not slots[:, 0].any() and not slots[:, :, -1].any()
+
+
+@pytest.mark.parametrize("n", [40, 600, 3000])
+def test_overlapping_pairs_finds_exactly_the_overlaps(n):
+    from scenes.compositor import overlapping_pairs
+
+    rng = np.random.default_rng(n)
+    side = int(np.sqrt(n)) * 10
+    ix, iy = rng.integers(-20, side, n), rng.integers(-20, side, n)
+    w, h = 9, 6
+    ii, jj = overlapping_pairs(ix, iy, w, h)
+    got = set(zip(ii.tolist(), jj.tolist()))
+    assert np.all(np.diff(jj) >= 0)
+    if n <= 600:
+        want = {(i, j) for j in range(n) for i in range(j) if abs(ix[i] - ix[j]) <= w and abs(iy[i] - iy[j]) <= h}
+        assert got == want
+    else:  # check a sample of tiles against brute force
+        for j in rng.choice(n, 50, replace=False).tolist():
+            want = {i for i in range(j) if abs(ix[i] - ix[j]) <= w and abs(iy[i] - iy[j]) <= h}
+            assert {i for i, jj_ in got if jj_ == j} == want

@@ -210,3 +210,12 @@ def test_tile_state_positions_follow_the_layout(scene_file):
     pos = st["position"]
     # 5 x 3 cells of 16 px, spacing 2 (88 x 52), centred on 96 x 64: origin (4, 6)
     assert np.allclose(pos[0], [4, 6]) and np.allclose(pos[6], [4 + 18, 6 + 18])
+
+
+def test_scenes_pickle_for_other_processes(scene_file):
+    import pickle
+
+    s = make(scene_file)
+    t = pickle.loads(pickle.dumps(s))
+    assert t == s and t is not s
+    assert np.array_equal(scenes.frame(t, 1.7), scenes.frame(s, 1.7))

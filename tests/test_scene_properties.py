@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 import scenes
 from diffusion.errors import EntropicError
+from scenes.frames import renderer_for
+from scenes.tone import QMAX
 
 # Values TOML can hold, good and bad, per kind of key.
 junk = st.one_of(
@@ -247,6 +249,8 @@ def test_random_scenes_render_or_are_refused_clearly(data, scene_store):
     t = data.draw(st.one_of(st.floats(-1, 10), st.sampled_from([0.0, s.duration])))
     f = scenes.frame(s, t)
     assert f.shape == (s.height, s.width) and f.dtype == np.uint8
+    # the fixed-point canvas never exceeds white (a value past it would wrap to black in 8 bits)
+    assert renderer_for(s).canvas.view.max() <= QMAX
     size = data.draw(st.one_of(st.none(), st.integers(-2, 40)))
     try:
         small = scenes.with_canvas(s, width=size)

@@ -7,7 +7,6 @@ commands that need it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click

@@ -17,7 +17,7 @@ from diffusion.errors import EntropicError
 # Shown in --help; the dataclasses in diffusion.unet / diffusion.train are the source of truth
 # (kept in step by tests/test_train.py).
 _DEFAULTS = {
-    "resolution": 64, "base_channels": 32, "channel_mults": "1,2,2,4", "attention_resolutions": "16",
+    "resolution": 64, "base_channels": 16, "channel_mults": "1,2,4,8", "attention_resolutions": "16",
     "num_res_blocks": 2, "head_channels": 32, "dropout": 0.0, "schedule": "cosine", "timesteps": 1000, "prediction": "eps",
     "steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "grad_clip": 1.0,
     "sample_every": 1000, "sample_count": 16, "sample_steps": 50, "checkpoint_every": 500, "seed": 0,
