@@ -168,7 +168,30 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(CONFIGS), help="run one size only")
     ap.add_argument("--variants", action="store_true", help="also time bilinear, darken, hold and blue-noise dither")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument(
+        "--rss-check", action="store_true",
+        help="render the 1080p scene from a 4x smaller and a 4x larger store, each in a fresh process, and compare RSS",
+    )
+    ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)  # internal: --rss-check's child processes
     args = ap.parse_args()
+    if args.store is not None:  # child of --rss-check: one configuration, fresh process
+        r = run("1080p", args.store, args.workdir, args.frames, 1)
+        r["store_mb"] = round(sum(f.stat().st_size for f in args.store.iterdir()) / 2**20, 1)
+        print(json.dumps(r))
+        return
+    if args.rss_check:
+        import subprocess
+
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        for count in (120, 480):
+            store = write_store(args.workdir / f"store-{count}x{args.steps}", count, args.steps)
+            out = subprocess.run(
+                [sys.executable, __file__, "--store", str(store), "--frames", str(args.frames), "--workdir", str(args.workdir)],
+                capture_output=True, text=True, check=True,
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(json.dumps({k: r[k] for k in ("store_mb", "fps", "rss_kb_after", "rss_anon_kb_after", "rss_file_kb_after")}))
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for name in [args.only] if args.only else list(CONFIGS):

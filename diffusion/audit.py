@@ -174,13 +174,14 @@ def audit_store(
     threshold: float = DEFAULT_THRESHOLD,
     neighbourhood: int = NEIGHBOURHOOD,
     max_rows: int = 64,
-    scale: int = 2,
+    scale: int | None = None,
 ) -> AuditReport:
     """Audit every complete sample of ``store`` against the dataset folder ``data``.
 
     Writes a PNG sheet (one row per sample, most suspicious first, at most ``max_rows`` rows
     plus every flagged sample: sample | nearest | 2nd nearest) to ``out`` (default
     ``<STORE>-audit.png`` next to the store) and a JSON report next to it (same name, .json).
+    ``scale``: tile magnification (default: tiles at least 96 px wide, room for the labels).
     """
     from diffusion.contact_sheet import contact_sheet, to_uint8
     from diffusion.dataset import load_dataset
@@ -207,8 +208,10 @@ def audit_store(
     for e in rows:
         tiles += [to_uint8(x0[pos[e["sample"]]]), ds.images[e["nearest"]], ds.images[e["second"]]]
         flag = " COPY?" if e["flagged"] else ""
-        labels += [f"#{e['sample']} r={e['relative']:.2f}{flag}", f"d={e['d1']:.3f}", f"d={e['d2']:.3f}"]
-    sheet = contact_sheet(np.stack(tiles), cols=3, pad=2, scale=scale, labels=labels)
+        labels += [f"#{e['sample']} r{e['relative']:.2f}{flag}", f"d {e['d1']:.3f}", f"d {e['d2']:.3f}"]
+    if scale is None:
+        scale = max(1, math.ceil(96 / st.width))
+    sheet = contact_sheet(np.stack(tiles), cols=3, pad=4, scale=scale, labels=labels)
     sheet_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(sheet_path, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")

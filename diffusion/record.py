@@ -7,6 +7,9 @@ the next step; when a batch's last frame has been written it fdatasyncs and mark
 samples complete (:class:`diffusion.trajectory_store.StoreWriter`). The queue between them is
 bounded, so a slow disk slows sampling down instead of filling memory.
 
+With ``record_x0``, the "x0" array holds at step s the model's (clipped) estimate of x_0 made
+from frame s (``diffusion.samplers.sample``'s ``x0_pred``); at the last step, x_0 itself.
+
 Determinism: sample i of a store is drawn with seed ``sample_seed(seed, i)``
 (``diffusion.trajectory_store``), and the sampler gives every sample its own generator and a
 fixed model chunk shape, so sample i depends only on (weights, sampler settings, seed, i):

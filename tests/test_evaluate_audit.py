@@ -41,14 +41,14 @@ def tiny_unet() -> UNet:
 
 @pytest.fixture(scope="module")
 def models() -> tuple[UNet, UNet]:
-    """(untrained, trained for 150 steps on bars)."""
+    """(untrained, trained for 80 steps on bars)."""
     untrained = tiny_unet()
     trained = tiny_unet()
     st = schedule_tensors(SCHEDULE)
     opt = torch.optim.Adam(trained.parameters(), lr=2e-3)
     x = torch.from_numpy(bars(64, 0)).float()[:, None] / 127.5 - 1
     gen = torch.Generator().manual_seed(0)
-    for _ in range(150):
+    for _ in range(80):
         loss = training_loss(trained, x[torch.randint(0, 64, (16,), generator=gen)], st, generator=gen)
         opt.zero_grad()
         loss.backward()
