@@ -160,14 +160,20 @@ def main() -> None:
             composite_s = time.perf_counter() - t
             raw = work / "frames.raw"
             frames.tofile(raw)
-            results: dict[str, list[float]] = {"ffmpeg alone": [], "render": [], "sink": [], "write_frames": []}
+            os.sync()  # no writeback of the raw file competing with the timed runs
+            runs = {
+                "ffmpeg alone": lambda: ffmpeg_alone(raw, work / f"alone{ext}", w, h, fps, settings),
+                "render": lambda: end_to_end(scene_path, work / f"e2e{ext}", settings),
+                "sink": lambda: sink_precomputed(frames, work / f"sink{ext}", fps, settings),
+            }
+            if w == 1920 and settings.codec == "h264":
+                runs["write_frames"] = lambda: imageio_write_frames(frames, work / f"iio{ext}", fps, settings)
+            results: dict[str, list[float]] = {k: [] for k in runs}
             loads = []
-            for _ in range(args.repeats):
-                results["ffmpeg alone"].append(ffmpeg_alone(raw, work / f"alone{ext}", w, h, fps, settings))
-                results["render"].append(end_to_end(scene_path, work / f"e2e{ext}", settings))
-                results["sink"].append(sink_precomputed(frames, work / f"sink{ext}", fps, settings))
-                if w == 1920 and settings.codec == "h264":
-                    results["write_frames"].append(imageio_write_frames(frames, work / f"iio{ext}", fps, settings))
+            names = list(runs)
+            for rep in range(args.repeats):
+                for k in names[rep % len(names):] + names[: rep % len(names)]:  # rotate who goes first
+                    results[k].append(runs[k]())
                 loads.append(os.getloadavg()[0])
             raw.unlink()
             best = {k: min(v) for k, v in results.items() if v}

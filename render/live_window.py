@@ -262,8 +262,14 @@ class PreviewWindow:
         if options.headless:
             pyglet.options["headless"] = True
         pyglet.options["shadow_window"] = False
-        import pyglet.window  # after the headless option: it chooses the platform at import
-        from pyglet import gl
+        try:
+            import pyglet.window  # after the headless option: it chooses the platform at import
+            from pyglet import gl
+        except ImportError as err:  # e.g. no libEGL for --headless, no libGL at all
+            raise EntropicError(
+                f"cannot load OpenGL for the preview ({err}); install libgl1/libegl1 (Mesa) "
+                f"or export with `entropic render SCENE -o piece.mp4`"
+            ) from None
 
         self.gl = gl
         self.pyglet = pyglet

@@ -277,8 +277,8 @@ def test_preview_headless_egl_without_x(preview_scene, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     shot = tmp_path / "shot.png"
     proc = _preview_cli(preview_scene, tmp_path, env, "--headless", "--frames-then-exit", "4", "--screenshot", str(shot))
-    if proc.returncode != 0 and "EGL" in proc.stderr:
-        pytest.skip(f"no EGL here: {proc.stderr.strip().splitlines()[-1]}")
+    if proc.returncode != 0 and "cannot load OpenGL" in proc.stderr:
+        pytest.skip(f"no EGL on this machine: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     expected = scenes.frame_at_index(scenes.load_scene(preview_scene), 3)
     assert np.array_equal(np.asarray(Image.open(shot)), expected)
