@@ -77,6 +77,14 @@ seed = 3
     return path
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (ffmpeg)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def ffmpeg_alone(raw: Path, out: Path, width: int, height: int, fps: float, settings) -> float:
     from render.video_sink import CODECS, encoder_args, ffmpeg_exe
 
@@ -155,9 +163,9 @@ def main() -> None:
             scene_path = make_scene(work, w, h, tiles, duration=n / fps, name=f"{label.split()[0]}.toml")
             scene = scenes.load_scene(scene_path)
             assert scene.frame_count == n, (scene.frame_count, n)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             frames = np.stack(list(scenes.iter_frames(scene)))
-            composite_s = time.perf_counter() - t
+            composite_s, composite_cpu = time.perf_counter() - t, cpu_seconds() - c
             raw = work / "frames.raw"
             frames.tofile(raw)
             os.sync()  # no writeback of the raw file competing with the timed runs
@@ -169,11 +177,14 @@ def main() -> None:
             if w == 1920 and settings.codec == "h264":
                 runs["write_frames"] = lambda: imageio_write_frames(frames, work / f"iio{ext}", fps, settings)
             results: dict[str, list[float]] = {k: [] for k in runs}
+            cpu: dict[str, list[float]] = {k: [] for k in runs}
             loads = []
             names = list(runs)
             for rep in range(args.repeats):
                 for k in names[rep % len(names):] + names[: rep % len(names)]:  # rotate who goes first
+                    before = cpu_seconds()
                     results[k].append(runs[k]())
+                    cpu[k].append(cpu_seconds() - before)
                 loads.append(os.getloadavg()[0])
             raw.unlink()
             best = {k: min(v) for k, v in results.items() if v}
@@ -182,8 +193,16 @@ def main() -> None:
                   f"(single thread); 1-min load average during runs {', '.join(f'{l:.2f}' for l in loads)}")
             for k, v in best.items():
                 fps_k = n / v
+                cpu_ms = 1000 * min(cpu[k]) / n
                 print(f"  {k:13s} {fps_k:7.2f} frames/s  ({v:6.2f} s; runs {', '.join(f'{x:.2f}' for x in results[k])})"
-                      f"  ratio to ffmpeg alone {fps_k / bound:.2f}x")
+                      f"  ratio to ffmpeg alone {fps_k / bound:.2f}x;  CPU {cpu_ms:.0f} ms/frame (all processes)")
+            # Both cores busy: the end-to-end rate cannot beat (cores) / (encoder CPU + compositing CPU).
+            enc_cpu = min(cpu["ffmpeg alone"]) / n
+            comp_cpu = composite_cpu / n
+            cores = os.cpu_count() or 1
+            ceiling = cores / (enc_cpu + comp_cpu)
+            print(f"  CPU-bound ceiling on {cores} cores: {cores} / ({1000 * enc_cpu:.0f} ms encode + "
+                  f"{1000 * comp_cpu:.0f} ms composite) = {ceiling:.2f} frames/s = {ceiling / bound:.2f}x ffmpeg alone")
             del frames
 
 

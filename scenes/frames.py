@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from diffusion.errors import EntropicError
+from diffusion.trajectory_store import TrajectoryStore
 from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas
 from scenes.layout import cell_positions, stacking_order
 from scenes.motion import MotionPlan
@@ -35,6 +36,24 @@ from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
 # Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
 BATCH = 16
+
+
+class ContentMaker:
+    """Makes tile contents for the cache: key (sample * S + step) -> tone-mapped, resampled pixels.
+
+    A separate object (not a method of GridRenderer) so that the cache holds no reference
+    back to its owner: renderers are freed as soon as their scene is, without waiting for
+    the cyclic garbage collector.
+    """
+
+    def __init__(self, store: TrajectoryStore, grid: GridSpec, resampler: Resampler) -> None:
+        self.store, self.kind, self.tone, self.resampler = store, grid.frames, grid.tone, resampler
+        self.num_steps = store.num_steps
+
+    def __call__(self, keys: np.ndarray, dests: list[np.ndarray]) -> None:
+        samples, steps = np.divmod(keys, self.num_steps)
+        values = self.store.frames(samples, steps, kind=self.kind)
+        self.resampler.into(tone_levels(values, self.tone), dests)
 
 
 class GridRenderer:
@@ -58,14 +77,9 @@ class GridRenderer:
         self.th = max(1, int(round(grid.tile[1] * sy)))
         self.geo = TileGeometry(self.th, self.tw)
         self.resampler = Resampler((store.height, store.width), (self.th, self.tw), grid.resampling)
-        self.cache = TileCache(2 * n + 8, self.th, self.tw, self._make_contents)
+        self.cache = TileCache(2 * n + 8, self.th, self.tw, ContentMaker(store, grid, self.resampler))
         self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
         self.order = stacking_order(grid.rows, grid.cols)
-
-    def _make_contents(self, keys: np.ndarray, dests: list[np.ndarray]) -> None:
-        samples, steps = np.divmod(keys, self.num_steps)
-        values = self.store.frames(samples, steps, kind=self.kind)
-        self.resampler.into(tone_levels(values, self.grid.tone), dests)
 
     def tile_state(self, t: float) -> dict[str, np.ndarray]:
         """Where every tile is and what it shows at time t (canvas pixels); for tests and tools.
