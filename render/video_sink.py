@@ -299,6 +299,7 @@ class VideoSink:
             # terminal's SIGINT would leave an MP4 without its moov atom.
             process_group=0,
         )
+        _enlarge_pipe(self._proc.stdin.fileno(), self.width * self.height)
         self._threads = [
             threading.Thread(target=self._pump_frames, name="ffmpeg-writer", daemon=True),
             threading.Thread(target=self._drain_stderr, name="ffmpeg-stderr", daemon=True),
@@ -429,6 +430,22 @@ class VideoSink:
             f"exit status {self._proc.returncode if self._proc else '?'}"
         )
         return f"ffmpeg failed writing {self.path.name} ({self.codec.name}): {why}"
+
+
+def _enlarge_pipe(fd: int, frame_bytes: int) -> None:
+    """Grow the pipe to hold a frame (up to the system limit, 1 MiB by default): fewer wake-ups per frame."""
+    import fcntl
+
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    try:
+        fcntl.fcntl(fd, set_size, min(frame_bytes, limit))
+    except OSError:
+        pass  # keep the default 64 KiB pipe
 
 
 def _strip_ffmpeg_prefix(line: str) -> str:
