@@ -157,15 +157,14 @@ class VideoFacts:
     fps: float
     frames: int
     tags: dict[str, str]
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.fps if self.fps else 0.0
+    duration: float  # seconds, from the container (GIF frame delays are whole 1/100 s)
 
 
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")
 _SIZE_RE = re.compile(r",\s*(\d+)x(\d+)")
-_FPS_RE = re.compile(r"([\d.]+)\s*(?:fps|tbr)")
+_FPS_RE = re.compile(r"([\d.]+)\s*fps")
+_TBR_RE = re.compile(r"([\d.]+)([k]?)\s*tbr")
+_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):([\d.]+)")
 
 
 def _ffmpeg() -> str:
@@ -252,7 +251,11 @@ def probe_video(path: str | os.PathLike) -> VideoFacts:
         raise EntropicError(f"{path}: not a readable video ({last[0].strip()})")
     rest = m.group("rest")
     size = _SIZE_RE.search(rest)
-    fps = _FPS_RE.search(rest)
+    # tbr is the stream's real frame rate (a GIF at 15 fps has delays 7,6,7 cs: "16.67 fps, 15 tbr")
+    tbr = _TBR_RE.search(rest)
+    fps_match = _FPS_RE.search(rest)
+    fps = float(tbr.group(1)) * (1000 if tbr.group(2) else 1) if tbr else float(fps_match.group(1)) if fps_match else 0.0
+    dur = _DURATION_RE.search(err)
     pix = re.match(r"\s*(?:\([^)]*\)\s*)*(?:\([^)]*\)\s*)?,\s*([\w]+)", rest)
     frames = 0
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
@@ -267,9 +270,11 @@ def probe_video(path: str | os.PathLike) -> VideoFacts:
         pix_fmt=pix.group(1) if pix else UNKNOWN,
         width=int(size.group(1)) if size else 0,
         height=int(size.group(2)) if size else 0,
-        fps=float(fps.group(1)) if fps else 0.0,
+        fps=fps,
         frames=frames,
         tags=read_tags(path),
+        duration=(int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))) if dur
+        else (frames / fps if fps else 0.0),
     )
 
 

@@ -166,6 +166,8 @@ def test_gif_teaser_with_size_and_fps_is_exact(render_scene, tmp_path):
     decoded = read_gray_frames(out)
     assert decoded.shape == (10, 46, 80)
     assert np.array_equal(decoded, expected)
+    facts = probe_video(out)
+    assert facts.fps == pytest.approx(5) and facts.duration == pytest.approx(2.0, abs=0.02)
 
 
 def test_png_sequence_is_exact_and_resumes(render_scene, scene_frames, tmp_path):
@@ -267,6 +269,13 @@ def test_no_scene_and_no_default_says_how_to_pass_one(tmp_path, monkeypatch):
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert "default scene" in err and "entropic render my-scene.toml" in err
+    # the default scene is there but its store (the default model's samples) is not
+    (tmp_path / "default.toml").write_text(SCENE.replace('store = "store"', 'store = "no-store-yet"'))
+    monkeypatch.setattr(scenes, "default_scene_path", lambda: tmp_path / "default.toml")
+    code, err = run_cli("render", "-o", str(tmp_path / "p.mp4"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "default scene" in err and "no-store-yet" in err and "pass a scene file" in err
+    assert not (tmp_path / "p.mp4").exists()
 
 
 def test_existing_output_needs_overwrite(render_scene, tmp_path):

@@ -60,6 +60,14 @@ def test_exact_codecs_round_trip_every_level(tmp_path, codec, ext):
     assert len(np.unique(decoded)) == 256
 
 
+def test_gif_at_15_fps_keeps_time_with_centisecond_delays(tmp_path):
+    out = tmp_path / "t.gif"
+    write_video(iter(synthetic(30)), out, W, H, 15, VideoSettings(codec="gif"))
+    facts = probe_video(out)
+    assert facts.frames == 30 and facts.fps == pytest.approx(15)
+    assert facts.duration == pytest.approx(2.0, abs=0.02)  # delays of 7, 6, 7 ... hundredths
+
+
 def test_h264_keeps_exact_size_fps_and_count(tmp_path):
     frames = synthetic(12)
     out = tmp_path / "v.mp4"

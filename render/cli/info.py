@@ -22,6 +22,10 @@ def describe(path: Path) -> str:
             from diffusion.run_dir import describe_run
 
             return describe_run(path)
+        if (path / "entropic-sequence.json").is_file():
+            from render.provenance import describe_video
+
+            return describe_video(path)
         if (path / "provenance.json").is_file():
             from diffusion.provenance import describe_dataset
 
