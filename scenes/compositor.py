@@ -54,6 +54,9 @@ from scenes.blas import single_threaded_blas
 from scenes.tone import Q, QMAX, Q_BITS
 
 KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
+# Tiles up to which overlaps are found from the dense pairwise table (measured faster than
+# hashing below about 200 tiles; its cost grows with the square of the count).
+DENSE_PAIRS_MAX = 192
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,14 +365,14 @@ class BlockPlacer:
 def overlapping_pairs(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """All pairs (i, j), i < j, whose (h+1) x (w+1) footprints overlap: |dx| <= w and |dy| <= h.
 
-    Returned sorted by j. Up to 512 tiles, from the dense pairwise table; beyond, by hashing
+    Returned sorted by j. Up to DENSE_PAIRS_MAX tiles, from the dense pairwise table; beyond, by hashing
     tiles into cells of the footprint's size (overlapping tiles lie in neighbouring cells),
     so time and memory grow with the number of tiles, not its square.
     """
     n = ix.size
     x = ix.astype(np.int64)
     y = iy.astype(np.int64)
-    if n <= 512:
+    if n <= DENSE_PAIRS_MAX:
         near = np.abs(np.subtract.outer(x, x)) <= w
         near &= np.abs(np.subtract.outer(y, y)) <= h
         jj, ii = np.nonzero(np.tril(near, -1))
@@ -413,11 +416,19 @@ def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarra
     if n < 2:
         return np.zeros(n, dtype=np.int64)
     ii, jj = overlapping_pairs(ix, iy, w, h)
-    level = [0] * n
-    for i, j in zip(ii.tolist(), jj.tolist()):  # sorted by j, so level[i] is final when read
-        if level[i] >= level[j]:
-            level[j] = level[i] + 1
-    return np.asarray(level, dtype=np.int64)
+    level = np.zeros(n, dtype=np.int64)
+    if ii.size == 0:
+        return level
+    # The longest chain of overlaps ending at each tile: iterate level[j] = 1 + max(level[i])
+    # over all pairs at once (pairs are sorted by j: one reduceat per round) until nothing
+    # changes, which takes as many rounds as there are levels (the overlap graph is acyclic).
+    starts = np.flatnonzero(np.r_[True, jj[1:] != jj[:-1]])
+    heads = jj[starts]
+    while True:
+        new = np.maximum.reduceat(level[ii], starts) + 1
+        if np.array_equal(new, level[heads]):
+            return level
+        level[heads] = new
 
 
 def blend_ring(mode: str, below: np.ndarray, placed: np.ndarray, alpha: np.ndarray) -> np.ndarray:
