@@ -45,18 +45,12 @@ the drawing order wherever two footprints overlap.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, wait
-from typing import Callable
-
 import numpy as np
 
 from scenes.blas import single_threaded_blas
 from scenes.tone import Q, QMAX, Q_BITS
 
 KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
-# Tiles up to which overlaps are found from the dense pairwise table (measured faster than
-# hashing below about 200 tiles; its cost grows with the square of the count).
-DENSE_PAIRS_MAX = 192
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,99 +258,6 @@ def place_subpixel(
     np.right_shift(placed, Q_BITS, out=placed)
 
 
-class FullResPlacer:
-    """Crossfade + sub-pixel placement on contents cached at the tile's canvas size (any kernel)."""
-
-    def __init__(self, geo: TileGeometry, batch: int) -> None:
-        self.geo = geo
-        self.work = np.empty((batch, geo.placed_len + 1), dtype=np.uint16)
-        self.tmp = np.empty((batch, geo.placed_len), dtype=np.uint16)
-
-    def __call__(
-        self, slots: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, fy: np.ndarray, fx: np.ndarray, placed: np.ndarray
-    ) -> None:
-        """Tiles slots[a] x slots[b] crossfaded by w/16, moved by (fy, fx) -> ``placed`` [G, placed_len]."""
-        g = a.size
-        place_subpixel(self.geo, crossfade(slots, a, b, w), fy, fx, placed, self.work[:g], self.tmp[:g])
-
-
-class BlockPlacer:
-    """The same result as :class:`FullResPlacer`, bit for bit, for ``nearest`` upscaling by 2 across.
-
-    Contents are then cached at the *source* size (hs x ws, slots with a zero border). A tile
-    upscaled by (ry, rx) is constant on ry x rx blocks, so of the two linear interpolations
-    of the sub-pixel shift, ((16 - f) T[r] + f T[r-1]) >> 4, only the first row (column) of
-    every block mixes two different source pixels; in the others T[r] == T[r-1] and the
-    result is T[r] exactly ((16 T) >> 4 == T). So the crossfade and both interpolations run
-    at the source size (a quarter of the pixels for 64 -> 128 px tiles):
-
-        footprint row ry*i / column 2j:        interpolated with the row / column before
-        rows ry*i+1 .. ry*i+ry-1 / column 2j+1: the source pixel as it is
-
-    With rx = 2 the two pixels of a column pair are one little-endian uint32,
-    interpolated | copied << 16, which the column interpolation produces in one go:
-    ((16 - fx) W[j+1] + fx W[j] + (W[j+1] << 20)) >> 4, exact because the interpolation
-    sum stays below 2^20. Each footprint row is then one contiguous copy of such pairs.
-    """
-
-    def __init__(self, geo: TileGeometry, src_hw: tuple[int, int], batch: int) -> None:
-        hs, ws = src_hw
-        if not self.applies(geo, src_hw):
-            raise ValueError("BlockPlacer needs a whole row factor, a column factor of 2 and a little-endian machine")
-        self.geo = geo
-        self.hs, self.ws = hs, ws
-        self.ry = geo.h // hs
-        self.srow = ws + 2  # row pitch of source slots and planes
-        self.slot_len = (hs + 2) * self.srow
-        # work rows 0..hs: Ly (row-interpolated, with border columns); rows hs+1..2hs: the source rows.
-        self.nrows = 2 * hs + 1
-        n = self.nrows * self.srow
-        self.work = np.empty((batch, n + 1), dtype=np.uint16)
-        self.tmp = np.empty((batch, n), dtype=np.uint16)
-        self.pairs = np.empty((batch, n), dtype=np.uint32)
-        self.tmp32 = np.empty((batch, n), dtype=np.uint32)
-
-    @staticmethod
-    def applies(geo: TileGeometry, src_hw: tuple[int, int]) -> bool:
-        """Whether tiles of ``geo`` made from ``src_hw`` nearest-upscaled can take this path."""
-        import sys
-
-        return geo.h % src_hw[0] == 0 and geo.w == 2 * src_hw[1] and sys.byteorder == "little"
-
-    def __call__(
-        self, slots: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, fy: np.ndarray, fx: np.ndarray, placed: np.ndarray
-    ) -> None:
-        """As :meth:`FullResPlacer.__call__`, with ``slots`` holding source-size contents."""
-        g = a.size
-        hs, ws, srow, ry = self.hs, self.ws, self.srow, self.ry
-        c = crossfade(slots, a, b, w)  # [g, (hs+2) * srow]
-        work, tmp = self.work[:g], self.tmp[:g]
-        ny = (hs + 1) * srow
-        v = work[:, :ny]  # Ly[i] = ((16 - fy) S[i] + fy S[i-1]) >> 4, i = 0..hs (S zero outside)
-        fy16 = fy.astype(np.uint16)[:, None]
-        np.multiply(c[:, srow : srow + ny], Q - fy16, out=v)
-        np.multiply(c[:, :ny], fy16, out=tmp[:, :ny])
-        np.add(v, tmp[:, :ny], out=v)
-        np.right_shift(v, Q_BITS, out=v)
-        n = self.nrows * srow
-        work[:, ny:n] = c[:, srow : (hs + 1) * srow]
-        work[:, n] = 0
-        # Column pairs of both planes at once (see the class docstring).
-        fx32 = fx.astype(np.uint32)[:, None]
-        q, t = self.pairs[:g], self.tmp32[:g]
-        np.multiply(work[:, 1 : n + 1], (Q + (1 << 20)) - fx32, out=q)
-        np.multiply(work[:, :n], fx32, out=t)
-        np.add(q, t, out=q)
-        np.right_shift(q, Q_BITS, out=q)
-        q3 = q.reshape(g, self.nrows, srow)
-        h = self.geo.h
-        p32 = placed.view(np.uint32).reshape(g, h + 1, self.geo.row // 2)  # pair ws = (column w, zero column)
-        p32[:, 0:h:ry] = q3[:, :hs, : ws + 1]
-        p32[:, h] = q3[:, hs, : ws + 1]
-        for k in range(1, ry):
-            p32[:, k:h:ry] = q3[:, hs + 1 :, : ws + 1]
-
-
 # ----------------------------------------------------------------------------------------------
 # Stacking levels and blending
 # ----------------------------------------------------------------------------------------------
@@ -365,14 +266,14 @@ class BlockPlacer:
 def overlapping_pairs(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """All pairs (i, j), i < j, whose (h+1) x (w+1) footprints overlap: |dx| <= w and |dy| <= h.
 
-    Returned sorted by j. Up to DENSE_PAIRS_MAX tiles, from the dense pairwise table; beyond, by hashing
+    Returned sorted by j. Up to 512 tiles, from the dense pairwise table; beyond, by hashing
     tiles into cells of the footprint's size (overlapping tiles lie in neighbouring cells),
     so time and memory grow with the number of tiles, not its square.
     """
     n = ix.size
     x = ix.astype(np.int64)
     y = iy.astype(np.int64)
-    if n <= DENSE_PAIRS_MAX:
+    if n <= 512:
         near = np.abs(np.subtract.outer(x, x)) <= w
         near &= np.abs(np.subtract.outer(y, y)) <= h
         jj, ii = np.nonzero(np.tril(near, -1))
@@ -416,19 +317,11 @@ def stacking_levels(ix: np.ndarray, iy: np.ndarray, w: int, h: int) -> np.ndarra
     if n < 2:
         return np.zeros(n, dtype=np.int64)
     ii, jj = overlapping_pairs(ix, iy, w, h)
-    level = np.zeros(n, dtype=np.int64)
-    if ii.size == 0:
-        return level
-    # The longest chain of overlaps ending at each tile: iterate level[j] = 1 + max(level[i])
-    # over all pairs at once (pairs are sorted by j: one reduceat per round) until nothing
-    # changes, which takes as many rounds as there are levels (the overlap graph is acyclic).
-    starts = np.flatnonzero(np.r_[True, jj[1:] != jj[:-1]])
-    heads = jj[starts]
-    while True:
-        new = np.maximum.reduceat(level[ii], starts) + 1
-        if np.array_equal(new, level[heads]):
-            return level
-        level[heads] = new
+    level = [0] * n
+    for i, j in zip(ii.tolist(), jj.tolist()):  # sorted by j, so level[i] is final when read
+        if level[i] >= level[j]:
+            level[j] = level[i] + 1
+    return np.asarray(level, dtype=np.int64)
 
 
 def blend_ring(mode: str, below: np.ndarray, placed: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -461,22 +354,17 @@ class Compositor:
     the blend formulas.
     """
 
-    def __init__(self, geo: TileGeometry, mode: str, batch: int, placer=None, capacity: int = 0) -> None:
-        """``placer``: makes placed tiles from cache slots (default :class:`FullResPlacer`, slots of h x w).
-
-        ``capacity``: most tiles drawn at once when placement runs on a helper thread (see
-        :meth:`start`); each then gets its own placed buffer so the helper can run ahead.
-        """
+    def __init__(self, geo: TileGeometry, mode: str, batch: int) -> None:
         if mode not in ("over", "darken", "lighten", "multiply", "add"):
             raise ValueError(f"unknown blend mode {mode!r}")
         self.geo = geo
         self.mode = mode
         self.batch = batch
-        self.placer = FullResPlacer(geo, batch) if placer is None else placer
         n = geo.placed_len
-        # zeros: column w+1 of a placed tile is never written by BlockPlacer and must stay 0.
-        self.placed = np.zeros((max(batch, capacity), n), dtype=np.uint16)
-        self.placed3 = self.placed.reshape(-1, geo.h + 1, geo.row)
+        self.placed = np.empty((batch, n), dtype=np.uint16)
+        self.placed3 = self.placed.reshape(batch, geo.h + 1, geo.row)
+        self.work = np.empty((batch, n + 1), dtype=np.uint16)
+        self.tmp = np.empty((batch, n), dtype=np.uint16)
         if mode != "over":
             self.region = np.empty((batch, n), dtype=np.uint16)
             self.region3 = self.region.reshape(batch, geo.h + 1, geo.row)
@@ -507,69 +395,26 @@ class Compositor:
         with slots[slot_b[i]] by weight[i]/16. (ix, iy): canvas position of the footprint's
         top-left pixel, within the margin; (fx, fy): fractional position in sixteenths.
         """
-        self.start(canvas, slots, slot_a, slot_b, weight, ix, iy, fx, fy)()
-
-    def start(
-        self,
-        canvas: WorkCanvas,
-        slots: np.ndarray,
-        slot_a: np.ndarray,
-        slot_b: np.ndarray,
-        weight: np.ndarray,
-        ix: np.ndarray,
-        iy: np.ndarray,
-        fx: np.ndarray,
-        fy: np.ndarray,
-        helper: Executor | None = None,
-    ) -> Callable[[], None]:
-        """:meth:`draw` in two halves: returns ``finish()``, which blends onto the canvas.
-
-        With a ``helper`` (a single-thread executor) placement starts there at once, batch
-        by batch, and ``finish`` blends each batch as soon as it is placed, so the two
-        overlap; the canvas may be written between ``start`` and ``finish`` (placement never
-        reads it). Same bytes either way: every batch has its own rows of ``placed``.
-        """
         geo = self.geo
         levels = stacking_levels(ix, iy, geo.w, geo.h)
         order = np.argsort(levels, kind="stable")
-        lv = levels[order]
-        if helper is not None and order.size > self.placed.shape[0]:
-            helper = None  # more tiles than buffers (not for a grid's own renderer): place in turn
-        # Placement does not read the canvas, so it runs in batches of the level-sorted tiles
-        # regardless of level boundaries; each batch is then blended level by level (runs of
-        # equal level, in order), which keeps the drawing order wherever tiles overlap.
-        batches = []
-        for b0 in range(0, order.size, self.batch):
-            sel = order[b0 : b0 + self.batch]
-            off = b0 if helper is not None else 0
-            args = (slots, slot_a[sel], slot_b[sel], weight[sel], fy[sel], fx[sel], self.placed[off : off + sel.size])
-            batches.append((b0, sel, off, args))
-        pending = [helper.submit(self.placer, *args) for _, _, _, args in batches] if helper is not None else None
-
-        def finish() -> None:
-            margin = canvas.margin
-            try:
-                for k, (b0, sel, off, args) in enumerate(batches):
-                    if pending is None:
-                        self.placer(*args)
-                    else:
-                        pending[k].result()
-                    g = sel.size
-                    fys, fxs = args[4], args[5]
-                    ys = iy[sel] + margin
-                    xs = ix[sel] + margin
-                    cuts = [0, *(np.flatnonzero(np.diff(lv[b0 : b0 + g])) + 1).tolist(), g]
-                    for r0, r1 in zip(cuts, cuts[1:]):
-                        blend = self._over if self.mode == "over" else self._blend
-                        blend(canvas, off + r0, off + r1, ys[r0:r1], xs[r0:r1], fys[r0:r1], fxs[r0:r1])
-            finally:
-                if pending is not None:  # never leave the helper writing into buffers after returning
-                    wait(pending)
-
-        return finish
+        bounds = np.flatnonzero(np.diff(levels[order])) + 1
+        for group in np.split(order, bounds):
+            for b0 in range(0, group.size, self.batch):
+                sel = group[b0 : b0 + self.batch]
+                g = sel.size
+                content = crossfade(slots, slot_a[sel], slot_b[sel], weight[sel])
+                placed = self.placed[:g]
+                place_subpixel(geo, content, fy[sel], fx[sel], placed, self.work[:g], self.tmp[:g])
+                y = iy[sel] + canvas.margin
+                x = ix[sel] + canvas.margin
+                if self.mode == "over":
+                    self._over(canvas, placed, y, x, fy[sel], fx[sel])
+                else:
+                    self._blend(canvas, placed, y, x, fy[sel], fx[sel])
 
     def _over(
-        self, canvas: WorkCanvas, r0: int, r1: int, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
+        self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
     ) -> None:
         """"over" without reading the canvas under the interiors, which the tiles cover fully.
 
@@ -577,19 +422,18 @@ class Compositor:
         whole batch from what was below (gathered first, one call), is scattered over its edges.
         """
         geo = self.geo
-        placed = self.placed[r0:r1]
         ring_idx = (y * canvas.pitch + x)[:, None] + self.ring_offsets(canvas.pitch)
         ring = np.multiply(canvas.flat[ring_idx], geo.ring_keep[fy * Q + fx], dtype=np.uint32)
         np.right_shift(ring, 2 * Q_BITS, out=ring)
         np.add(ring, placed[:, geo.ring_flat], out=ring)
         full, tiles = canvas.full, self.placed3
         hh, ww = geo.h + 1, geo.w + 1
-        for j, (y0, x0) in enumerate(zip(y.tolist(), x.tolist()), r0):
+        for j, (y0, x0) in enumerate(zip(y.tolist(), x.tolist())):
             full[y0 : y0 + hh, x0 : x0 + ww] = tiles[j, :, :ww]
         canvas.flat[ring_idx] = ring  # (uint32 -> uint16: values stay <= QMAX)
 
     def _blend(
-        self, canvas: WorkCanvas, r0: int, r1: int, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
+        self, canvas: WorkCanvas, placed: np.ndarray, y: np.ndarray, x: np.ndarray, fy: np.ndarray, fx: np.ndarray
     ) -> None:
         """The other modes: copy the canvas under each footprint in, blend the batch, copy back.
 
@@ -597,7 +441,6 @@ class Compositor:
         with the exact partial-coverage blend of the values that were there before.
         """
         geo = self.geo
-        placed = self.placed[r0:r1]
         g = placed.shape[0]
         full, region3 = canvas.full, self.region3
         hh, ww = geo.h + 1, geo.w + 1

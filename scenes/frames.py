@@ -15,17 +15,16 @@ order, in any thread, in any process.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import weakref
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import numpy as np
 
 from diffusion.errors import EntropicError
 from diffusion.trajectory_store import TrajectoryStore
-from scenes.compositor import BlockPlacer, Compositor, FullResPlacer, Resampler, TileGeometry, WorkCanvas
+from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas
 from scenes.layout import cell_positions, stacking_order
 from scenes.motion import MotionPlan
 from scenes.scene_file import GridSpec, Scene
@@ -34,9 +33,9 @@ from scenes.tile_cache import TileCache
 from scenes.timeline import TimelinePlan, displayed_steps
 from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
 
-# Most tiles placed in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
+# Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
-BATCH = 32
+BATCH = 16
 
 
 class ContentMaker:
@@ -77,19 +76,9 @@ class GridRenderer:
         self.tw = max(1, int(round(grid.tile[0] * sx)))
         self.th = max(1, int(round(grid.tile[1] * sy)))
         self.geo = TileGeometry(self.th, self.tw)
-        src = (store.height, store.width)
-        batch = min(BATCH, n)
-        if grid.resampling == "nearest" and BlockPlacer.applies(self.geo, src):
-            # Nearest upscaling by 2 across: cache and interpolate at the source size (same bytes).
-            self.resampler = Resampler(src, src, "nearest")
-            placer = BlockPlacer(self.geo, src, batch)
-            cached = src
-        else:
-            self.resampler = Resampler(src, (self.th, self.tw), grid.resampling)
-            placer = FullResPlacer(self.geo, batch)
-            cached = (self.th, self.tw)
-        self.cache = TileCache(2 * n + 8, cached[0], cached[1], ContentMaker(store, grid, self.resampler))
-        self.compositor = Compositor(self.geo, grid.blend, batch, placer, capacity=n)
+        self.resampler = Resampler((store.height, store.width), (self.th, self.tw), grid.resampling)
+        self.cache = TileCache(2 * n + 8, self.th, self.tw, ContentMaker(store, grid, self.resampler))
+        self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
         self.order = stacking_order(grid.rows, grid.cols)
 
     def tile_state(self, t: float) -> dict[str, np.ndarray]:
@@ -110,15 +99,6 @@ class GridRenderer:
 
     def draw(self, canvas: WorkCanvas, t: float) -> None:
         """Blend this grid's tiles at time t onto the fixed-point canvas."""
-        finish = self.start(canvas, t)
-        if finish is not None:
-            finish()
-
-    def start(self, canvas: WorkCanvas, t: float, helper: Executor | None = None) -> Callable[[], None] | None:
-        """Plan the frame at t and start placing tiles (on ``helper`` if given); returns the blend step.
-
-        None when no tile is visible. The canvas is only written by the returned ``finish()``.
-        """
         st = self.tile_state(t)
         p16 = np.floor(st["position"][self.order] * Q).astype(np.int64)
         ipos = p16 >> Q_BITS
@@ -127,11 +107,11 @@ class GridRenderer:
         ch, cw = canvas.height, canvas.width
         vis = np.flatnonzero((ix > -self.tw - 1) & (ix < cw) & (iy > -self.th - 1) & (iy < ch))
         if vis.size == 0:
-            return None
+            return
         tiles = self.order[vis]  # visible tiles, in drawing order
         s = self.samples[tiles] * self.num_steps
         slots = self.cache.lookup(np.concatenate([s + st["lo"][tiles], s + st["hi"][tiles]]))
-        return self.compositor.start(
+        self.compositor.draw(
             canvas,
             self.cache.slots,
             slots[: vis.size],
@@ -141,16 +121,13 @@ class GridRenderer:
             iy[vis],
             frac[vis, 0],
             frac[vis, 1],
-            helper,
         )
 
 
 class SceneRenderer:
     """Everything needed to draw frames of one scene in one thread."""
 
-    def __init__(self, scene: Scene, helper: bool = True) -> None:
-        """``helper``: give this renderer a second thread (when the machine has a second core)
-        that places tiles while this one blends, and quantises half of the canvas."""
+    def __init__(self, scene: Scene) -> None:
         # No reference to the scene itself: the registry drops this renderer when the scene dies.
         context = str(scene.source_path) if scene.source_path else "scene"
         w, h = scene.width, scene.height
@@ -165,45 +142,14 @@ class SceneRenderer:
                 f"{context}: canvas {w}x{h} with its tiles is too large to allocate in memory; use a smaller canvas"
             ) from None
         self.background = np.uint16(scene.canvas.background * Q)
-        self.helper = _helper_executor() if helper and _cpus() > 1 else None
 
     def render(self, t: float) -> np.ndarray:
         """The frame at scene time t (already wrapped/clamped), uint8 [height, width]."""
         canvas = self.canvas
-        helper = self.helper
-        # Plan every grid and start placing its tiles (on the helper), fill, then blend in order.
-        finishers = [g.start(canvas, t, helper) for g in self.grids]
         canvas.view.fill(self.background)
-        for finish in finishers:
-            if finish is not None:
-                finish()
-        out = np.empty((canvas.height, canvas.width), dtype=np.uint8)
-        if helper is None:
-            quantize(canvas.view, self.thresholds, self.scratch, out)
-            return out
-        # Two row bands quantised at once (per-pixel: the same bytes as one pass).
-        h2 = canvas.height // 2
-        thr = self.thresholds
-        lower = helper.submit(
-            quantize, canvas.view[h2:], None if thr is None else thr[h2:], self.scratch[h2:], out[h2:]
-        )
-        try:
-            quantize(canvas.view[:h2], None if thr is None else thr[:h2], self.scratch[:h2], out[:h2])
-        finally:
-            lower.result()
-        return out
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _helper_executor() -> ThreadPoolExecutor:
-    """A renderer's own helper thread (exits when the renderer, its only owner, is freed)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropic-place")
+        for g in self.grids:
+            g.draw(canvas, t)
+        return quantize(canvas.view, self.thresholds, self.scratch)
 
 
 _renderers: dict[tuple[int, int], tuple[weakref.ref, SceneRenderer]] = {}
@@ -283,7 +229,7 @@ def iter_frames(scene: Scene, start: int = 0, stop: int | None = None, threads: 
     def work(i: int) -> np.ndarray:
         r = getattr(local, "renderer", None)
         if r is None:
-            r = local.renderer = SceneRenderer(scene, helper=False)  # the frames are the parallelism
+            r = local.renderer = SceneRenderer(scene)
         return r.render(scene_time(scene, i / scene.fps))
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="entropic-frame") as pool:

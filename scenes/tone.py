@@ -137,13 +137,11 @@ def dither_thresholds(kind: str, height: int, width: int) -> np.ndarray | None:
     return np.ascontiguousarray(np.tile(t, reps)[:height, :width])
 
 
-def quantize(
-    canvas: np.ndarray, thresholds: np.ndarray | None, scratch: np.ndarray | None = None, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Fixed-point canvas (uint16, 0..QMAX; may be a strided view, left unchanged) -> uint8 grey levels.
+def quantize(canvas: np.ndarray, thresholds: np.ndarray | None, scratch: np.ndarray | None = None) -> np.ndarray:
+    """Fixed-point canvas (uint16, 0..QMAX; may be a strided view, left unchanged) -> new uint8 grey levels.
 
     Without thresholds the value is rounded (half a level added); with them, dithered.
-    ``scratch``: optional uint16 array of the canvas's shape; ``out``: optional uint8 result array.
+    ``scratch``: optional contiguous uint16 array of the canvas's shape.
     """
     if scratch is None:
         scratch = np.empty(canvas.shape, dtype=np.uint16)
@@ -152,7 +150,6 @@ def quantize(
     else:
         np.add(canvas, thresholds, out=scratch)
     np.right_shift(scratch, Q_BITS, out=scratch)
-    if out is None:
-        out = np.empty(canvas.shape, dtype=np.uint8)
+    out = np.empty(canvas.shape, dtype=np.uint8)
     np.copyto(out, scratch, casting="unsafe")
     return out
