@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (best effort: not every OS can fsync a directory)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -43,7 +44,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists() and tmp.is_file():
             tmp.unlink()

@@ -43,7 +43,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _save_tensors_bytes
 
-from diffusion.atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from diffusion.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 from diffusion.errors import EntropicError
 from diffusion.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.unet import UNet, UNetConfig, parameter_count
@@ -94,20 +94,6 @@ CKPT_EMA = "ema.safetensors"
 CKPT_OPTIMIZER = "optimizer.safetensors"
 CKPT_STATE = "state.json"
 CKPT_LOSS = "loss_history.csv"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (best effort; not every OS can fsync a directory)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def sample_sheet_path(run: str | os.PathLike, step: int) -> Path:
@@ -262,11 +248,11 @@ def write_checkpoint(
     save_tensors(tmp / CKPT_OPTIMIZER, optimizer, meta)
     atomic_write_json(tmp / CKPT_STATE, {"format": STATE_FORMAT, "version": STATE_VERSION, **state, "step": step})
     atomic_write_bytes(tmp / CKPT_LOSS, loss_history.encode("utf-8"))
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)  # an orphan from a run killed before its pointer flip
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     atomic_write_json(root / POINTER_FILE, {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step, "dir": name})
     return final
 

@@ -73,7 +73,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from diffusion.atomic import _fsync_dir, atomic_write_json
+from diffusion.atomic import fsync_dir, atomic_write_json
 from diffusion.errors import EntropicError
 
 FORMAT = "entropic-trajectories"
@@ -934,7 +934,7 @@ def _create_store_dir(root: Path, header: dict) -> None:
             if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise EntropicError(f"{root}: appeared while creating the store; choose another --out") from None
             raise
-        _fsync_dir(root.parent)
+        fsync_dir(root.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -1001,7 +1001,7 @@ def write_store(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(build, root)
-        _fsync_dir(root.parent)
+        fsync_dir(root.parent)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
@@ -1069,7 +1069,7 @@ def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chu
                         os.close(fd)
             writer.commit(range(n))
         os.rename(build, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
