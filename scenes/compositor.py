@@ -41,6 +41,12 @@ batch); the other modes copy the canvas under each footprint into a batch buffer
 Tiles of one batch must not overlap (the second would read the canvas before the first is
 written): tiles are grouped into stacking levels (see :func:`stacking_levels`) that preserve
 the drawing order wherever two footprints overlap.
+
+Those numpy passes (~15 per tile pixel, bandwidth bound) are kept as the reference; frames
+are drawn by :func:`scenes.fused.composite_tiles`, one compiled pass per tile pixel doing
+crossfade, placement and blend with the same integer and float32 operations (bit-identical
+frames; ``tests/test_scene_compositor.py`` compares the two), tile after tile in drawing
+order. ``USE_NUMPY_PASSES = True`` switches back.
 """
 
 from __future__ import annotations
@@ -48,9 +54,14 @@ from __future__ import annotations
 import numpy as np
 
 from scenes.blas import single_threaded_blas
+from scenes.fused import MODES, composite_tiles
 from scenes.tone import Q, QMAX, Q_BITS
 
 KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
+
+# False: Compositor.draw runs the fused kernel (scenes.fused). True: the numpy passes below,
+# kept as the readable reference the kernel mirrors bit for bit (tests compare the two).
+USE_NUMPY_PASSES = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,6 +126,17 @@ class Resampler:
             return
         self.ay = ay.astype(np.float32)
         self.axt = np.ascontiguousarray(ax.T.astype(np.float32))
+
+    def repeated_rows(self) -> np.ndarray:
+        """uint8 [h + 2]: 1 for each content slot row (zero border included) equal to the row above in every content.
+
+        ``nearest`` repeats source rows (row j of the tile shows source row iy[j], in both
+        :meth:`__call__` and :meth:`into`); the other kernels promise nothing.
+        """
+        out = np.zeros(self.dst_hw[0] + 2, dtype=np.uint8)
+        if self.kernel == "nearest":
+            out[2 : self.dst_hw[0] + 1] = self.iy[1:] == self.iy[:-1]
+        return out
 
     def __call__(self, levels: np.ndarray) -> np.ndarray:
         """levels: float32 [M, Hs, Ws], fixed-point grey (0..QMAX) -> uint16 [M, h, w], rounded and clipped."""
@@ -370,6 +392,8 @@ class Compositor:
             self.region3 = self.region.reshape(batch, geo.h + 1, geo.row)
         self.f32 = np.empty((batch, n), dtype=np.float32) if mode == "multiply" else None
         self._ring_offsets: tuple[int, np.ndarray] | None = None
+        # Slot rows equal to the row above in every content (see Resampler.repeated_rows); none known by default.
+        self.repeated_rows = np.zeros(geo.h + 2, dtype=np.uint8)
 
     def ring_offsets(self, pitch: int) -> np.ndarray:
         """Flat canvas offsets of the ring pixels from the footprint's top-left, for a canvas pitch."""
@@ -396,6 +420,22 @@ class Compositor:
         top-left pixel, within the margin; (fx, fy): fractional position in sixteenths.
         """
         geo = self.geo
+        if not USE_NUMPY_PASSES:  # one fused pass per tile pixel (scenes.fused), same bytes
+            m = canvas.margin
+            y, x = np.asarray(iy, np.int64) + m, np.asarray(ix, np.int64) + m
+            a, b = np.asarray(slot_a, np.int64), np.asarray(slot_b, np.int64)
+            if y.size and (  # compiled code does not check indices: a bad one would write anywhere
+                min(y.min(), x.min(), a.min(), b.min()) < 0
+                or y.max() + geo.h >= canvas.full.shape[0] or x.max() + geo.w >= canvas.full.shape[1]
+                or max(a.max(), b.max()) >= slots.shape[0] or slots.shape[1] != geo.slot_len
+            ):
+                raise ValueError("tile footprint outside the canvas and its margin, or slot index out of range")
+            composite_tiles(
+                canvas.full, slots, a, b,
+                np.asarray(weight, np.int64), y, x,
+                np.asarray(fy, np.int64), np.asarray(fx, np.int64), geo.h, geo.w, MODES[self.mode], self.repeated_rows,
+            )
+            return
         levels = stacking_levels(ix, iy, geo.w, geo.h)
         order = np.argsort(levels, kind="stable")
         bounds = np.flatnonzero(np.diff(levels[order])) + 1

@@ -25,13 +25,14 @@ import numpy as np
 from diffusion.errors import EntropicError
 from diffusion.trajectory_store import TrajectoryStore
 from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas
+from scenes.fused import quantize_and_clear
 from scenes.layout import cell_positions, stacking_order
 from scenes.motion import MotionPlan
 from scenes.scene_file import GridSpec, Scene
 from scenes.store_access import open_scene_store
 from scenes.tile_cache import TileCache
 from scenes.timeline import TimelinePlan, displayed_steps
-from scenes.tone import Q, Q_BITS, dither_thresholds, quantize, tone_levels
+from scenes.tone import Q, Q_BITS, dither_thresholds, tone_levels
 
 # Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
 # the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
@@ -79,6 +80,7 @@ class GridRenderer:
         self.resampler = Resampler((store.height, store.width), (self.th, self.tw), grid.resampling)
         self.cache = TileCache(2 * n + 8, self.th, self.tw, ContentMaker(store, grid, self.resampler))
         self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
+        self.compositor.repeated_rows = self.resampler.repeated_rows()
         self.order = stacking_order(grid.rows, grid.cols)
 
     def tile_state(self, t: float) -> dict[str, np.ndarray]:
@@ -135,21 +137,29 @@ class SceneRenderer:
             self.grids = [GridRenderer(g, scene, context) for g in scene.grids]
             margin = max(max(g.tw, g.th) for g in self.grids) + 2
             self.canvas = WorkCanvas(h, w, margin)
-            self.thresholds = dither_thresholds(scene.canvas.dither, h, w)
-            self.scratch = np.empty((h, w), dtype=np.uint16)
+            th = dither_thresholds(scene.canvas.dither, h, w)
+            # dither = "none" rounds: a constant half-level threshold, (c + 8) >> 4, one code path.
+            self.thresholds = th if th is not None else np.full((h, w), Q // 2, dtype=np.uint16)
         except MemoryError:
             raise EntropicError(
                 f"{context}: canvas {w}x{h} with its tiles is too large to allocate in memory; use a smaller canvas"
             ) from None
         self.background = np.uint16(scene.canvas.background * Q)
+        self.canvas_clear = False  # True when the picture holds only the background (see render)
 
     def render(self, t: float) -> np.ndarray:
         """The frame at scene time t (already wrapped/clamped), uint8 [height, width]."""
         canvas = self.canvas
-        canvas.view.fill(self.background)
+        if not self.canvas_clear:
+            canvas.view.fill(self.background)
+        self.canvas_clear = False  # stays False if drawing raises: the next frame fills first
         for g in self.grids:
             g.draw(canvas, t)
-        return quantize(canvas.view, self.thresholds, self.scratch)
+        out = np.empty((canvas.height, canvas.width), dtype=np.uint8)
+        # Quantise (with the canvas's dither) and reset the picture to the background in one pass.
+        quantize_and_clear(canvas.full, canvas.margin, self.thresholds, out, int(self.background))
+        self.canvas_clear = True
+        return out
 
 
 _renderers: dict[tuple[int, int], tuple[weakref.ref, SceneRenderer]] = {}

@@ -214,3 +214,49 @@ def test_overlapping_pairs_finds_exactly_the_overlaps(n):
         for j in rng.choice(n, 50, replace=False).tolist():
             want = {i for i in range(j) if abs(ix[i] - ix[j]) <= w and abs(iy[i] - iy[j]) <= h}
             assert {i for i, jj_ in got if jj_ == j} == want
+
+
+@pytest.mark.parametrize("mode", ["over", "darken", "lighten", "multiply", "add"])
+def test_fused_kernel_matches_numpy_passes_bit_for_bit(mode, monkeypatch):
+    """The numba kernel (scenes.fused) gives the same canvas as the numpy reference passes.
+
+    Overlapping tiles (stacking levels), crossfade weights 0..16, all fractional offsets,
+    tiles sticking into the margin, 1-pixel-high tiles.
+    """
+    import scenes.compositor as comp_mod
+
+    rng = np.random.default_rng(3)
+    for h, w, n in ((9, 7, 40), (1, 5, 12), (16, 16, 30)):
+        geo = TileGeometry(h, w)
+        slots = np.zeros((n + 3, h + 2, w + 2), dtype=np.uint16)
+        slots[:, 1 : h + 1, 1 : w + 1] = rng.integers(0, QMAX + 1, (n + 3, h, w))
+        slots = slots.reshape(n + 3, -1)
+        args = (
+            rng.integers(0, n + 3, n), rng.integers(0, n + 3, n), rng.integers(0, 17, n),
+            rng.integers(-w - 1, 40, n), rng.integers(-h - 1, 30, n), rng.integers(0, 16, n), rng.integers(0, 16, n),
+        )
+        below = rng.integers(0, QMAX + 1, (30, 40)).astype(np.uint16)
+        out = []
+        for numpy_passes in (True, False):
+            monkeypatch.setattr(comp_mod, "USE_NUMPY_PASSES", numpy_passes)
+            canvas = WorkCanvas(30, 40, max(h, w) + 2)
+            canvas.view[...] = below
+            Compositor(geo, mode, batch=4).draw(canvas, slots, *args)
+            out.append(canvas.full.copy())
+        assert not np.array_equal(out[1], np.pad(below, max(h, w) + 2))  # something was drawn
+        assert np.array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("kind", ["none", "ordered", "blue-noise"])
+def test_fused_quantize_matches_tone_quantize_and_clears(kind):
+    from scenes.fused import quantize_and_clear
+
+    h, w, m = 70, 90, 5
+    canvas = WorkCanvas(h, w, m)
+    canvas.full[...] = np.random.default_rng(4).integers(0, QMAX + 1, canvas.full.shape)
+    th = dither_thresholds(kind, h, w)
+    expected = quantize(canvas.view, th)
+    out = np.empty((h, w), dtype=np.uint8)
+    quantize_and_clear(canvas.full, m, th if th is not None else np.full((h, w), 8, np.uint16), out, 1234)
+    assert np.array_equal(out, expected)
+    assert (canvas.view == 1234).all() and (canvas.full[0] != 1234).any()  # picture cleared, margin untouched
