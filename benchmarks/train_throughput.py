@@ -21,10 +21,12 @@ execution settings differ.
   (``torch.compile`` of the network; compile time reported separately and excluded), ``tN`` (run
   this variant's steps with N threads). A variant may name a layout: ``ours/ddpm32:bf16``.
 
-The machine is shared and noisy, so variants are measured in alternating rounds (the order rotates
-every round), each variant keeping its model and optimizer across rounds; we report the median
-images/s per variant and the median of the per-round ratios against ``peer:fp32`` (ratios taken
-within a round cancel most of the machine's slow drifts).
+The machine is shared and noisy, so variants are measured in alternating rounds (single steps
+in turn, the order rotating every round), each variant keeping its model and optimizer across
+rounds. Headline per variant: images/s from its median step time, and the ratio of the reference's
+median step time to its own (robust to load spikes, which on an oversubscribed 2-core machine
+can slow a 2-thread step tenfold); also reported: per-round images/s and per-round ratios against
+``peer:fp32`` (or the peer twin of the variant's layout).
 
 Loss comparison (``--loss-steps N``): ours and the peer train from scratch for N steps on the same
 synthetic 64x64 stroke drawings (seeded), same data order, same t and noise per step, same AdamW
@@ -286,6 +288,7 @@ def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds
               + (f", compiled in {tr.compile_seconds:.0f} s" if tr.compiled else ""), flush=True)
 
     per_round: list[dict[str, float]] = []
+    step_times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
         # Alternate single steps (order rotated every round) so that every variant sees the
         # same machine load within a round; a round's figure is images / summed step time.
@@ -296,7 +299,9 @@ def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds
             for v in order:
                 t0 = time.perf_counter()
                 trainers[v].step(data, gens[v])
-                elapsed[v] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                elapsed[v] += dt
+                step_times[v].append(dt)
         row = {v: steps * BATCH / elapsed[v] for v in variants}
         per_round.append(row)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{v} {row[v]:.1f}" for v in variants) + " img/s", flush=True)
@@ -315,8 +320,13 @@ def throughput(variants: list[str], cfg: UNetConfig, st: ScheduleTensors, rounds
     for v in variants:
         ips = [row[v] for row in per_round]
         ratios = [row[v] / row[ref_for(v)] for row in per_round]
+        med_step = statistics.median(step_times[v])
         summary[v] = {
             "params": parameter_count(trainers[v].model),
+            # Headline: from the median step time, robust to the load spikes of a shared machine.
+            "images_per_s_median_step": round(BATCH / med_step, 2),
+            "ratio_of_median_steps": round(statistics.median(step_times[ref_for(v)]) / med_step, 3),
+            "step_s_quartiles": [round(float(q), 3) for q in np.percentile(step_times[v], [25, 50, 75])],
             "images_per_s_median": round(statistics.median(ips), 2),
             "images_per_s_rounds": [round(x, 2) for x in ips],
             "ratio_vs": ref_for(v),

@@ -21,6 +21,7 @@ where alphabar_{-1} = 1.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -103,15 +104,16 @@ def ddim_step(
         eps = eps_from_x0(x_t, x0, t, st)
     if t_prev < 0:
         return x0, x0
-    ab_t = st.alphas_cumprod[t].double()
-    ab_prev = st.alphas_cumprod[t_prev].double()
-    sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
-    dir_coef = torch.sqrt((1 - ab_prev - sigma**2).clamp(min=0.0))
-    x_prev = ab_prev.sqrt().to(x_t.dtype) * x0 + dir_coef.to(x_t.dtype) * eps
+    # Scalars in Python floats (float64): exact enough, and works on devices without float64 (MPS).
+    ab_t = float(st.alphas_cumprod[t])
+    ab_prev = float(st.alphas_cumprod[t_prev])
+    sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
+    dir_coef = math.sqrt(max(1 - ab_prev - sigma**2, 0.0))
+    x_prev = math.sqrt(ab_prev) * x0 + dir_coef * eps
     if eta > 0:
         if noise is None:
             raise ValueError("ddim_step needs noise when eta > 0")
-        x_prev = x_prev + sigma.to(x_t.dtype) * noise
+        x_prev = x_prev + sigma * noise
     return x_prev, x0
 
 
