@@ -156,10 +156,32 @@ def render_glyph_images(style: GlyphStyle) -> Iterator[tuple[str, str, np.ndarra
             yield name, source, image
 
 
-def write_default_dataset(folder, style: GlyphStyle = GlyphStyle(), overwrite: bool = False) -> int:
-    """Draw the Hershey glyphs into ``folder`` with a provenance manifest; return the image count.
+def is_held_out(name: str, every: int) -> bool:
+    """Whether the glyph behind image ``name`` ("font/font-00c4[-v1].png") is held out.
 
-    The folder is assembled under a temporary name beside it and renamed when complete, so
+    Chosen by a hash of font and glyph code, not of the variant, so a held-out glyph's jitter
+    variants are held out with it; about one glyph in ``every``. ``every`` = 0 holds out none.
+    """
+    if every <= 0:
+        return False
+    glyph = name.rsplit(".", 1)[0].split("-v")[0]
+    return int.from_bytes(hashlib.sha256(glyph.encode()).digest()[:8], "little") % every == 0
+
+
+def write_default_dataset(
+    folder,
+    style: GlyphStyle = GlyphStyle(),
+    overwrite: bool = False,
+    held_out=None,
+    held_out_every: int = 20,
+) -> tuple[int, int]:
+    """Draw the Hershey glyphs into ``folder`` with a provenance manifest.
+
+    With ``held_out`` (a second folder), about one glyph in ``held_out_every`` goes there
+    instead (:func:`is_held_out`), with its own manifest: images the model never sees, for
+    measuring bits/dim honestly. Returns (training images, held-out images).
+
+    Each folder is assembled under a temporary name beside it and renamed when complete, so
     an interrupted run leaves nothing that looks like a dataset. An existing non-empty folder
     is kept unless ``overwrite`` is true.
     """
@@ -170,19 +192,25 @@ def write_default_dataset(folder, style: GlyphStyle = GlyphStyle(), overwrite: b
     from diffusion.atomic import sha256_bytes
     from diffusion.provenance import ImageRecord, write_manifest
 
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
-        raise EntropicError(f"{folder} already exists and is not empty; choose another folder or add --force")
+    targets = [Path(folder)] + ([Path(held_out)] if held_out is not None else [])
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise EntropicError(f"--held-out {held_out} must be another folder than {folder}")
+    for target in targets:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+            raise EntropicError(f"{target} already exists and is not empty; choose another folder or add --force")
     style.validate()
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
+    records: list[list] = [[] for _ in targets]
     try:
-        records = []
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
         for name, source, image in render_glyph_images(style):
-            path = tmp / name
+            which = 1 if held_out is not None and is_held_out(name, held_out_every) else 0
+            path = tmps[which] / name
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image, mode="L").save(path, format="PNG", optimize=False)
-            records.append(
+            records[which].append(
                 ImageRecord(
                     file=name,
                     sha256=sha256_bytes(path.read_bytes()),
@@ -191,10 +219,12 @@ def write_default_dataset(folder, style: GlyphStyle = GlyphStyle(), overwrite: b
                     license=HERSHEY_LICENSE,
                 )
             )
-        write_manifest(tmp, records)
-        if folder.exists():
-            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
-        os.replace(tmp, folder)
+        for tmp, recs, target in zip(tmps, records, targets):
+            write_manifest(tmp, recs)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return len(records)
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return len(records[0]), (len(records[1]) if held_out is not None else 0)

@@ -9,14 +9,14 @@ import pytest
 
 from diffusion.errors import EntropicError
 from diffusion.hershey_glyphs import HERSHEY_CREATOR, GlyphStyle, draw_glyph, write_default_dataset
-from diffusion.provenance import check_manifest
+from diffusion.provenance import check_manifest, read_manifest
 from render.cli import main
 
 
 @pytest.fixture(scope="module")
 def glyph_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("glyphs") / "hershey"
-    count = write_default_dataset(folder, GlyphStyle(resolution=24, margin=2, stroke_width=1.0))
+    count, _ = write_default_dataset(folder, GlyphStyle(resolution=24, margin=2, stroke_width=1.0))
     return folder, count
 
 
@@ -78,3 +78,16 @@ def test_jitter_variants_are_seeded():
     assert all(x[0] == y[0] and np.array_equal(x[2], y[2]) for x, y in zip(a, b))
     warped = [(x[2], z[2]) for x, z in zip(a, c) if x[0].endswith("-v1.png")]
     assert warped and any(not np.array_equal(x, z) for x, z in warped)
+
+
+def test_held_out_glyphs_are_disjoint_and_declared(tmp_path):
+    style = GlyphStyle(resolution=24, margin=2, stroke_width=1.0, jitter=1)
+    train, held = tmp_path / "train", tmp_path / "held"
+    n_train, n_held = write_default_dataset(train, style, held_out=held, held_out_every=10)
+    assert 0 < n_held < n_train / 5
+    train_files = {r.file for r in read_manifest(train).records}
+    held_files = {r.file for r in read_manifest(held).records}
+    assert len(train_files) == n_train and len(held_files) == n_held
+    glyph = lambda f: f.rsplit(".", 1)[0].split("-v")[0]  # noqa: E731
+    assert not {glyph(f) for f in train_files} & {glyph(f) for f in held_files}  # variants travel with their glyph
+    assert all(r.creator == HERSHEY_CREATOR for r in read_manifest(held).records)

@@ -68,13 +68,21 @@ def check(folder: Path, quiet: bool) -> None:
 @click.option("--margin", default=6, show_default=True, help="Empty border in pixels.")
 @click.option("--jitter", default=0, show_default=True, help="Extra warped variants per glyph.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the jitter warps.")
+@click.option("--held-out", type=_FOLDER, default=None,
+              help="Put about one glyph in --held-out-every into this folder instead (for `entropic evaluate`).")
+@click.option("--held-out-every", default=20, show_default=True, help="Hold out one glyph in this many.")
 @click.option("--force", is_flag=True, help="Replace a non-empty FOLDER.")
 def default(
-    folder: Path, resolution: int, stroke_width: float, margin: int, jitter: int, seed: int, force: bool
+    folder: Path, resolution: int, stroke_width: float, margin: int, jitter: int, seed: int,
+    held_out: Path | None, held_out_every: int, force: bool,
 ) -> None:
     """Draw the public-domain Hershey glyphs into FOLDER, with their provenance manifest."""
     from diffusion.hershey_glyphs import GlyphStyle, write_default_dataset
 
+    if held_out_every < 2:
+        raise click.BadParameter(f"{held_out_every} must be 2 or more", param_hint="--held-out-every")
     style = GlyphStyle(resolution, stroke_width, margin, jitter=jitter, seed=seed)
-    count = write_default_dataset(folder, style, overwrite=force)
+    count, held = write_default_dataset(folder, style, overwrite=force, held_out=held_out, held_out_every=held_out_every)
     click.echo(f"wrote {count} glyph drawings and {folder / 'provenance.json'}")
+    if held_out is not None:
+        click.echo(f"held out {held} glyph drawings in {held_out} (with {held_out / 'provenance.json'})")
