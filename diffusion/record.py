@@ -69,10 +69,10 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def default_run_path() -> Path:
-    """The bundled default model: ``assets/model`` next to the ``assets`` package."""
+    """The bundled default model: ``assets/model``."""
     import assets
 
-    return Path(assets.__file__).resolve().parent / "model"
+    return assets.MODEL_DIR
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -225,26 +225,35 @@ def default_scene_path(command: str = "render") -> Path:
 
 
 def load_render_scene(
-    scene: Any, size: tuple[int, int] | None = None, fps: float | None = None, *, command: str = "render"
+    scene: Any,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    *,
+    command: str = "render",
+    progress: bool = True,
 ) -> Any:
-    """Load ``scene`` (a path, a Scene, or None for the default) and apply --size/--fps."""
-    if scene is None:
-        path = default_scene_path(command)
-        import scenes
+    """Load ``scene`` (a path, a Scene, or None for the default) and apply --size/--fps.
 
+    A scene file that plays the default piece's store (``store = "default"``) has it sampled
+    first when it is not in the cache yet (:func:`render.default_piece.ensure_default_store`).
+    """
+    import scenes
+    from render.default_piece import ensure_default_store, uses_default_store
+
+    if scene is None or isinstance(scene, (str, os.PathLike)):
+        path = default_scene_path(command) if scene is None else Path(scene)
+        if not path.is_file():
+            raise EntropicError(f"{path}: no such scene file")
+        if uses_default_store(path):
+            ensure_default_store(progress=progress)
         try:
             loaded = scenes.load_scene(path)
         except EntropicError as err:
+            if scene is not None:
+                raise
             raise EntropicError(
-                f"no scene given and the default scene {path} cannot be used yet ({err}); {_usage(command)}"
+                f"no scene given and the default scene {path} cannot be used ({err}); {_usage(command)}"
             ) from None
-    elif isinstance(scene, (str, os.PathLike)):
-        path = Path(scene)
-        if not path.is_file():
-            raise EntropicError(f"{path}: no such scene file")
-        import scenes
-
-        loaded = scenes.load_scene(path)
     else:
         loaded = scene
     if fps is not None and not (fps > 0 and np.isfinite(fps)):
@@ -390,7 +399,7 @@ def render(scene: Any, options: RenderOptions = RenderOptions()) -> RenderResult
     """
     plan = plan_output(options)
     size = parse_size(options.size)
-    the_scene = load_render_scene(scene, size, options.fps)
+    the_scene = load_render_scene(scene, size, options.fps, progress=not options.quiet)
     width, height, fps = int(the_scene.width), int(the_scene.height), float(the_scene.fps)
     if plan.codec is not None:
         plan.codec.check_size(width, height)

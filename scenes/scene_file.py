@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
 import tomllib
@@ -625,11 +626,37 @@ def _motion(r: _Reader, raw: dict, where: str) -> MotionSpec:
 # ----------------------------------------------------------------------------------------------
 
 
+CACHE_ENV = "ENTROPIC_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where entropic keeps what it can rebuild: $ENTROPIC_CACHE_DIR, else the user's cache folder.
+
+    platformdirs gives the right folder per system (~/.cache/entropic on Linux,
+    ~/Library/Caches/entropic on macOS, %LOCALAPPDATA%\\entropic\\Cache on Windows).
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(os.path.expanduser(override))
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("entropic", appauthor=False))
+
+
 def default_store_path() -> Path:
-    """Where the default model's cached trajectory store lives (assets/trajectories/default)."""
+    """The default piece's trajectory store, in the user's cache (sampled on first use).
+
+    Its name carries a hash of the default model's weights and sampling recipe, so a new model
+    or recipe gets a new store and never resumes, or plays, an old one.
+    """
     import assets
 
-    return Path(assets.__file__).resolve().parent / "trajectories" / "default"
+    model = assets.MODEL_DIR
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "sampling.json"):
+        path = model / name
+        digest.update(path.read_bytes() if path.is_file() else b"missing")
+    return cache_dir() / "trajectories" / f"default-{digest.hexdigest()[:16]}"
 
 
 def resolve_store(value: str, base_dir: str | os.PathLike = ".") -> Path:
@@ -650,7 +677,7 @@ def default_scene_path() -> Path:
     """assets/scenes/default.toml: the piece as it ships."""
     import assets
 
-    return Path(assets.__file__).resolve().parent / "scenes" / "default.toml"
+    return assets.SCENES_DIR / "default.toml"
 
 
 def with_canvas(

@@ -34,9 +34,11 @@ def open_scene_store(path: Path, context: str) -> TrajectoryStore:
         if store is not None:
             return store
     if not path.exists():
+        from scenes.scene_file import default_store_path
+
         hint = (
-            " (the default model's store has not been recorded yet: run `entropic sample` into it, or name your own store)"
-            if path.name == "default" and path.parent.name == "trajectories"
+            " (the default piece's store is sampled on first use by `entropic render` or `entropic preview`)"
+            if path == default_store_path()
             else ""
         )
         raise EntropicError(f"{context}: store {path} does not exist{hint}")

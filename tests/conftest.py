@@ -1,3 +1,41 @@
+"""Shared fixtures. Every test runs with its own cache folder (ENTROPIC_CACHE_DIR), so nothing
+is sampled into, or read from, the user's real cache."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """$ENTROPIC_CACHE_DIR -> a fresh folder per test."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("ENTROPIC_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory from a few steps of `train` on 12 tiny images (16 px, T = 10)."""
+    import numpy as np
+    from PIL import Image
+
+    from diffusion.provenance import init_manifest
+    from diffusion.train import train
+
+    root = tmp_path_factory.mktemp("run")
+    data = root / "data"
+    data.mkdir()
+    for i in range(12):
+        img = np.zeros((16, 16), np.uint8)
+        img[:, : 4 + i % 8] = 255
+        Image.fromarray(img).save(data / f"img{i:02d}.png")
+    init_manifest(data, creator="tests", license="CC0-1.0")
+    options = {"resolution": 16, "base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1,
+               "attention_resolutions": (), "head_channels": 8, "norm_groups": 4, "mid_attention": False,
+               "timesteps": 10, "steps": 4, "batch_size": 4, "sample_every": 0, "device": "cpu"}
+    train(data, root / "run", options, quiet=True)
+    return root / "run"
+
+
 # ---- scene engine (issue 3) fixtures: synthetic trajectory stores -------------------------------
 
 import pytest as _scene_pytest

@@ -303,29 +303,6 @@ def cli(capsys):
     return run
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A run directory from a few steps of `train` on 12 tiny images."""
-    from PIL import Image
-
-    from diffusion.provenance import init_manifest
-    from diffusion.train import train
-
-    root = tmp_path_factory.mktemp("run")
-    data = root / "data"
-    data.mkdir()
-    for i in range(12):
-        img = np.zeros((16, 16), np.uint8)
-        img[:, : 4 + i % 8] = 255
-        Image.fromarray(img).save(data / f"img{i:02d}.png")
-    init_manifest(data, creator="tests", license="CC0-1.0")
-    options = {"resolution": 16, "base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1,
-               "attention_resolutions": (), "head_channels": 8, "norm_groups": 4, "mid_attention": False,
-               "timesteps": 10, "steps": 4, "batch_size": 4, "sample_every": 0, "device": "cpu"}
-    train(data, root / "run", options, quiet=True)
-    return root / "run"
-
-
 def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli):
     out = tmp_path / "traj"
     r = entropic("sample", str(tiny_run), "--out", str(out), "--count", "3", "--sampler", "ddim", "--steps", "4",

@@ -23,6 +23,7 @@ COMMANDS = {
     "sample": "render.cli.sample:sample",
     "evaluate": "render.cli.sample:evaluate",
     "audit": "render.cli.sample:audit",
+    "report": "render.cli.report:report",
     "render": "render.cli.render:render",
     "join": "render.cli.render:join",
     "preview": "render.cli.preview:preview",

@@ -1,0 +1,95 @@
+"""The default piece: `entropic render` / `preview` with no scene sample the default store once
+into the user's cache, then reuse it (issue 4).
+
+The shipped 64-px model would take minutes here, so these tests point assets.MODEL_DIR at a
+tiny model made by `entropic train` with a recipe of 3 DDIM steps; everything else is the
+real path (the real default scene, the real recorder, ffmpeg).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+import assets
+from diffusion.trajectory_store import open_store
+from render.cli import main
+from render.default_piece import ensure_default_store, sampling_recipe, uses_default_store
+from render.export import RenderOptions, render
+from scenes.scene_file import default_scene_path, default_store_path
+
+
+@pytest.fixture
+def tiny_default_model(tmp_path, tiny_run, monkeypatch):
+    """assets/model replaced by a tiny model and a 3-step recipe for the default scene's 144 tiles."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "model_card.json"):
+        shutil.copy(tiny_run / name, model / name)
+    recipe = {**json.loads((assets.MODEL_DIR / "sampling.json").read_text()), "steps": 3}
+    (model / "sampling.json").write_text(json.dumps(recipe))
+    monkeypatch.setattr(assets, "MODEL_DIR", model)
+    return model
+
+
+def run_cli(*args: str, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code, capsys.readouterr().err
+
+
+def test_shipped_recipe_fits_the_default_scene():
+    recipe = sampling_recipe()
+    scene = default_scene_path().read_text()
+    assert recipe["count"] == 144 and "rows = 9" in scene and "cols = 16" in scene
+    assert recipe["sampler"] in ("ddim", "ddpm") and uses_default_store(default_scene_path())
+
+
+def test_first_render_samples_into_the_cache_then_reuses_it(tiny_default_model, private_cache, tmp_path):
+    out = tmp_path / "piece.mp4"
+    result = render(None, RenderOptions(output=out, size="192x108", frames="0:4", quiet=True))
+    assert out.is_file() and result.frames_written == 4
+    store_path = default_store_path()
+    assert store_path.parent == private_cache / "trajectories"
+    with open_store(store_path) as store:  # complete, as the recipe says
+        assert store.num_samples == 144 and store.num_steps == 4  # x_T + 3 DDIM steps
+    frames = iio.imread(out)
+    assert frames.shape[0] == 4 and frames.shape[1:3] == (108, 192)
+    stamps = {p: p.stat().st_mtime_ns for p in store_path.rglob("*")}
+    again = render(None, RenderOptions(output=tmp_path / "again.mp4", size="192x108", frames="0:4", quiet=True))
+    assert again.frames_written == 4
+    assert {p: p.stat().st_mtime_ns for p in store_path.rglob("*")} == stamps  # not sampled again
+    sidecar = json.loads((tmp_path / "again.mp4.json").read_text())
+    assert str(store_path) in json.dumps(sidecar)
+
+
+def test_a_new_recipe_gets_a_new_store(tiny_default_model):
+    first = default_store_path()
+    recipe = json.loads((tiny_default_model / "sampling.json").read_text())
+    (tiny_default_model / "sampling.json").write_text(json.dumps({**recipe, "seed": 8}))
+    assert default_store_path() != first
+
+
+def test_an_unfinished_first_sampling_is_completed(tiny_default_model):
+    from diffusion.record import RecordSettings, record_run
+
+    path = default_store_path()
+    recipe = sampling_recipe()
+    # A first run that stopped after 16 of 144 drawings, as a crash or Ctrl-C would leave it
+    # (the store is built for 144, only the first batch is complete).
+    record_run(None, path, RecordSettings(**{**recipe, "count": 16}), progress=False)
+    ensure_default_store(progress=False)
+    with open_store(path) as store:
+        assert store.num_samples == 144
+
+
+def test_missing_default_model_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(assets, "MODEL_DIR", tmp_path / "no-model")
+    code, err = run_cli("render", "-o", str(tmp_path / "p.mp4"), "--quiet", capsys=capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "default model is missing" in err and "entropic render my-scene.toml" in err
+    assert not (tmp_path / "p.mp4").exists()
