@@ -312,6 +312,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"- Software: torch {hw.get('torch')}, Python {hw.get('python')}, {hw.get('platform')}",
         f"- Energy: {energy_line(card['energy'])}",
         "",
+        *_reproduce_lines(card),
         "## Sessions",
         "",
         "| started (UTC) | steps | wall time | device | energy |",
@@ -325,6 +326,13 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             f"{_fmt_joules(float(e.get('joules', 0)))} {e.get('kind', '')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _reproduce_lines(card: Mapping[str, Any]) -> list[str]:
+    commands = card.get("reproduce") or []
+    if not commands:
+        return []
+    return ["## Reproduce", "", "```", *commands, "```", ""]
 
 
 def write_card(run: str | os.PathLike, card: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence, Union
 from diffusion.atomic import atomic_write_bytes, atomic_write_text, fsync_dir, sha256_file
 from diffusion.errors import EntropicError
 from diffusion.loss_plot import loss_curve_png
+from diffusion.run_files import CARD_JSON, CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, read_config
 
 __all__ = [
     "Code",
@@ -64,16 +65,7 @@ __all__ = [
     "MAX_SHEETS",
 ]
 
-# The run directory's names and format (diffusion.run_dir holds the originals; it imports
-# torch at module level, so the few facts needed here are repeated rather than imported).
-RUN_FORMAT = "entropic-run"
-RUN_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_JSON = "model_card.json"
 CARD_FORMAT = "entropic-model-card"
-LOSS_FILE = "loss_history.csv"
-SAMPLES_DIR = "samples"
 EVALUATION_FILE = "evaluation.json"
 AUDIT_FILE = "audit.json"
 EVALUATION_FORMAT = "entropic-evaluation"
@@ -213,29 +205,13 @@ def _require(path: Path, data: Mapping[str, Any], key: str, kind: type | tuple[t
 
 
 def read_run_config(run: str | os.PathLike) -> dict[str, Any]:
-    """RUN/config.json, checked like ``diffusion.run_dir.read_config`` (format, version, keys)."""
+    """RUN/config.json, checked (:func:`diffusion.run_files.read_config`); a missing RUN or a file is refused."""
     run = Path(run)
     if not run.exists():
         raise EntropicError(f"{run}: no such run directory")
     if not run.is_dir():
         raise EntropicError(f"{run}: not a run directory (it is a file)")
-    path = run / CONFIG_FILE
-    if not path.is_file():
-        raise EntropicError(
-            f"{run}: not a finished run directory (no {CONFIG_FILE}); train one with `entropic train DATA --out {run}`"
-        )
-    config = _read_json_object(path, "run config")
-    if config.get("format") != RUN_FORMAT:
-        raise EntropicError(f"{path}: not an entropic run config (format is not {RUN_FORMAT!r})")
-    if config.get("version") != RUN_VERSION:
-        raise EntropicError(
-            f"{path}: run format version {config.get('version')!r} is not supported by this entropic "
-            f"(it reads version {RUN_VERSION}); use the entropic version that wrote it"
-        )
-    for key in ("model", "schedule", "prediction", "train", "dataset"):
-        if key not in config:
-            raise EntropicError(f"{path}: missing key {key!r}")
-    return config
+    return read_config(run)
 
 
 def read_card(run: str | os.PathLike) -> dict[str, Any]:
@@ -480,7 +456,7 @@ def _reproduce_command(card: Mapping[str, Any]) -> str | None:
         if isinstance(value, dict):
             value = value.get("command")
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            value = " ".join(shlex.quote(v) for v in value)
+            value = "\n".join(value)  # one command per line
         if isinstance(value, str) and value.strip():
             return value
     return None

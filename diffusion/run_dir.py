@@ -45,6 +45,24 @@ from safetensors.torch import save as _save_tensors_bytes
 
 from diffusion.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 from diffusion.errors import EntropicError
+from diffusion.run_files import (  # re-exported: the run directory's names
+    CARD_JSON,
+    CARD_MD,
+    CONFIG_FILE,
+    LOSS_FILE,
+    METADATA_KEY,
+    POINTER_FILE,
+    RUN_FORMAT,
+    RUN_VERSION,
+    SAMPLES_DIR,
+    STATE_DIR,
+    STATE_FORMAT,
+    STATE_VERSION,
+    WEIGHTS_FILE,
+    WEIGHTS_FORMAT,
+    WEIGHTS_VERSION,
+    read_config,
+)
 from diffusion.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.unet import UNet, UNetConfig, parameter_count
 
@@ -70,23 +88,6 @@ __all__ = [
     "read_checkpoint",
     "remove_stale_checkpoints",
 ]
-
-RUN_FORMAT = "entropic-run"
-RUN_VERSION = 1
-WEIGHTS_FORMAT = "entropic-unet-weights"
-WEIGHTS_VERSION = 1
-METADATA_KEY = "entropic"  # the one safetensors metadata entry we write (JSON inside)
-STATE_FORMAT = "entropic-training-state"
-STATE_VERSION = 1
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_JSON = "model_card.json"
-CARD_MD = "model_card.md"
-LOSS_FILE = "loss_history.csv"
-SAMPLES_DIR = "samples"
-STATE_DIR = "training_state"
-POINTER_FILE = "checkpoint.json"
 
 # Files inside one checkpoint directory.
 CKPT_MODEL = "model.safetensors"
@@ -142,30 +143,6 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 
 # ----------------------------------------------------------------------------- config.json
-
-
-def read_config(run: str | os.PathLike) -> dict[str, Any]:
-    """Read and check RUN/config.json: a JSON object of this format and version."""
-    path = Path(run) / CONFIG_FILE
-    if not path.is_file():
-        raise EntropicError(
-            f"{run}: not a finished run directory (no {CONFIG_FILE}); train one with `entropic train DATA --out {run}`"
-        )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{path}: unreadable ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
-        raise EntropicError(f"{path}: not an entropic run config (format is not {RUN_FORMAT!r})")
-    if config.get("version") != RUN_VERSION:
-        raise EntropicError(
-            f"{path}: run format version {config.get('version')!r} is not supported by this entropic "
-            f"(it reads version {RUN_VERSION}); use the entropic version that wrote it"
-        )
-    for key in ("model", "schedule", "prediction", "train", "dataset"):
-        if key not in config:
-            raise EntropicError(f"{path}: missing key {key!r}")
-    return config
 
 
 def inspect_out(out: str | os.PathLike) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ COMMANDS = {
     "evaluate": "render.cli.sample:evaluate",
     "audit": "render.cli.sample:audit",
     "report": "render.cli.report:report",
+    "publish": "render.cli.publish:publish",
     "render": "render.cli.render:render",
     "join": "render.cli.render:join",
     "preview": "render.cli.preview:preview",
