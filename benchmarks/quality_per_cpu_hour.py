@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/quality_per_cpu_hour.py            # full: 30 min each, 32 px
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/quality_per_cpu_hour.py \\
-        --minutes 1 --eval-timesteps 10 --out-dir /tmp/qbench                                    # smoke (~5 min)
+        --minutes 1 --eval-timesteps 10 --out-dir /tmp/qbench                                    # smoke (~2 min)
 
 What is compared (issue "Quality per CPU-hour"): two diffusion models trained from scratch on the
 same images (``--train-dir``, default /work/data/hershey-train: 1,157 Hershey glyphs) at the same
