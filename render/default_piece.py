@@ -80,5 +80,7 @@ def ensure_default_store(progress: bool = True) -> Path:
             flush=True,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    record_run(None, path, settings, progress=progress)
+    report = record_run(None, path, settings, progress=progress)
+    if progress:
+        print(f"entropic: {report.summary()}", flush=True)
     return path

@@ -36,6 +36,24 @@ def tiny_run(tmp_path_factory):
     return root / "run"
 
 
+@pytest.fixture
+def tiny_default_model(tmp_path, tiny_run, monkeypatch):
+    """assets/model replaced by a tiny model and a 3-step recipe for the default scene's 144 tiles."""
+    import json
+    import shutil
+
+    import assets
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "model_card.json"):
+        shutil.copy(tiny_run / name, model / name)
+    recipe = {**json.loads((assets.MODEL_DIR / "sampling.json").read_text()), "steps": 3}
+    (model / "sampling.json").write_text(json.dumps(recipe))
+    monkeypatch.setattr(assets, "MODEL_DIR", model)
+    return model
+
+
 # ---- scene engine (issue 3) fixtures: synthetic trajectory stores -------------------------------
 
 import pytest as _scene_pytest

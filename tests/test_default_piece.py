@@ -9,8 +9,6 @@ real path (the real default scene, the real recorder, ffmpeg).
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
@@ -21,19 +19,6 @@ from render.cli import main
 from render.default_piece import ensure_default_store, sampling_recipe, uses_default_store
 from render.export import RenderOptions, render
 from scenes.scene_file import default_scene_path, default_store_path
-
-
-@pytest.fixture
-def tiny_default_model(tmp_path, tiny_run, monkeypatch):
-    """assets/model replaced by a tiny model and a 3-step recipe for the default scene's 144 tiles."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "model_card.json"):
-        shutil.copy(tiny_run / name, model / name)
-    recipe = {**json.loads((assets.MODEL_DIR / "sampling.json").read_text()), "steps": 3}
-    (model / "sampling.json").write_text(json.dumps(recipe))
-    monkeypatch.setattr(assets, "MODEL_DIR", model)
-    return model
 
 
 def run_cli(*args: str, capsys) -> tuple[int, str]:
