@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,11 @@ def ensure_default_store(progress: bool = True) -> Path:
         print(
             f"entropic: sampling the default piece once ({settings.count} drawings, {settings.sampler} "
             f"{settings.steps} steps) into {path}; later runs reuse it",
+            file=sys.stderr,
             flush=True,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     report = record_run(None, path, settings, progress=progress)
     if progress:
-        print(f"entropic: {report.summary()}", flush=True)
+        print(f"entropic: {report.summary()}", file=sys.stderr, flush=True)
     return path
