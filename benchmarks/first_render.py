@@ -6,8 +6,9 @@
 What is timed (issue "The piece out of the box", goal on a 2-core CPU: under 10 minutes from a
 fresh install to a finished 60-second 1080p video, under 3 minutes on the second run):
 
-1. ``install``: ``python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e .`` in a clean
-   ``git clone`` of this repository's HEAD (pip uses the machine's package index/cache, as a
+1. ``install``: ``python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 .`` in a clean
+   ``git clone`` of this repository's HEAD (a regular, not editable, install: the model and scene
+   come from the installed package data, as a user's would) (pip uses the machine's package index/cache, as a
    user's would; the torch CPU wheel comes from local disk here);
 2. ``first render``: ``.venv/bin/entropic render`` with an empty cache folder
    (``ENTROPIC_CACHE_DIR``): samples the default piece's 144 trajectories, then renders 1800
@@ -64,7 +65,7 @@ def main() -> None:
     env = {**os.environ, "ENTROPIC_CACHE_DIR": str(cache)}
     env.pop("VIRTUAL_ENV", None)
     load_before = os.getloadavg()
-    install = timed("python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e .", clone, env, log)
+    install = timed("python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 .", clone, env, log)
     first = timed(".venv/bin/entropic render", clone, env, log)
     second = timed(".venv/bin/entropic render --overwrite", clone, env, log)
     load_after = os.getloadavg()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -156,16 +157,20 @@ def render_glyph_images(style: GlyphStyle) -> Iterator[tuple[str, str, np.ndarra
             yield name, source, image
 
 
-def is_held_out(name: str, every: int) -> bool:
-    """Whether the glyph behind image ``name`` ("font/font-00c4[-v1].png") is held out.
+def glyph_key(name: str) -> str:
+    """The glyph behind image ``name``: "font/font-00c4-v1.png" -> "font/font-00c4"."""
+    return re.sub(r"(-v\d+)?\.png$", "", name)
 
-    Chosen by a hash of font and glyph code, not of the variant, so a held-out glyph's jitter
-    variants are held out with it; about one glyph in ``every``. ``every`` = 0 holds out none.
+
+def is_held_out(name: str, every: int) -> bool:
+    """Whether the glyph behind image ``name`` is held out: about one glyph in ``every``.
+
+    Chosen by a hash of the glyph (font and code), not of the variant, so a held-out glyph's
+    jitter variants are held out with it. ``every`` = 0 holds out none.
     """
     if every <= 0:
         return False
-    glyph = name.rsplit(".", 1)[0].split("-v")[0]
-    return int.from_bytes(hashlib.sha256(glyph.encode()).digest()[:8], "little") % every == 0
+    return int.from_bytes(hashlib.sha256(glyph_key(name).encode()).digest()[:8], "little") % every == 0
 
 
 def write_default_dataset(
@@ -193,8 +198,10 @@ def write_default_dataset(
     from diffusion.provenance import ImageRecord, write_manifest
 
     targets = [Path(folder)] + ([Path(held_out)] if held_out is not None else [])
-    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
-        raise EntropicError(f"--held-out {held_out} must be another folder than {folder}")
+    if len(targets) == 2:
+        a, b = (t.resolve() for t in targets)
+        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+            raise EntropicError(f"--held-out {held_out} and {folder} must be separate folders, neither inside the other")
     for target in targets:
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise EntropicError(f"{target} already exists and is not empty; choose another folder or add --force")

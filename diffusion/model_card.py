@@ -330,6 +330,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
 
 def _reproduce_lines(card: Mapping[str, Any]) -> list[str]:
     commands = card.get("reproduce") or []
+    if isinstance(commands, str):
+        commands = [commands]
     if not commands:
         return []
     return ["## Reproduce", "", "```", *commands, "```", ""]

@@ -22,7 +22,7 @@ The Markdown variant writes ``report.md`` and its PNGs in ``report_files/`` besi
 page carries no date, so the same inputs give the same bytes.
 
 torch is never imported (this module is for machines that only publish): RUN/config.json
-is read here with the same checks as ``diffusion.run_dir.read_config``.
+is read with ``diffusion.run_files.read_config``.
 """
 
 from __future__ import annotations
@@ -448,18 +448,14 @@ def _energy_rows(energy: Mapping[str, Any]) -> list[tuple[str, tuple[Inline, ...
     return rows
 
 
-def _reproduce_command(card: Mapping[str, Any]) -> str | None:
-    """The card's reproduce command, if it records one (top level or in its training section)."""
-    training = card.get("training") or {}
-    for holder, key in ((card, "reproduce"), (training, "reproduce"), (training, "command"), (card, "command")):
-        value = holder.get(key)
-        if isinstance(value, dict):
-            value = value.get("command")
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            value = "\n".join(value)  # one command per line
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
+def _reproduce_commands(card: Mapping[str, Any]) -> list[str]:
+    """The card's reproduce commands, in order (``reproduce``: a list of commands, or one command)."""
+    value = card.get("reproduce")
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str) and v.strip()]
+    return []
 
 
 def _training_section(card: Mapping[str, Any], config: Mapping[str, Any]) -> Section:
@@ -487,9 +483,10 @@ def _training_section(card: Mapping[str, Any], config: Mapping[str, Any]) -> Sec
     blocks: list[Block] = [Table(tuple(rows))]
     if sessions:
         blocks.append(_sessions_table(sessions))
-    command = _reproduce_command(card)
-    if command:
-        blocks.append(_para("To reproduce: ", Code(command)))
+    commands = _reproduce_commands(card)
+    if commands:
+        blocks.append(_para("To reproduce, run in order:"))
+        blocks += [_para(Code(c)) for c in commands]
     return Section("Training", tuple(blocks))
 
 
@@ -591,7 +588,7 @@ def _evaluation_section(
         rows.append(_row("Their manifest sha256", Code(str(where["manifest_sha256"]))))
     blocks: list[Block] = [
         _para(
-            "An upper bound on the model's negative log-likelihood of images it did not train on, in bits per pixel "
+            "An upper bound on the model's negative log-likelihood of the images below, in bits per pixel "
             "(8 would be no better than uniform noise over 256 grey levels; lower is better)."
         ),
         Table(tuple(rows)),

@@ -6,13 +6,15 @@ computes in float32 after loading, so samples change by rounding only), the mode
 the commands that reproduce the run, loss_history.csv, loss_curve.png and the contact sheets
 in samples/. Left out: training_state/ (optimizer moments and raw weights, only needed to
 resume training). Files already in the folder that are not ours (e.g. sampling.json,
-evaluation.json, audit.*) are left as they are; each file we write is replaced atomically.
+evaluation.json, audit.*) are left as they are (the process report warns when evaluation or
+audit name other weights); each file we write is replaced atomically, samples/ as a whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,7 +24,8 @@ from diffusion.atomic import atomic_write_bytes, sha256_file
 from diffusion.errors import EntropicError
 from diffusion.loss_plot import loss_curve_png
 from diffusion.model_card import write_card
-from diffusion.run_dir import CARD_JSON, CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, load_tensors, read_config, save_tensors
+from diffusion.run_dir import load_tensors, save_tensors
+from diffusion.run_files import CARD_JSON, CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, read_config
 
 __all__ = ["publish_run", "WEIGHT_DTYPES"]
 
@@ -60,28 +63,50 @@ def publish_run(
     for key, value in converted.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise EntropicError(f"{run / WEIGHTS_FILE}: tensor {key} does not fit in {weights_dtype}")
+    # Everything is prepared before the first write, and the card (which names the weights'
+    # hash) is written last: a failure leaves no card pointing at other weights.
+    run_card = read_run_card(run)
+    curve = loss_curve_png(run / LOSS_FILE)
+    sheets = sorted((run / SAMPLES_DIR).glob("step_*.png")) if (run / SAMPLES_DIR).is_dir() else []
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / WEIGHTS_FILE, converted, {**metadata, "dtype": weights_dtype})
+    card = published_card(run_card, out, weights_dtype, reproduce)
     atomic_write_bytes(out / CONFIG_FILE, (run / CONFIG_FILE).read_bytes())
     atomic_write_bytes(out / LOSS_FILE, (run / LOSS_FILE).read_bytes())
-    loss_curve_png(run / LOSS_FILE, out / LOSS_CURVE)
-    sheets = sorted((run / SAMPLES_DIR).glob("step_*.png")) if (run / SAMPLES_DIR).is_dir() else []
-    if sheets:
-        (out / SAMPLES_DIR).mkdir(exist_ok=True)
-        for sheet in sheets:
-            atomic_write_bytes(out / SAMPLES_DIR / sheet.name, sheet.read_bytes())
-    write_card(out, published_card(run, out, weights_dtype, reproduce))
+    atomic_write_bytes(out / LOSS_CURVE, curve)
+    _replace_samples(out / SAMPLES_DIR, sheets)
+    write_card(out, card)
     return out
 
 
-def published_card(run: Path, out: Path, weights_dtype: str, reproduce: Sequence[str]) -> dict[str, Any]:
-    """The run's card, pointing at the published weights and saying how they were made."""
+def _replace_samples(folder: Path, sheets: list[Path]) -> None:
+    """``folder`` holds exactly ``sheets`` afterwards (no contact sheets of an earlier model)."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for sheet in sheets:
+        shutil.copyfile(sheet, tmp / sheet.name)
+    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_run_card(run: Path) -> dict[str, Any]:
+    """RUN/model_card.json, which must name its weights."""
     try:
         card = json.loads((run / CARD_JSON).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EntropicError(f"{run / CARD_JSON}: unreadable ({err})") from None
-    if not isinstance(card, dict) or "weights" not in card:
+    if not isinstance(card, dict) or not isinstance(card.get("weights"), dict):
         raise EntropicError(f"{run / CARD_JSON}: not an entropic model card (no 'weights')")
+    return card
+
+
+def published_card(card: dict[str, Any], out: Path, weights_dtype: str, reproduce: Sequence[str]) -> dict[str, Any]:
+    """The run's ``card``, pointing at the published weights in ``out`` and saying how they were made."""
+    card = dict(card)
     card["weights"] = {
         **card["weights"],
         "kind": f"EMA weights, published as {weights_dtype}",

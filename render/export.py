@@ -207,21 +207,32 @@ def _usage(command: str) -> str:
 
 
 def default_scene_path(command: str = "render") -> Path:
-    """The scene used when none is given (the default piece in ``assets/``).
+    """The scene used when none is given: assets/scenes/default.toml (the default piece).
 
-    This is the one place to wire the default model/scene: return its path, or raise
-    EntropicError saying what is missing and how to pass a scene instead.
+    Its store is sampled on first use by :func:`load_render_scene`; an install without the
+    scene file gets an EntropicError saying how to pass a scene instead.
     """
-    usage = _usage(command)
-    try:
-        import scenes
+    import scenes
 
-        path = Path(scenes.default_scene_path())
-    except (ImportError, AttributeError):
-        raise EntropicError(f"no scene given and the default scene is not available in this install; {usage}") from None
+    path = Path(scenes.default_scene_path())
     if not path.is_file():
-        raise EntropicError(f"no scene given and the default scene {path} is not available yet; {usage}")
+        raise EntropicError(f"no scene given and the default scene {path} is missing from this install; {_usage(command)}")
     return path
+
+
+def _load_scene_file(path: Path, progress: bool) -> Any:
+    """``scenes.load_scene(path)``, sampling the default piece's store first if the scene plays it
+    and it is missing or unfinished. Any other mistake in the scene is reported before sampling."""
+    import scenes
+    from render.default_piece import ensure_default_store, uses_default_store
+
+    try:
+        return scenes.load_scene(path)
+    except EntropicError as err:
+        if not (uses_default_store(path) and str(scenes.default_store_path()) in str(err)):
+            raise
+    ensure_default_store(progress=progress)
+    return scenes.load_scene(path)
 
 
 def load_render_scene(
@@ -237,27 +248,23 @@ def load_render_scene(
     A scene file that plays the default piece's store (``store = "default"``) has it sampled
     first when it is not in the cache yet (:func:`render.default_piece.ensure_default_store`).
     """
-    import scenes
-    from render.default_piece import ensure_default_store, uses_default_store
-
-    if scene is None or isinstance(scene, (str, os.PathLike)):
-        path = default_scene_path(command) if scene is None else Path(scene)
-        if not path.is_file():
-            raise EntropicError(f"{path}: no such scene file")
-        if uses_default_store(path):
-            ensure_default_store(progress=progress)
+    if fps is not None and not (fps > 0 and np.isfinite(fps)):
+        raise EntropicError(f"--fps {fps} must be a positive number")
+    if scene is None:
+        path = default_scene_path(command)
         try:
-            loaded = scenes.load_scene(path)
+            loaded = _load_scene_file(path, progress)
         except EntropicError as err:
-            if scene is not None:
-                raise
             raise EntropicError(
                 f"no scene given and the default scene {path} cannot be used ({err}); {_usage(command)}"
             ) from None
+    elif isinstance(scene, (str, os.PathLike)):
+        path = Path(scene)
+        if not path.is_file():
+            raise EntropicError(f"{path}: no such scene file")
+        loaded = _load_scene_file(path, progress)
     else:
         loaded = scene
-    if fps is not None and not (fps > 0 and np.isfinite(fps)):
-        raise EntropicError(f"--fps {fps} must be a positive number")
     if size is not None or fps is not None:
         import scenes
 
@@ -399,6 +406,11 @@ def render(scene: Any, options: RenderOptions = RenderOptions()) -> RenderResult
     """
     plan = plan_output(options)
     size = parse_size(options.size)
+    # Cheap checks before the scene is loaded (which may sample the default piece for minutes).
+    if options.frames is not None:
+        parse_frames(options.frames, 2**62)  # the syntax; the range is checked below
+    if plan.codec is not None and size is not None:
+        plan.codec.check_size(*size)
     the_scene = load_render_scene(scene, size, options.fps, progress=not options.quiet)
     width, height, fps = int(the_scene.width), int(the_scene.height), float(the_scene.fps)
     if plan.codec is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 import math
 import os
 import tomllib
@@ -637,7 +638,7 @@ def cache_dir() -> Path:
     """
     override = os.environ.get(CACHE_ENV)
     if override:
-        return Path(os.path.expanduser(override))
+        return Path(os.path.expanduser(override)).absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("entropic", appauthor=False))
@@ -646,16 +647,22 @@ def cache_dir() -> Path:
 def default_store_path() -> Path:
     """The default piece's trajectory store, in the user's cache (sampled on first use).
 
-    Its name carries a hash of the default model's weights and sampling recipe, so a new model
-    or recipe gets a new store and never resumes, or plays, an old one.
+    Its name carries a hash of what its contents depend on: the default model's weights and
+    config, and the sampling recipe (without its prose note). A new model or recipe gets a new
+    store and never resumes, or plays, an old one.
     """
     import assets
 
-    model = assets.MODEL_DIR
     digest = hashlib.sha256()
-    for name in ("model.safetensors", "sampling.json"):
-        path = model / name
+    for name in ("model.safetensors", "config.json"):
+        path = assets.MODEL_DIR / name
         digest.update(path.read_bytes() if path.is_file() else b"missing")
+    try:
+        recipe = json.loads((assets.MODEL_DIR / "sampling.json").read_text(encoding="utf-8"))
+        recipe.pop("about", None)
+        digest.update(json.dumps(recipe, sort_keys=True).encode())
+    except (OSError, ValueError, AttributeError):
+        digest.update(b"no recipe")  # the sampler reports it when it reads the recipe
     return cache_dir() / "trajectories" / f"default-{digest.hexdigest()[:16]}"
 
 

@@ -1,5 +1,6 @@
-"""Shared fixtures. Every test runs with its own cache folder (ENTROPIC_CACHE_DIR), so nothing
-is sampled into, or read from, the user's real cache."""
+"""Shared fixtures. Every test function runs with its own cache folder (ENTROPIC_CACHE_DIR), so
+nothing is sampled into, or read from, the user's real cache. (Module- and session-scoped
+fixtures run outside it: none of them touches the cache.)"""
 
 import pytest
 

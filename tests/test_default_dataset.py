@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffusion.errors import EntropicError
-from diffusion.hershey_glyphs import HERSHEY_CREATOR, GlyphStyle, draw_glyph, write_default_dataset
+from diffusion.hershey_glyphs import HERSHEY_CREATOR, GlyphStyle, draw_glyph, glyph_key, write_default_dataset
 from diffusion.provenance import check_manifest, read_manifest
 from render.cli import main
 
@@ -88,6 +88,6 @@ def test_held_out_glyphs_are_disjoint_and_declared(tmp_path):
     train_files = {r.file for r in read_manifest(train).records}
     held_files = {r.file for r in read_manifest(held).records}
     assert len(train_files) == n_train and len(held_files) == n_held
-    glyph = lambda f: f.rsplit(".", 1)[0].split("-v")[0]  # noqa: E731
-    assert not {glyph(f) for f in train_files} & {glyph(f) for f in held_files}  # variants travel with their glyph
+    assert not {glyph_key(f) for f in train_files} & {glyph_key(f) for f in held_files}  # variants go with their glyph
+    assert {glyph_key(f) for f in held_files} != {f.removesuffix(".png") for f in held_files}  # variants were held out
     assert all(r.creator == HERSHEY_CREATOR for r in read_manifest(held).records)

@@ -9,11 +9,14 @@ real path (the real default scene, the real recorder, ffmpeg).
 from __future__ import annotations
 
 import json
+import tomllib
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 import assets
+from diffusion.errors import EntropicError
 from diffusion.trajectory_store import open_store
 from render.cli import main
 from render.default_piece import ensure_default_store, sampling_recipe, uses_default_store
@@ -29,8 +32,8 @@ def run_cli(*args: str, capsys) -> tuple[int, str]:
 
 def test_shipped_recipe_fits_the_default_scene():
     recipe = sampling_recipe()
-    scene = default_scene_path().read_text()
-    assert recipe["count"] == 144 and "rows = 9" in scene and "cols = 16" in scene
+    grid = tomllib.loads(default_scene_path().read_text())["grid"][0]
+    assert recipe["count"] == grid["rows"] * grid["cols"] == 144
     assert recipe["sampler"] in ("ddim", "ddpm") and uses_default_store(default_scene_path())
 
 
@@ -59,17 +62,28 @@ def test_a_new_recipe_gets_a_new_store(tiny_default_model):
     assert default_store_path() != first
 
 
-def test_an_unfinished_first_sampling_is_completed(tiny_default_model):
-    from diffusion.record import RecordSettings, record_run
-
-    path = default_store_path()
-    recipe = sampling_recipe()
-    # A first run that stopped after 16 of 144 drawings, as a crash or Ctrl-C would leave it
-    # (the store is built for 144, only the first batch is complete).
-    record_run(None, path, RecordSettings(**{**recipe, "count": 16}), progress=False)
+def test_an_interrupted_first_sampling_resumes(tiny_default_model):
+    """A first run stopped after 16 of 144 drawings (the header says 144; complete.json holds
+    only the first batch, as a crash leaves it) is finished, not restarted."""
+    path = ensure_default_store(progress=False)
+    with open_store(path) as store:
+        first = store.frames(np.arange(16), np.full(16, store.num_steps - 1)).copy()
+    complete = json.loads((path / "complete.json").read_text())
+    (path / "complete.json").write_text(json.dumps({**complete, "ranges": [[0, 16]]}))
+    with pytest.raises(EntropicError):
+        open_store(path)  # incomplete: refused, never played
     ensure_default_store(progress=False)
     with open_store(path) as store:
-        assert store.num_samples == 144
+        assert store.num_complete == 144
+        assert np.array_equal(store.frames(np.arange(16), np.full(16, store.num_steps - 1)), first)
+
+
+def test_a_damaged_cached_store_is_sampled_again(tiny_default_model):
+    path = ensure_default_store(progress=False)
+    (path / "header.json").write_text("{ not json")
+    ensure_default_store(progress=False)
+    with open_store(path) as store:
+        assert store.num_complete == 144
 
 
 def test_missing_default_model_is_one_line(tmp_path, monkeypatch, capsys):

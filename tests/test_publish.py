@@ -36,6 +36,10 @@ def test_published_run_samples_like_the_original(tiny_run, tmp_path, capsys):
     assert card["reproduce"] == ["entropic dataset default D", "entropic train D --out R"]
     assert card["weights"]["trained_sha256"] != card["weights"]["sha256"]
     assert "## Reproduce" in (out / "model_card.md").read_text()
+    from diffusion.process_report import write_report
+
+    page = write_report(out, tmp_path / "report.html").read_text()
+    assert "<code>entropic dataset default D</code>" in page and "<code>entropic train D --out R</code>" in page
     original, published = load_run(tiny_run), load_run(out)
     x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0, 3, 6, 9])

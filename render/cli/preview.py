@@ -38,7 +38,7 @@ def preview(scene: Path | None, fullscreen: bool, screen: int | None, hide_curso
     from render.live_window import PreviewOptions, check_display, run_preview
 
     check_display(headless)  # before loading anything: the answer without a screen is immediate
-    the_scene = load_render_scene(scene, parse_size(size), fps, command="preview")
+    the_scene = load_render_scene(scene, parse_size(size), fps, command="preview", progress=not quiet)
     stats = run_preview(
         the_scene,
         PreviewOptions(fullscreen=fullscreen, screen=screen, hide_cursor=hide_cursor, start=start,

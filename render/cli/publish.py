@@ -18,7 +18,8 @@ def publish(run: Path, out: Path, weights_dtype: str, reproduce: tuple[str, ...]
     """Copy what sampling and `entropic report` need from RUN into OUT: config, EMA weights,
     model card, loss history and curve, contact sheets (no training state)."""
     from diffusion.publish import publish_run
+    from diffusion.run_files import WEIGHTS_FILE
 
     path = publish_run(run, out, weights_dtype=weights_dtype, reproduce=reproduce)
-    size = (path / "model.safetensors").stat().st_size
+    size = (path / WEIGHTS_FILE).stat().st_size
     click.echo(f"published {run} into {path} ({weights_dtype} weights, {size / 2**20:.1f} MiB)")
