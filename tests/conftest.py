@@ -2,6 +2,8 @@
 nothing is sampled into, or read from, the user's real cache. (Module- and session-scoped
 fixtures run outside it: none of them touches the cache.)"""
 
+import subprocess
+
 import pytest
 
 
@@ -11,6 +13,21 @@ def private_cache(tmp_path_factory, monkeypatch):
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("ENTROPIC_CACHE_DIR", str(path))
     return path
+
+
+@pytest.fixture()
+def cli(capsys):
+    """`entropic ARGS` called in this process (saves a torch import per call): its exit code,
+    stdout and stderr as a CompletedProcess."""
+    from render.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,9 @@ import pytest
 import assets
 from diffusion.errors import EntropicError
 from diffusion.trajectory_store import open_store
-from render.cli import main
 from render.default_piece import ensure_default_store, sampling_recipe, uses_default_store
 from render.export import RenderOptions, render
 from scenes.scene_file import default_scene_path, default_store_path
-
-
-def run_cli(*args: str, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code, capsys.readouterr().err
 
 
 def test_shipped_recipe_fits_the_default_scene():
@@ -86,9 +79,10 @@ def test_a_damaged_cached_store_is_sampled_again(tiny_default_model):
         assert store.num_complete == 144
 
 
-def test_missing_default_model_is_one_line(tmp_path, monkeypatch, capsys):
+def test_missing_default_model_is_one_line(tmp_path, monkeypatch, cli):
     monkeypatch.setattr(assets, "MODEL_DIR", tmp_path / "no-model")
-    code, err = run_cli("render", "-o", str(tmp_path / "p.mp4"), "--quiet", capsys=capsys)
+    r = cli("render", "-o", str(tmp_path / "p.mp4"), "--quiet")
+    code, err = r.returncode, r.stderr
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "default model is missing" in err and "entropic render my-scene.toml" in err
     assert not (tmp_path / "p.mp4").exists()

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-import pytest
 import torch
 from safetensors import safe_open
 
 from diffusion.run_dir import load_run
-from render.cli import main
 
 
-def run_cli(*args: str, capsys) -> subprocess.CompletedProcess:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, info.value.code, out, err)
-
-
-def test_published_run_samples_like_the_original(tiny_run, tmp_path, capsys):
+def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
     out = tmp_path / "model"
     out.mkdir()
     (out / "sampling.json").write_text("{}")  # someone else's file: kept
-    r = run_cli("publish", str(tiny_run), str(out), "--reproduce", "entropic dataset default D",
-                "--reproduce", "entropic train D --out R", capsys=capsys)
+    r = cli("publish", str(tiny_run), str(out), "--reproduce", "entropic dataset default D",
+                "--reproduce", "entropic train D --out R")
     assert r.returncode == 0, r.stderr
     assert (out / "sampling.json").read_text() == "{}"
     assert not (out / "training_state").exists()
@@ -48,12 +38,12 @@ def test_published_run_samples_like_the_original(tiny_run, tmp_path, capsys):
     assert not torch.equal(a, b) and torch.allclose(a, b, atol=1e-2, rtol=1e-2)
 
 
-def test_publish_refuses_unfinished_or_self(tiny_run, tmp_path, capsys):
-    r = run_cli("publish", str(tiny_run), str(tiny_run), capsys=capsys)
+def test_publish_refuses_unfinished_or_self(tiny_run, tmp_path, cli):
+    r = cli("publish", str(tiny_run), str(tiny_run))
     assert r.returncode == 1 and "is the run itself" in r.stderr
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.json").write_text((tiny_run / "config.json").read_text())
-    r = run_cli("publish", str(half), str(tmp_path / "out"), capsys=capsys)
+    r = cli("publish", str(half), str(tmp_path / "out"))
     assert r.returncode == 1 and "model.safetensors: missing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -289,20 +289,6 @@ def entropic(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture()
-def cli(capsys):
-    """The command line's entry point called in this process (saves a torch import per call)."""
-    from render.cli import main
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, exit_info.value.code, out, err)
-
-    return run
-
-
 def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli):
     out = tmp_path / "traj"
     r = entropic("sample", str(tiny_run), "--out", str(out), "--count", "3", "--sampler", "ddim", "--steps", "4",
