@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,12 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "pytest" in command and "torch==" in command
     ci = (ROOT / ".ci" / "run").read_text()
     assert extract.split("'")[1] in ci  # .ci/run extracts the command with the same program
+
+
+def test_every_file_the_readme_shows_or_links_exists():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)\)", readme) + re.findall(r'<img src="([^"]+)"', readme)
+    local = [t for t in targets if "://" not in t]
+    assert local, "the README shows no files"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, missing
