@@ -110,8 +110,10 @@ def one_thread() -> None:
 
 
 def our_options(resolution: int, batch: int, seed: int) -> dict[str, Any]:
-    """The options of `entropic train --resolution R --batch-size B --bf16 --channels-last --seed S`."""
-    return {"resolution": resolution, "batch_size": batch, "bf16": True, "channels_last": True, "seed": seed, "device": "cpu"}
+    """The options of `entropic train --resolution R --batch-size B --prediction eps --bf16 --channels-last --seed S`
+    (eps, as recorded on 2026-11-23, before v became the default)."""
+    return {"resolution": resolution, "batch_size": batch, "prediction": "eps", "bf16": True, "channels_last": True,
+            "seed": seed, "device": "cpu"}
 
 
 def unet_config(resolution: int) -> UNetConfig:

@@ -52,7 +52,7 @@ from diffusion.contact_sheet import contact_sheet, to_uint8
 from diffusion.dataset import ImageDataset, load_dataset
 from diffusion.errors import EntropicError
 from diffusion.model_card import EnergyMeter, build_card, cpu_name, utc_now, write_card
-from diffusion.objective import PREDICTIONS, schedule_tensors, training_loss
+from diffusion.objective import DEFAULT_PREDICTION, PREDICTIONS, schedule_tensors, training_loss
 from diffusion.run_dir import LoadedRun, describe_run, load_run  # re-exported: the run API lives here too
 from diffusion.samplers import sample
 from diffusion.schedules import NoiseSchedule, ScheduleConfig
@@ -246,7 +246,7 @@ def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | N
         model.validate()
         schedule = ScheduleConfig(**sched_opts)
         schedule.validate()
-        prediction = options.get("prediction", "eps")
+        prediction = options.get("prediction", DEFAULT_PREDICTION)
         train = TrainConfig(**train_opts)
     else:
         where = Path(str(out)) / rd.CONFIG_FILE

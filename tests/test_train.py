@@ -151,7 +151,7 @@ def test_run_directory_layout_config_and_card(train_runs, train_data):
     assert config["format"] == "entropic-run" and config["version"] == 1
     assert UNetConfig.from_dict(config["model"]).base_channels == 8
     assert ScheduleConfig.from_dict(config["schedule"]) == ScheduleConfig()
-    assert config["prediction"] == "eps" and config["train"]["steps"] == 12
+    assert config["prediction"] == "v" and config["train"]["steps"] == 12  # the default
     manifest_sha = json.loads(json.dumps(config["dataset"]))["manifest_sha256"]
     from diffusion.provenance import manifest_sha256
 
@@ -192,7 +192,7 @@ def test_load_run_gives_an_eval_model_that_samples(train_runs):
     from diffusion.samplers import sample
 
     loaded = load_run(train_runs["straight"])
-    assert not loaded.model.training and loaded.prediction == "eps" and loaded.step == 12
+    assert not loaded.model.training and loaded.prediction == "v" and loaded.step == 12
     assert loaded.unet_config.resolution == 16 and loaded.schedule.timesteps == 1000
     x = sample(loaded.model, loaded.schedule, loaded.prediction, [0, 1], sampler="ddim", steps=3, progress=False)
     assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
@@ -240,12 +240,12 @@ def test_run_killed_before_its_first_checkpoint_starts_over_exactly(train_data, 
     assert (early / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
 
 
-def test_bf16_autocast_and_v_prediction(train_data, tmp_path):
-    settings = {**TINY, "steps": 2, "prediction": "v", "schedule": "linear", "checkpoint_every": 0}
+def test_bf16_autocast_and_eps_prediction(train_data, tmp_path):
+    settings = {**TINY, "steps": 2, "prediction": "eps", "schedule": "linear", "checkpoint_every": 0}
     train(train_data, tmp_path / "bf16", {**settings, "bf16": True}, quiet=True)
     train(train_data, tmp_path / "fp32", settings, quiet=True)
     loaded = load_run(tmp_path / "bf16")
-    assert loaded.prediction == "v" and loaded.schedule_config.kind == "linear"
+    assert loaded.prediction == "eps" and loaded.schedule_config.kind == "linear"
     assert loaded.config["train"]["bf16"] is True
     first_loss = lambda run: float((run / "loss_history.csv").read_text().splitlines()[1].split(",")[1])  # noqa: E731
     # Same data, t and noise: only the reduced precision of the forward pass differs.

@@ -18,7 +18,7 @@ from diffusion.errors import EntropicError
 # (kept in step by tests/test_train.py).
 _DEFAULTS = {
     "resolution": 64, "base_channels": 16, "channel_mults": "1,2,4,8", "attention_resolutions": "16",
-    "num_res_blocks": 2, "head_channels": 32, "dropout": 0.0, "schedule": "cosine", "timesteps": 1000, "prediction": "eps",
+    "num_res_blocks": 2, "head_channels": 32, "dropout": 0.0, "schedule": "cosine", "timesteps": 1000, "prediction": "v",
     "steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "grad_clip": 1.0,
     "sample_every": 1000, "sample_count": 16, "sample_steps": 50, "checkpoint_every": 500, "seed": 0,
 }
