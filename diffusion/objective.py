@@ -18,8 +18,9 @@ first x_0 estimate is its eps error times 1/sqrt(alphabar) = 20,000 and its glob
 is a coin toss that no later step undoes: after 3,614 steps only 32 of 144 samples (DDIM 50)
 had white paper (median > 0.8), the rest grey or black paper that never formed strokes, and
 starting DDIM lower (t = 980, 960) did not help. A v model predicts x_0 itself there
-(v -> -x_0 as alphabar -> 0): 16 of 16 on white paper at 1,000 steps, 144 of 144 at 6,000. Lin et al. 2024 ("Common Diffusion Noise Schedules and Sample Steps are
-Flawed", sec. 3.2) make the same argument.
+(v -> -x_0 as alphabar -> 0): 16 of 16 on white paper at 1,000 steps, 144 of 144 at 6,000.
+Lin et al. 2024 ("Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.2)
+make the same argument.
 
 The schedule lives in float64 numpy (``diffusion.schedules``); ``schedule_tensors`` turns it once
 into float32 tensors on the model's device, together with the derived coefficients the samplers need.

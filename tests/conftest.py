@@ -2,9 +2,16 @@
 nothing is sampled into, or read from, the user's real cache. (Module- and session-scoped
 fixtures run outside it: none of them touches the cache.)"""
 
+import signal
 import subprocess
 
 import pytest
+
+# A shell that starts a job in the background (`cmd &`, nohup) starts it with SIGINT ignored,
+# and children inherit that: the Ctrl-C tests would then send a signal nobody hears. Catching it
+# here makes the children start with the default disposition again (exec resets handlers).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
