@@ -82,7 +82,6 @@ def test_a_damaged_cached_store_is_sampled_again(tiny_default_model):
 def test_missing_default_model_is_one_line(tmp_path, monkeypatch, cli):
     monkeypatch.setattr(assets, "MODEL_DIR", tmp_path / "no-model")
     r = cli("render", "-o", str(tmp_path / "p.mp4"), "--quiet")
-    code, err = r.returncode, r.stderr
-    assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "default model is missing" in err and "entropic render my-scene.toml" in err
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "default model is missing" in r.stderr and "entropic render my-scene.toml" in r.stderr
     assert not (tmp_path / "p.mp4").exists()

@@ -15,7 +15,7 @@ def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
     out.mkdir()
     (out / "sampling.json").write_text("{}")  # someone else's file: kept
     r = cli("publish", str(tiny_run), str(out), "--reproduce", "entropic dataset default D",
-                "--reproduce", "entropic train D --out R")
+            "--reproduce", "entropic train D --out R")
     assert r.returncode == 0, r.stderr
     assert (out / "sampling.json").read_text() == "{}"
     assert not (out / "training_state").exists()
