@@ -7,9 +7,11 @@ GL_LUMINANCE, so ``ImageData('L')`` fails; an RGB ImageData per frame costs ~30 
 this ~3.5 ms), drawn by a tiny shader that outputs (r, r, r, 1). Nothing is allocated per
 frame on our side, so memory stays flat over days (see benchmarks/preview_fps.py --soak).
 
-Timing: a tick scheduled at the scene's fps computes the frame index from the elapsed time
-(``PlaybackClock``), so a late tick shows the frame that is due and skips the ones in
-between (counted as dropped) instead of slowing the piece down.
+Timing: each tick computes the frame index from the elapsed time (``PlaybackClock``), so a
+late tick shows the frame that is due and skips the ones in between (counted as dropped)
+instead of slowing the piece down. Each tick schedules the next one for the middle of the
+next frame's slot on that clock (phase-locked): pyglet's ``schedule_interval`` ticked every
+33.5 ms instead of 33.3 here, and that drift alone dropped one frame in ~150 at 30 fps.
 
 Keys: space pause/resume · left/right step one frame when paused, scrub 1 s when playing
 (shift: 10 s) · up/down double/halve the speed · f fullscreen · s save the current frame as
@@ -88,15 +90,33 @@ class PlaybackClock:
         ahead = 0.0 if self.paused else seconds * self.fps * self.speed
         return int(math.floor(self.position() + ahead + 0.5)) % self.frame_count
 
+    def stride(self) -> int:
+        """Frames advanced per presentation: 1 up to normal speed, ``round(speed)`` above it."""
+        return max(1, int(round(self.speed)))
+
     def advance(self) -> int:
-        """Frame due now; counts the frames skipped since the previous call as dropped."""
+        """Frame due now; counts the frames skipped since the previous call, beyond the stride, as dropped."""
         raw = int(math.floor(self.position() + 0.5))
         if self.last_index is not None and not self.paused:
-            skipped = raw - self.last_index - 1
+            skipped = raw - self.last_index - self.stride()
             if skipped > 0:
                 self.dropped += skipped
         self.last_index = raw
         return raw % self.frame_count
+
+    def seconds_to_next(self) -> float:
+        """Wall seconds until the middle of the next frame to present (one stride after the
+        last one presented), >= 0 (0 when it is already due: a slow frame is not followed by
+        a skipped one).
+
+        Ticks aimed at frame middles keep half a frame of slack on either side, and aiming
+        every tick anew means the timer's own error never accumulates. Paused: one frame time.
+        """
+        if self.paused:
+            return 1.0 / self.fps
+        pos = self.position()
+        last = math.floor(pos + 0.5) if self.last_index is None else self.last_index
+        return max(0.0, (last + self.stride() - pos) / (self.fps * self.speed))
 
     def toggle_pause(self) -> None:
         pos = self.position()
@@ -552,6 +572,8 @@ class PreviewWindow:
                 self.tick(dt)
                 if opts.seconds_then_exit is not None and time.perf_counter() - t0 >= opts.seconds_then_exit:
                     self.on_close()
+                elif not opts.uncapped and not self.closed:
+                    pyglet.clock.schedule_once(timed_tick, self.clock.seconds_to_next())
 
             tick = timed_tick
             # Show the first frame before the clock starts: its compositing warms the scene's
@@ -563,8 +585,10 @@ class PreviewWindow:
             self.clock.presented = 1
         if opts.uncapped:
             pyglet.clock.schedule(tick)
-        else:
+        elif opts.frames_then_exit is not None:
             pyglet.clock.schedule_interval(tick, 1.0 / self.fps)
+        else:
+            pyglet.clock.schedule_once(tick, self.clock.seconds_to_next())  # each tick schedules the next
         try:
             pyglet.app.run(None)
         finally:

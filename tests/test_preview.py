@@ -54,6 +54,36 @@ def test_clock_drops_late_frames_instead_of_slowing_down():
     assert clock.dropped == 14
 
 
+def test_clock_aims_each_tick_at_the_middle_of_the_next_frame():
+    now = FakeTime()
+    clock = PlaybackClock(300, 30, now=now)
+    assert clock.advance() == 0
+    assert abs(clock.seconds_to_next() - 1 / 30) < 1e-9
+    now.t += 0.012  # the tick's work took 12 ms: the next one is due 12 ms sooner
+    assert abs(clock.seconds_to_next() - (1 / 30 - 0.012)) < 1e-9
+    now.t = 100.0 + 1 / 30 + 0.012  # 12 ms late: still inside frame 1's slot
+    assert clock.advance() == 1 and clock.dropped == 0
+    now.t += 0.025  # a slow frame: frame 2 is already due, so tick at once instead of skipping it
+    assert clock.seconds_to_next() == 0.0
+    assert clock.advance() == 2 and clock.dropped == 0
+    # The timer's error never accumulates: 3,000 ticks each 0.2 ms late drop nothing.
+    for _ in range(3000):
+        now.t += clock.seconds_to_next() + 0.0002
+        clock.advance()
+    assert clock.dropped == 0 and clock.last_index == 3002
+    # At 4x speed each presentation moves 4 frames on: that stride is not counted as dropped.
+    clock.change_speed(faster=True)
+    clock.change_speed(faster=True)
+    assert clock.stride() == 4
+    clock.advance()
+    for _ in range(10):
+        now.t += clock.seconds_to_next()
+        clock.advance()
+    assert clock.dropped == 0
+    clock.toggle_pause()
+    assert clock.seconds_to_next() == 1 / 30
+
+
 def test_clock_loops_pauses_steps_and_changes_speed():
     now = FakeTime()
     clock = PlaybackClock(10, 10, now=now)
