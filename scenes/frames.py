@@ -51,10 +51,10 @@ class ContentMaker:
         self.store, self.kind, self.tone, self.resampler = store, grid.frames, grid.tone, resampler
         self.num_steps = store.num_steps
 
-    def __call__(self, keys: np.ndarray, dests: list[np.ndarray]) -> None:
+    def __call__(self, keys: np.ndarray, slots: np.ndarray, victims: np.ndarray) -> None:
         samples, steps = np.divmod(keys, self.num_steps)
         values = self.store.frames(samples, steps, kind=self.kind)
-        self.resampler.into(tone_levels(values, self.tone), dests)
+        self.resampler.into(tone_levels(values, self.tone), slots, victims)
 
 
 class GridRenderer:

@@ -156,3 +156,57 @@ def quantize_and_clear(full, margin, thresholds, out, background):  # pragma: no
         for x in range(ww):
             dst[x] = np.uint8((((np.int32(src[x]) + np.int32(th[x])) & 0xFFFF) >> 4) & 0xFF)
         src[:] = bg
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def resample_separable(levels, y0, wy, xi, wxt, out, index):  # pragma: no cover - compiled
+    """Separable banded resampling: interior of ``out[index[m]]`` = round(A_y . levels[m] . A_x^T), clipped to 0..4080.
+
+    ``levels``: float32 [M, Hs, Ws] fixed-point grey. Output row i reads source rows
+    y0[i] .. y0[i] + taps - 1 with weights wy[i] (float32 [h, taps_y]); output column c
+    reads source columns xi[k, c] with weights wxt[k, c] (int64 and float32 [taps_x, w],
+    tap-major so that the inner loops run over contiguous arrays). ``out``: uint16
+    [S, (h+2)(w+2)], cache slots with a one-pixel border that is left untouched (flat, so
+    every output row is a contiguous run and the stores vectorise; a strided 3-D view
+    measured 40 % slower). Columns first (Hs x w sums, then h x w), each sum over taps in
+    increasing source order.
+    """
+    m_count, hs, _ = levels.shape
+    h, taps_y = wy.shape
+    taps_x, w = wxt.shape
+    tmp = np.empty((hs, w), dtype=np.float32)
+    acc = np.empty(w, dtype=np.float32)
+    half = np.float32(0.5)
+    top = np.float32(4080.0)
+    zero = np.float32(0.0)
+    for m in range(m_count):
+        src = levels[m]
+        for r in range(hs):
+            row = src[r]
+            t = tmp[r]
+            for c in range(w):
+                t[c] = zero
+            for k in range(taps_x):
+                wk = wxt[k]
+                ik = xi[k]
+                for c in range(w):
+                    t[c] += wk[c] * row[ik[c]]
+        dst = out[index[m]]
+        for i in range(h):
+            row_start = (i + 1) * (w + 2) + 1
+            base = y0[i]
+            w0 = wy[i, 0]
+            line = tmp[base]
+            for c in range(w):
+                acc[c] = w0 * line[c]
+            for k in range(1, taps_y):
+                wk = wy[i, k]
+                line = tmp[base + k]
+                for c in range(w):
+                    acc[c] += wk * line[c]
+            d = dst[row_start : row_start + w]
+            for c in range(w):
+                v = acc[c] + half
+                v = v if v > zero else zero
+                v = v if v < top else top
+                d[c] = np.uint16(np.int32(v))

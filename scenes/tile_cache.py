@@ -20,12 +20,12 @@ import numpy as np
 class TileCache:
     """Slots of uint16 [slot_len]; ``lookup`` returns the slot of each key, making misses in one batch."""
 
-    def __init__(self, capacity: int, h: int, w: int, make: Callable[[np.ndarray, list[np.ndarray]], None]) -> None:
-        """``make(keys, dests)`` writes the uint16 content of keys[j] (int64) into dests[j] ([h, w] views)."""
+    def __init__(self, capacity: int, h: int, w: int, make: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> None:
+        """``make(keys, slots, victims)`` writes the uint16 content of keys[j] (int64) into the
+        interior of ``slots[victims[j]]`` (``slots``: this cache's [capacity, (h+2)(w+2)] array)."""
         self.h, self.w = h, w
         self.capacity = capacity
         self.slots = np.zeros((capacity, (h + 2) * (w + 2)), dtype=np.uint16)
-        self._interior = self.slots.reshape(capacity, h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1]
         self._slot_of: dict[int, int] = {}
         self._key_of = np.full(capacity, -1, dtype=np.int64)
         self._last_used = np.zeros(capacity, dtype=np.int64)
@@ -54,7 +54,7 @@ class TileCache:
             for old in self._key_of[victims].tolist():
                 if old >= 0:
                     del slot_of[old]
-            self._make(missing, [self._interior[v] for v in victims.tolist()])
+            self._make(missing, self.slots, victims)
             self.made += int(missing.size)
             self._key_of[victims] = missing
             self._last_used[victims] = clock

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas, resample_matrix, stacking_levels
+from scenes.compositor import (
+    Compositor,
+    Resampler,
+    TileGeometry,
+    WorkCanvas,
+    banded,
+    resample_matrix,
+    stacking_levels,
+)
 from scenes.scene_file import ToneSpec
 from scenes.tone import QMAX, bayer_matrix, blue_noise_matrix, dither_thresholds, quantize, tone_curve
 
@@ -40,6 +48,18 @@ def test_resample_matrix_rows_sum_to_one_and_nearest_repeats():
     # shrinking low-passes: a reduction by 4 averages (a box-like wide kernel), no aliasing
     a = resample_matrix(64, 16, "bilinear")
     assert (a > 0).sum(axis=1).min() >= 6
+
+
+def test_banded_matrices_hold_every_weight():
+    for src, dst in ((64, 102), (64, 128), (16, 12), (64, 16), (9, 9), (5, 40)):
+        for kernel in ("bilinear", "lanczos"):
+            a = resample_matrix(src, dst, kernel)
+            start, w = banded(a)
+            dense = np.zeros_like(a)
+            for i in range(dst):
+                dense[i, start[i] : start[i] + w.shape[1]] = w[i]
+            assert start.min() >= 0 and start.max() + w.shape[1] <= src
+            assert np.allclose(dense, a, atol=1e-7), (src, dst, kernel)
 
 
 def test_resampler_matches_the_matrices():
@@ -184,14 +204,14 @@ def test_dithering_keeps_the_average_of_a_slow_gradient(kind):
     assert quantize(np.array([[8, 7, 4080]], dtype=np.uint16), None).tolist() == [[1, 0, 255]]
 
 
-@pytest.mark.parametrize("kernel", ["nearest", "bilinear"])
-@pytest.mark.parametrize("dst", [(32, 24), (48, 36), (20, 30), (16, 12)])
+@pytest.mark.parametrize("kernel", ["nearest", "bilinear", "lanczos"])
+@pytest.mark.parametrize("dst", [(32, 24), (48, 36), (20, 30), (16, 12), (8, 6)])
 def test_resampler_writes_into_cache_slots_like_it_returns(kernel, dst):
     rng = np.random.default_rng(4)
     v = (rng.random((3, 16, 12)) * QMAX).astype(np.float32)
     r = Resampler((16, 12), dst, kernel)
     slots = np.zeros((5, dst[0] + 2, dst[1] + 2), dtype=np.uint16)
-    r.into(v, [slots[i, 1:-1, 1:-1] for i in (4, 0, 2)])
+    r.into(v, slots.reshape(5, -1), np.array([4, 0, 2]))
     assert np.array_equal(slots[[4, 0, 2], 1:-1, 1:-1], r(v))
     assert not slots[[1, 3]].any() and not slots[:, 0].any() and not slots[:, :, -1].any()
 
