@@ -13,12 +13,19 @@ shared machine's load hits all of them alike:
 * ``write_frames``: imageio-ffmpeg's ``write_frames`` generator fed the same precomputed
   frames with the same output arguments (the alternative we did not choose).
 
-The scene: a synthetic store (``scenes.synthetic``: ink drawings noised by the forward
-process, 64x64, 50 recorded steps) in a grid of 8x15 tiles at 1920x1080 and 16x30 at
-3840x2160, diffusing as they turn to noise; the frames span the whole timeline, so the
-noise-heavy end (the encoder's worst case) is included.
+Two kinds of scene, each with a synthetic store (``scenes.synthetic``: ink drawings noised by
+the forward process, 64x64):
 
-    .venv/bin/python benchmarks/render_throughput.py [--frames-1080 150] [--frames-2160 45] [--repeats 2]
+* **the default piece** (``assets/scenes/default.toml`` as shipped: 16 x 9 tiles of 120 px,
+  bilinear, darken, blue-noise dither, 60 s; its store swapped for a synthetic one of 144
+  samples with the default store's 51 recorded steps), rendered as a range of frames from
+  its noisiest stretch (``--frames``), at 1920x1080 and at 3840x2160 (``--size``): what a
+  user renders, where each tile changes step about once a second;
+* **stress**: 8 x 15 tiles at 1920x1080 and 16 x 30 at 3840x2160, 50 recorded steps played
+  in 5 s / 1.5 s, so every tile needs new contents every frame or two (the worst case for
+  the scene engine's content preparation), diffusing as they turn to noise.
+
+    .venv/bin/python benchmarks/render_throughput.py [--frames-1080 150] [--frames-2160 45] [--repeats 2] [--only LABEL]
 """
 
 from __future__ import annotations
@@ -77,6 +84,20 @@ seed = 3
     return path
 
 
+def make_default_piece(workdir: Path) -> Path:
+    """The shipped default scene, unchanged but for its store: a synthetic one shaped like the default store."""
+    from scenes.synthetic import write_synthetic_store
+
+    store = workdir / "store-default-like"
+    if not store.exists():
+        write_synthetic_store(store, 144, steps=51, size=64, seed=7)
+    text = (Path(__file__).resolve().parent.parent / "assets" / "scenes" / "default.toml").read_text()
+    assert 'store = "default"' in text
+    path = workdir / "default-piece.toml"
+    path.write_text(text.replace('store = "default"', f'store = "{store.name}"', 1))
+    return path
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (ffmpeg)."""
     import resource
@@ -128,12 +149,12 @@ def imageio_write_frames(frames: np.ndarray, out: Path, fps: float, settings) ->
     return time.perf_counter() - t
 
 
-def end_to_end(scene: Path, out: Path, settings) -> float:
+def end_to_end(scene: Path, out: Path, settings, frames: tuple[int, int], size: tuple[int, int] | None) -> float:
     from render.export import RenderOptions, render
 
     t = time.perf_counter()
     render(scene, RenderOptions(output=out, codec=settings.codec, preset=settings.preset, crf=settings.crf,
-                                overwrite=True, quiet=True))
+                                frames=frames, size=size, overwrite=True, quiet=True))
     return time.perf_counter() - t
 
 
@@ -148,33 +169,44 @@ def main() -> None:
     import scenes
     from render.video_sink import VideoSettings
 
+    h264, ffv1 = VideoSettings(), VideoSettings(codec="ffv1")
+    n1, n4 = args.frames_1080, args.frames_2160
+    # (label, scene kind, canvas, stress grid, frames [a, b), settings, extension)
     configs = [
-        ("1080p h264 veryfast crf18 (default)", 1920, 1080, (8, 15), args.frames_1080, VideoSettings(), ".mp4"),
-        ("1080p ffv1 (archival, exact)", 1920, 1080, (8, 15), args.frames_1080, VideoSettings(codec="ffv1"), ".mkv"),
-        ("2160p h264 veryfast crf18 (default)", 3840, 2160, (16, 30), args.frames_2160, VideoSettings(), ".mp4"),
+        ("default piece 1080p h264 veryfast crf18", "default", (1920, 1080), None, (1500, 1500 + n1), h264, ".mp4"),
+        ("default piece 2160p h264 veryfast crf18", "default", (3840, 2160), None, (1500, 1500 + n4), h264, ".mp4"),
+        ("default piece 1080p ffv1 (archival, exact)", "default", (1920, 1080), None, (1500, 1500 + n1), ffv1, ".mkv"),
+        ("stress 1080p h264 veryfast crf18", "stress", (1920, 1080), (8, 15), (0, n1), h264, ".mp4"),
+        ("stress 2160p h264 veryfast crf18", "stress", (3840, 2160), (16, 30), (0, n4), h264, ".mp4"),
+        ("stress 1080p ffv1 (archival, exact)", "stress", (1920, 1080), (8, 15), (0, n1), ffv1, ".mkv"),
     ]
     if args.only:
         configs = [c for c in configs if args.only in c[0]]
     print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="entropic-render-bench-") as tmp:
         work = Path(tmp)
-        for label, w, h, tiles, n, settings, ext in configs:
+        for label, kind, (w, h), tiles, (a, b), settings, ext in configs:
+            n = b - a
             fps = 30.0
-            scene_path = make_scene(work, w, h, tiles, duration=n / fps, name=f"{label.split()[0]}.toml")
-            scene = scenes.load_scene(scene_path)
-            assert scene.frame_count == n, (scene.frame_count, n)
+            if kind == "default":
+                scene_path, size = make_default_piece(work), (w, h)
+                scene = scenes.with_canvas(scenes.load_scene(scene_path), width=w, height=h)
+            else:
+                scene_path = make_scene(work, w, h, tiles, duration=n / fps, name=f"stress-{w}.toml")
+                scene, size = scenes.load_scene(scene_path), None
+            assert scene.frame_count >= b and scene.fps == fps, (scene.frame_count, b, scene.fps)
             t, c = time.perf_counter(), cpu_seconds()
-            frames = np.stack(list(scenes.iter_frames(scene)))
+            frames = np.stack(list(scenes.iter_frames(scene, a, b)))
             composite_s, composite_cpu = time.perf_counter() - t, cpu_seconds() - c
             raw = work / "frames.raw"
             frames.tofile(raw)
             os.sync()  # no writeback of the raw file competing with the timed runs
             runs = {
                 "ffmpeg alone": lambda: ffmpeg_alone(raw, work / f"alone{ext}", w, h, fps, settings),
-                "render": lambda: end_to_end(scene_path, work / f"e2e{ext}", settings),
+                "render": lambda: end_to_end(scene_path, work / f"e2e{ext}", settings, (a, b), size),
                 "sink": lambda: sink_precomputed(frames, work / f"sink{ext}", fps, settings),
             }
-            if w == 1920 and settings.codec == "h264":
+            if kind == "stress" and w == 1920 and settings.codec == "h264":
                 runs["write_frames"] = lambda: imageio_write_frames(frames, work / f"iio{ext}", fps, settings)
             results: dict[str, list[float]] = {k: [] for k in runs}
             cpu: dict[str, list[float]] = {k: [] for k in runs}
@@ -189,7 +221,7 @@ def main() -> None:
             raw.unlink()
             best = {k: min(v) for k, v in results.items() if v}
             bound = n / best["ffmpeg alone"]
-            print(f"\n{label}: {n} frames {w}x{h}, compositing alone {n / composite_s:.1f} frames/s "
+            print(f"\n{label}: frames {a}:{b} at {w}x{h}, compositing alone {n / composite_s:.1f} frames/s "
                   f"(single thread); 1-min load average during runs {', '.join(f'{l:.2f}' for l in loads)}")
             for k, v in best.items():
                 fps_k = n / v

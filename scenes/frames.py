@@ -15,6 +15,8 @@ order, in any thread, in any process.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -219,21 +221,42 @@ def frame_at_index(scene: Scene, i: int) -> np.ndarray:
     return frame(scene, int(i) / scene.fps)
 
 
-def iter_frames(scene: Scene, start: int = 0, stop: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
+def lower_this_thread_priority(nice: int) -> None:
+    """Make the calling thread ``nice`` steps less favoured by the CPU scheduler (Linux; a no-op elsewhere).
+
+    Linux schedules threads individually (setpriority on the thread id); other systems would
+    renice the whole process, which is not what is asked, so they are left alone.
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError:  # not permitted here: frames are the same, only scheduling differs
+        pass
+
+
+def iter_frames(
+    scene: Scene, start: int = 0, stop: int | None = None, threads: int = 1, nice: int = 0
+) -> Iterator[np.ndarray]:
     """Frames start .. stop-1 (default: to scene.frame_count), in order.
 
     ``threads`` > 1 renders that many frames at once, each worker thread with its own
     renderer (dropped when the iteration ends), still yielding them in order; the frames are
-    identical to single-threaded ones.
+    identical to single-threaded ones. ``nice`` > 0 renders on worker threads (even with
+    ``threads=1``) that run at that much lower CPU priority than the caller (Linux): an
+    encoder process fed with these frames keeps its cores, and compositing fills the gaps
+    (``render`` uses it; see benchmarks/RESULTS.md).
     """
     stop = scene.frame_count if stop is None else stop
-    for name, v in (("start", start), ("stop", stop), ("threads", threads)):
+    for name, v in (("start", start), ("stop", stop), ("threads", threads), ("nice", nice)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise EntropicError(f"iter_frames {name} must be a non-negative integer, got {v!r}")
-    if threads <= 1:
+    if threads <= 1 and nice == 0:
         for i in range(start, stop):
             yield frame_at_index(scene, i)
         return
+    threads = max(1, threads)
     local = threading.local()
 
     def work(i: int) -> np.ndarray:
@@ -242,15 +265,22 @@ def iter_frames(scene: Scene, start: int = 0, stop: int | None = None, threads: 
             r = local.renderer = SceneRenderer(scene)
         return r.render(scene_time(scene, i / scene.fps))
 
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="entropic-frame") as pool:
+    with ThreadPoolExecutor(
+        max_workers=threads, thread_name_prefix="entropic-frame", initializer=lower_this_thread_priority,
+        initargs=(int(nice),),
+    ) as pool:
         pending = []
         nxt = start
         while nxt < stop and len(pending) < 2 * threads:
             pending.append(pool.submit(work, nxt))
             nxt += 1
-        while pending:
-            out = pending.pop(0).result()
-            if nxt < stop:
-                pending.append(pool.submit(work, nxt))
-                nxt += 1
-            yield out
+        try:
+            while pending:
+                out = pending.pop(0).result()
+                if nxt < stop:
+                    pending.append(pool.submit(work, nxt))
+                    nxt += 1
+                yield out
+        finally:
+            for f in pending:  # the consumer stopped early (error, Ctrl-C): do not render the rest
+                f.cancel()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import pytest
 import scenes
 from diffusion.errors import EntropicError
 from diffusion.trajectory_store import open_store, write_store
-from scenes.frames import renderer_for
+from scenes.frames import lower_this_thread_priority, renderer_for
 from scenes.synthetic import trajectories
 
 SCENE = """
@@ -102,7 +105,27 @@ def test_frames_are_deterministic_and_order_independent(scene_file):
     many = list(scenes.iter_frames(s1, 10, 22))
     threaded = list(scenes.iter_frames(make(scene_file), 10, 22, threads=2))
     assert len(many) == 12 and all(np.array_equal(p, q) for p, q in zip(many, threaded))
+    niced = list(scenes.iter_frames(make(scene_file), 10, 22, nice=5))  # a low-priority worker thread
+    assert len(niced) == 12 and all(np.array_equal(p, q) for p, q in zip(many, niced))
     assert all(np.array_equal(f, scenes.frame_at_index(s2, 10 + i)) for i, f in enumerate(many))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are a Linux feature")
+def test_compositing_threads_can_run_at_a_lower_priority_than_the_caller():
+    seen = {}
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def worker():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        lower_this_thread_priority(3)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["delta"] == 3 or mine >= 17  # 19 is the floor
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller keeps its priority
 
 
 def test_ping_pong_loops_bit_exactly(scene_file):
