@@ -8,8 +8,10 @@ order rotated every repetition so that load from other processes hits all of the
   every x_t, fdatasync'ed and marked complete) -- what ``entropic sample`` does;
 * ``ours``: ``diffusion.samplers.sample`` with no callback (no recording at all), with the
   same model copy (channels-last), chunking and precision as ``record`` uses;
-* ``diffusers``: a ``diffusers.UNet2DModel`` with (almost) the same parameter count and the
-  same layout (4 levels, 2 res blocks, attention at 16x16), driven by its DDIMScheduler /
+* ``diffusers``: a ``diffusers.UNet2DModel`` built as the block-for-block twin of ours (same
+  level widths, res blocks, attention at 16x16 and in the middle, head size, GroupNorm groups,
+  scale-shift time conditioning: the same parameter count within 0.01 %; the builder is
+  ``train_throughput.peer_kwargs``), driven by its DDIMScheduler /
   DDPMScheduler in the loop its users write, copying x_t into a float16 numpy array every
   step (its pipelines have no per-step callback).
 
@@ -45,29 +47,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.record import MODEL_BATCH, RecordSettings, _sampling_model, record  # noqa: E402
+from diffusion.record import MODEL_BATCH, RecordSettings, _sampling_model, native_bfloat16, record  # noqa: E402
 from diffusion.samplers import sample  # noqa: E402
 from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.trajectory_store import StoreWriter, open_store  # noqa: E402
 from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_throughput import peer_kwargs  # noqa: E402
 
-def diffusers_model(res: int, tiny: bool):
+
+def diffusers_model(cfg: UNetConfig):
+    """diffusers' UNet2DModel built as the block-for-block twin of our ``cfg`` (train_throughput.peer_kwargs)."""
     from diffusers import UNet2DModel
 
-    if tiny:
-        return UNet2DModel(
-            sample_size=res, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-            down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-            norm_num_groups=4, attention_head_dim=8,
-        ).eval()
-    # (32, 64, 72, 128) matches the default UNetConfig's parameter count within 0.5 %.
-    return UNet2DModel(
-        sample_size=res, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 72, 128),
-        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, attention_head_dim=8,
-    ).eval()
+    return UNet2DModel(**peer_kwargs(cfg)).eval()
 
 
 def our_config(tiny: bool) -> UNetConfig:
@@ -163,10 +157,11 @@ def main() -> None:
     res = cfg.resolution
     torch.manual_seed(0)
     ours = UNet(cfg).eval()
-    theirs = diffusers_model(res, args.tiny)
+    theirs = diffusers_model(cfg)
     n_ours, n_theirs = parameter_count(ours), sum(p.numel() for p in theirs.parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
-          f"load average {os.getloadavg()}")
+          f"load average {os.getloadavg()}; `entropic sample` default precision here: auto -> "
+          f"{'bfloat16' if native_bfloat16(torch.device('cpu')) else 'float32'}")
     print(f"ours: UNetConfig{'(tiny)' if args.tiny else '()'} {n_ours:,} params; diffusers UNet2DModel {n_theirs:,} params "
           f"({(n_theirs / n_ours - 1) * 100:+.1f} %); {res}x{res}, batch {args.batch}, {args.steps} steps")
     work = Path(args.dir or tempfile.mkdtemp(prefix="entropic-bench-"))

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
+import json
 import os
 import queue
 import threading
@@ -44,7 +46,7 @@ import torch
 from diffusion.errors import EntropicError
 from diffusion.samplers import SAMPLERS, recorded_alphas_cumprod, recorded_timesteps, sample
 from diffusion.schedules import NoiseSchedule
-from diffusion.trajectory_store import DTYPES, FrameEncoder, StoreSpec, StoreWriter, sample_seed
+from diffusion.trajectory_store import DTYPES, HEADER_FILE, FrameEncoder, StoreSpec, StoreWriter, sample_seed
 
 __all__ = [
     "RecordSettings",
@@ -63,9 +65,41 @@ QUEUE_ITEMS = 64
 # Images per model call (diffusion.samplers.sample's model_batch): fixed, so that a sample's
 # numbers never depend on the batch it was drawn in.
 MODEL_BATCH = 8
-# Precision of the model's forward pass. bfloat16 (autocast) is about 1.5x faster on CPUs with
-# AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits.
-PRECISIONS = ("float32", "bfloat16")
+# Precision of the model's forward pass. bfloat16 (autocast) is about 1.6x faster on CPUs with
+# AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits; on the default
+# model its finished drawings differ from float32 ones by 0.28 grey levels on average (0.17 % of
+# pixels by more than 8 levels; benchmarks/RESULTS.md). "auto" takes bfloat16 where the
+# hardware computes it natively and float32 elsewhere (emulated bfloat16 is slower).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def resolve_precision(requested: str, device: torch.device, store: str | os.PathLike) -> str:
+    """The forward-pass precision a recording into ``store`` uses: ``requested`` unless it is "auto".
+
+    "auto" continues an existing store in the precision it was recorded in (so a resume on
+    another machine is not refused), else picks bfloat16 where it is native, float32 elsewhere.
+    """
+    if requested != "auto":
+        return requested
+    header = Path(store) / HEADER_FILE
+    if header.is_file():
+        try:
+            recorded = json.loads(header.read_text(encoding="utf-8"))["sampler"]["precision"]
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None  # the store's own checks report a damaged header
+        if recorded in PRECISIONS[1:]:
+            return recorded
+    return "bfloat16" if native_bfloat16(device) else "float32"
 
 
 def default_run_path() -> Path:
@@ -95,7 +129,8 @@ class RecordSettings:
 
     ``steps``: DDIM steps (None = all T); DDPM always walks all T steps. ``eta``: DDIM noise.
     ``dtype``: stored precision. ``record_x0``: also store the predicted x_0 of every step.
-    ``shard``: (K, N) records only i % N == K. ``precision``: the network's forward pass.
+    ``shard``: (K, N) records only i % N == K. ``precision``: the network's forward pass
+    ("auto": see :func:`resolve_precision`; the store records the precision used).
     """
 
     count: int
@@ -107,7 +142,7 @@ class RecordSettings:
     dtype: str = "float16"
     record_x0: bool = False
     shard: tuple[int, int] | None = None
-    precision: str = "float32"
+    precision: str = "auto"
 
     def validate(self, timesteps: int) -> np.ndarray:
         """Check every field against a schedule of ``timesteps`` steps; returns the recorded timesteps."""
@@ -141,7 +176,9 @@ class RecordSettings:
         return recorded_timesteps(timesteps, self.sampler, self.steps)
 
     def sampler_header(self, timesteps: int) -> dict[str, Any]:
-        """The store header's "sampler" entry (part of the store's identity)."""
+        """The store header's "sampler" entry (part of the store's identity); precision resolved, never "auto"."""
+        if self.precision == "auto":
+            raise ValueError("resolve the precision (resolve_precision) before writing a header")
         steps = timesteps if self.steps is None else self.steps
         return {
             "name": self.sampler,
@@ -287,6 +324,8 @@ def record(
     """
     T = schedule.timesteps
     ts = settings.validate(T)
+    device = next(model.parameters()).device
+    settings = dataclasses.replace(settings, precision=resolve_precision(settings.precision, device, out))
     alphas = recorded_alphas_cumprod(schedule, ts)
     res = int(model.config.resolution)
     if model_info is None:

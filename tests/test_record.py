@@ -48,7 +48,7 @@ def model() -> UNet:
 
 
 def rec(path: Path, model: UNet, **kw) -> record_module.RecordReport:
-    settings = RecordSettings(**{"count": 6, "batch_size": 4, **kw})
+    settings = RecordSettings(**{"count": 6, "batch_size": 4, "precision": "float32", **kw})
     return record(path, model, SCHEDULE, "eps", settings, progress=False)
 
 
@@ -104,6 +104,21 @@ def test_bfloat16_is_deterministic_batch_independent_and_close(tmp_path: Path, m
         np.testing.assert_array_equal(bf.frames(range(6), [0] * 6), ref.frames(range(6), [0] * 6))  # same x_T
         assert not np.array_equal(bf.memmap(), ref.memmap())
         assert np.abs(bf.frames(range(6), [3] * 6) - ref.frames(range(6), [3] * 6)).mean() < 0.05
+
+
+def test_auto_precision_is_resolved_per_machine_and_a_store_keeps_its_own(tmp_path: Path, model: UNet, reference: Path):
+    native = record_module.native_bfloat16(torch.device("cpu"))
+    rec(tmp_path / "auto", model, precision="auto", count=2)
+    with open_store(tmp_path / "auto") as st:
+        assert st.header["sampler"]["precision"] == ("bfloat16" if native else "float32")  # never "auto"
+    # Appending with "auto" to a float32 store continues in float32 (and equals a float32 run), whatever the CPU.
+    path = tmp_path / "grow"
+    rec(path, model, count=4)
+    rec(path, model, count=6, precision="auto")
+    with open_store(path) as st:
+        assert st.header["sampler"]["precision"] == "float32"
+    assert (path / "x.f16").read_bytes() == (reference / "x.f16").read_bytes()
+    assert record_module.resolve_precision("bfloat16", torch.device("cpu"), path) == "bfloat16"  # explicit wins
 
 
 def test_sample_i_does_not_depend_on_count_and_append_matches(tmp_path: Path, model: UNet, reference: Path):
@@ -169,7 +184,7 @@ def test_full_disk_leaves_a_consistent_resumable_store(tmp_path: Path, model: UN
             super()._pwrite(fd, data, offset)
 
     path = tmp_path / "full"
-    settings = RecordSettings(count=6, batch_size=4)
+    settings = RecordSettings(count=6, batch_size=4, precision="float32")
     with pytest.raises(EntropicError, match="disk full.*4 complete samples.*re-run"):
         record(path, model, SCHEDULE, "eps", settings, progress=False, _writer_factory=FullDisk.open)
     with open_store(path, allow_incomplete=True) as st, open_store(reference) as ref:
@@ -253,7 +268,7 @@ sys.path.insert(0, {root!r})
 from tests.test_record import tiny_model, SCHEDULE
 from diffusion.record import RecordSettings, record
 torch.set_num_threads(1)
-record({path!r}, tiny_model(), SCHEDULE, "eps", RecordSettings(count=12, batch_size=2), progress=False)
+record({path!r}, tiny_model(), SCHEDULE, "eps", RecordSettings(count=12, batch_size=2, precision="float32"), progress=False)
 """
 
 
