@@ -67,8 +67,8 @@ QUEUE_ITEMS = 64
 MODEL_BATCH = 8
 # Precision of the model's forward pass. bfloat16 (autocast) is about 1.6x faster on CPUs with
 # AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits; on the default
-# model its finished drawings differ from float32 ones by 0.28 grey levels on average (0.17 % of
-# pixels by more than 8 levels; benchmarks/RESULTS.md). "auto" takes bfloat16 where the
+# model its finished drawings differ from float32 ones by 0.26 grey levels on average (0.18 % of
+# pixels by more than 8 levels; benchmarks/sampling_precision.py). "auto" takes bfloat16 where the
 # hardware computes it natively and float32 elsewhere (emulated bfloat16 is slower).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
