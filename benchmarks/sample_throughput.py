@@ -47,7 +47,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.record import MODEL_BATCH, RecordSettings, _sampling_model, native_bfloat16, record  # noqa: E402
+from diffusion.record import (  # noqa: E402
+    MODEL_BATCH,
+    RecordSettings,
+    _sampling_model,
+    native_bfloat16,
+    record,
+    state_dict_sha256,
+)
 from diffusion.samplers import sample  # noqa: E402
 from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.trajectory_store import StoreWriter, open_store  # noqa: E402
@@ -123,8 +130,14 @@ class TimedWriter(StoreWriter):
         TimedWriter.busy += time.perf_counter() - t0
 
 
-def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path | None, precision: str) -> tuple[float, float]:
-    """Our sampler, recording into ``store`` (or not recording at all when None); (wall, CPU) seconds."""
+def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path | None, precision: str,
+             model_info: dict | None = None) -> tuple[float, float]:
+    """Our sampler, recording into ``store`` (or not recording at all when None); (wall, CPU) seconds.
+
+    ``model_info``: the header's model entry, computed once outside the timing, as ``entropic
+    sample`` takes it from the run it loaded (left None, record() would hash the model's 15 MB
+    of tensors inside the timed region: ~2 % of an 8-step run, a cost the command never pays).
+    """
     start, cpu = time.perf_counter(), time.process_time()
     ddim_steps = steps if sampler == "ddim" else None
     if store is None:
@@ -134,11 +147,33 @@ def run_ours(model, schedule, sampler: str, steps: int, batch: int, store: Path 
                    batch_size=batch, progress=False, model_batch=MODEL_BATCH)
     else:
         settings = RecordSettings(count=batch, sampler=sampler, steps=ddim_steps, batch_size=batch, precision=precision)
-        record(store, model, schedule, "eps", settings, progress=False, _writer_factory=TimedWriter.open)
+        record(store, model, schedule, "eps", settings, model_info=model_info, progress=False,
+               _writer_factory=TimedWriter.open)
     return time.perf_counter() - start, time.process_time() - cpu
 
 
 METHODS = ("ours+record", "ours", "diffusers", "ours+record bf16", "diffusers bf16")
+
+
+def recording_overhead(ours, ours_info: dict, sampler: str, args, work: Path) -> None:
+    """Per-pair ratio ours+record / ours over ``args.overhead_pairs`` interleaved pairs (float32)."""
+    T = 1000 if sampler == "ddim" else args.steps
+    schedule = NoiseSchedule.from_config(ScheduleConfig(kind="cosine", timesteps=T))
+    wall: list[float] = []
+    cpu: list[float] = []
+    for rep in range(args.overhead_pairs):
+        got = {}
+        for name in (("ours", "ours+record") if rep % 2 == 0 else ("ours+record", "ours")):
+            store = work / f"{sampler}-pair-{rep}" if name == "ours+record" else None
+            got[name] = run_ours(ours, schedule, sampler, args.steps, args.batch, store, "float32", ours_info)
+            if store is not None:
+                shutil.rmtree(store)
+        wall.append(got["ours+record"][0] / got["ours"][0])
+        cpu.append(got["ours+record"][1] / got["ours"][1])
+    for label, r in (("wall", wall), ("CPU", cpu)):
+        q1, med, q3 = statistics.quantiles(r, n=4)
+        print(f"{sampler} recording overhead [{label}], {len(r)} pairs: median {(med - 1) * 100:+.1f} % "
+              f"(quartiles {(q1 - 1) * 100:+.1f} % .. {(q3 - 1) * 100:+.1f} %)", flush=True)
 
 
 def main() -> None:
@@ -151,12 +186,16 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="16 px model, to expose recording overhead")
     ap.add_argument("--samplers", default="ddim,ddpm")
     ap.add_argument("--dir", default=None, help="where the stores go (default: a temp folder)")
+    ap.add_argument("--overhead-pairs", type=int, default=0,
+                    help="instead: N interleaved pairs of ours+record / ours (float32) per sampler, "
+                         "reporting the median and quartiles of the per-pair overhead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = our_config(args.tiny)
     res = cfg.resolution
     torch.manual_seed(0)
     ours = UNet(cfg).eval()
+    ours_info = {"weights_sha256": state_dict_sha256(ours)}
     theirs = diffusers_model(cfg)
     n_ours, n_theirs = parameter_count(ours), sum(p.numel() for p in theirs.parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cores {os.cpu_count()}, "
@@ -171,6 +210,10 @@ def main() -> None:
         with torch.inference_mode():  # warm-up (allocators, kernels)
             ours(x[:8], torch.zeros(8, dtype=torch.long))
             theirs(x, torch.zeros(args.batch, dtype=torch.long))
+        if args.overhead_pairs:
+            for sampler in args.samplers.split(","):
+                recording_overhead(ours, ours_info, sampler, args, work)
+            return
         for sampler in args.samplers.split(","):
             T = 1000 if sampler == "ddim" else args.steps
             schedule = NoiseSchedule.from_config(ScheduleConfig(kind="cosine", timesteps=T))
@@ -188,7 +231,7 @@ def main() -> None:
                     else:
                         store = work / f"{sampler}-{rep}"
                         TimedWriter.busy = 0.0
-                        dt, ct = run_ours(ours, schedule, sampler, args.steps, args.batch, store, precision)
+                        dt, ct = run_ours(ours, schedule, sampler, args.steps, args.batch, store, precision, ours_info)
                         with open_store(store) as st:
                             assert st.num_complete == args.batch and st.num_steps == args.steps + 1
                         busy.append(TimedWriter.busy / dt)
