@@ -62,9 +62,11 @@ __all__ = [
 # Items in flight between the sampler and the writer thread (each one batch-frame, e.g.
 # 16 x 64 x 64 float32 = 256 KiB): enough to absorb an fsync, small enough to bound memory.
 QUEUE_ITEMS = 64
-# Images per model call (diffusion.samplers.sample's model_batch): fixed, so that a sample's
-# numbers never depend on the batch it was drawn in.
-MODEL_BATCH = 8
+# Images per model call (diffusion.samplers.sample's model_batch) in new stores: fixed, so that
+# a sample's numbers never depend on the batch it was drawn in (a store keeps the value it was
+# recorded with). 16 rather than 8: 16 images in one call cost 77.7 ms against 93.0 ms in two
+# (bfloat16, 2 threads; float32 134 vs 140 ms; benchmarks/RESULTS.md, sampling section 4).
+MODEL_BATCH = 16
 # Precision of the model's forward pass. bfloat16 (autocast) is about 1.6x faster on CPUs with
 # AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits; on the default
 # model its finished drawings differ from float32 ones by 0.26 grey levels on average (0.18 % of
@@ -83,23 +85,32 @@ def native_bfloat16(device: torch.device) -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
-def resolve_precision(requested: str, device: torch.device, store: str | os.PathLike) -> str:
-    """The forward-pass precision a recording into ``store`` uses: ``requested`` unless it is "auto".
+def for_store(settings: "RecordSettings", device: torch.device, store: str | os.PathLike) -> "RecordSettings":
+    """``settings`` with what was left open decided for a recording into ``store``.
 
-    "auto" continues an existing store in the precision it was recorded in (so a resume on
-    another machine is not refused), else picks bfloat16 where it is native, float32 elsewhere.
+    ``precision="auto"`` and ``model_batch=None`` continue an existing store with the values it
+    was recorded with (so a resume on another machine, or after an upgrade that changed a
+    default, is not refused); for a new store they become bfloat16 where the hardware computes
+    it natively (float32 elsewhere) and :data:`MODEL_BATCH`.
     """
-    if requested != "auto":
-        return requested
+    recorded: dict[str, Any] = {}
     header = Path(store) / HEADER_FILE
     if header.is_file():
         try:
-            recorded = json.loads(header.read_text(encoding="utf-8"))["sampler"]["precision"]
+            recorded = dict(json.loads(header.read_text(encoding="utf-8"))["sampler"])
         except (OSError, ValueError, KeyError, TypeError):
-            recorded = None  # the store's own checks report a damaged header
-        if recorded in PRECISIONS[1:]:
-            return recorded
-    return "bfloat16" if native_bfloat16(device) else "float32"
+            recorded = {}  # the store's own checks report a damaged header
+    precision = settings.precision
+    if precision == "auto":
+        precision = recorded.get("precision")
+        if precision not in PRECISIONS[1:]:
+            precision = "bfloat16" if native_bfloat16(device) else "float32"
+    model_batch = settings.model_batch
+    if model_batch is None:
+        model_batch = recorded.get("model_batch")
+        if isinstance(model_batch, bool) or not isinstance(model_batch, int) or model_batch < 1:
+            model_batch = MODEL_BATCH
+    return dataclasses.replace(settings, precision=precision, model_batch=model_batch)
 
 
 def default_run_path() -> Path:
@@ -129,8 +140,9 @@ class RecordSettings:
 
     ``steps``: DDIM steps (None = all T); DDPM always walks all T steps. ``eta``: DDIM noise.
     ``dtype``: stored precision. ``record_x0``: also store the predicted x_0 of every step.
-    ``shard``: (K, N) records only i % N == K. ``precision``: the network's forward pass
-    ("auto": see :func:`resolve_precision`; the store records the precision used).
+    ``shard``: (K, N) records only i % N == K. ``precision``: the network's forward pass.
+    ``model_batch``: images per model call. "auto" / None are decided by :func:`for_store`;
+    the store records the values used.
     """
 
     count: int
@@ -143,6 +155,7 @@ class RecordSettings:
     record_x0: bool = False
     shard: tuple[int, int] | None = None
     precision: str = "auto"
+    model_batch: int | None = None
 
     def validate(self, timesteps: int) -> np.ndarray:
         """Check every field against a schedule of ``timesteps`` steps; returns the recorded timesteps."""
@@ -169,6 +182,9 @@ class RecordSettings:
             raise EntropicError(f"--dtype {self.dtype!r} is unknown; use one of {', '.join(DTYPES)}")
         if self.precision not in PRECISIONS:
             raise EntropicError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+        mb = self.model_batch
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 1):
+            raise EntropicError(f"model_batch must be a positive integer, got {mb!r}")
         if self.shard is not None:
             k, n = self.shard
             if n < 1 or not 0 <= k < n:
@@ -176,16 +192,16 @@ class RecordSettings:
         return recorded_timesteps(timesteps, self.sampler, self.steps)
 
     def sampler_header(self, timesteps: int) -> dict[str, Any]:
-        """The store header's "sampler" entry (part of the store's identity); precision resolved, never "auto"."""
-        if self.precision == "auto":
-            raise ValueError("resolve the precision (resolve_precision) before writing a header")
+        """The store header's "sampler" entry (part of the store's identity); settings decided by :func:`for_store`."""
+        if self.precision == "auto" or self.model_batch is None:
+            raise ValueError("decide precision and model_batch (for_store) before writing a header")
         steps = timesteps if self.steps is None else self.steps
         return {
             "name": self.sampler,
             "steps": int(steps),
             "eta": float(self.eta),
             "clip_x0": True,
-            "model_batch": MODEL_BATCH,
+            "model_batch": int(self.model_batch),
             "precision": self.precision,
             "memory_format": "channels_last",
         }
@@ -324,8 +340,7 @@ def record(
     """
     T = schedule.timesteps
     ts = settings.validate(T)
-    device = next(model.parameters()).device
-    settings = dataclasses.replace(settings, precision=resolve_precision(settings.precision, device, out))
+    settings = for_store(settings, next(model.parameters()).device, out)
     alphas = recorded_alphas_cumprod(schedule, ts)
     res = int(model.config.resolution)
     if model_info is None:
@@ -423,7 +438,7 @@ def _sample_into(
                 batch_size=settings.batch_size,
                 on_step=on_step,
                 progress=False,
-                model_batch=MODEL_BATCH,
+                model_batch=int(settings.model_batch),
             )
         wt.finish()
         bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved")

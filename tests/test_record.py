@@ -118,7 +118,24 @@ def test_auto_precision_is_resolved_per_machine_and_a_store_keeps_its_own(tmp_pa
     with open_store(path) as st:
         assert st.header["sampler"]["precision"] == "float32"
     assert (path / "x.f16").read_bytes() == (reference / "x.f16").read_bytes()
-    assert record_module.resolve_precision("bfloat16", torch.device("cpu"), path) == "bfloat16"  # explicit wins
+    explicit = record_module.for_store(RecordSettings(count=1, precision="bfloat16"), torch.device("cpu"), path)
+    assert explicit.precision == "bfloat16"  # an explicit choice is not overridden (the store then refuses it)
+
+
+def test_a_store_keeps_the_model_batch_it_was_recorded_with(tmp_path: Path, model: UNet):
+    # Stores recorded before MODEL_BATCH changed (8 images per model call) resume and append with 8.
+    old = tmp_path / "old"
+    rec(old, model, count=3, model_batch=8)
+    rec(old, model, count=6)  # model_batch left open: the store's own
+    with open_store(old) as st:
+        assert st.header["sampler"]["model_batch"] == 8
+    rec(tmp_path / "eight", model, count=6, model_batch=8)
+    assert (old / "x.f16").read_bytes() == (tmp_path / "eight" / "x.f16").read_bytes()
+    rec(tmp_path / "new", model, count=2)
+    with open_store(tmp_path / "new") as st:
+        assert st.header["sampler"]["model_batch"] == record_module.MODEL_BATCH
+    with pytest.raises(EntropicError, match="sampler"):  # asked for explicitly, a different chunk is refused
+        rec(old, model, count=7, model_batch=record_module.MODEL_BATCH)
 
 
 def test_sample_i_does_not_depend_on_count_and_append_matches(tmp_path: Path, model: UNet, reference: Path):
@@ -228,6 +245,7 @@ def test_a_store_of_another_recording_is_refused_and_left_alone(tmp_path: Path, 
         ({"dtype": "float64"}, "--dtype"),
         ({"seed": -1}, "--seed"),
         ({"precision": "float16"}, "--precision"),
+        ({"model_batch": 0}, "model_batch"),
     ],
 )
 def test_bad_settings_are_refused_before_touching_disk(tmp_path: Path, model: UNet, kw, needle):

@@ -22,7 +22,7 @@ from diffusion.errors import EntropicError
 @click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default="ddpm", show_default=True)
 @click.option("--steps", type=int, default=None, help="DDIM steps (default: all T). DDPM always walks all T steps.")
 @click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 = deterministic, 1 = DDPM-like).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Samples per batch (a multiple of 8 wastes no work).")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Samples per batch (a multiple of 16, the images per model call, wastes no work).")
 @click.option("--dtype", type=click.Choice(["float16", "uint8", "float32"]), default="float16", show_default=True,
               help="Stored precision; uint8 is compact, lossy, with its per-step value mapping in the header.")
 @click.option("--record-x0", is_flag=True, help="Also record the model's predicted x_0 at every step.")
