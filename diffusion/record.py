@@ -67,7 +67,7 @@ QUEUE_ITEMS = 64
 # recorded with). 16 rather than 8: 16 images in one call cost 77.7 ms against 93.0 ms in two
 # (bfloat16, 2 threads; float32 134 vs 140 ms; benchmarks/RESULTS.md, sampling section 4).
 MODEL_BATCH = 16
-# Precision of the model's forward pass. bfloat16 (autocast) is about 1.6x faster on CPUs with
+# Precision of the model's forward pass. bfloat16 (autocast) is about 1.7x faster on CPUs with
 # AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits; on the default
 # model its finished drawings differ from float32 ones by 0.26 grey levels on average (0.18 % of
 # pixels by more than 8 levels; benchmarks/sampling_precision.py). "auto" takes bfloat16 where the

@@ -28,7 +28,7 @@ from diffusion.errors import EntropicError
 @click.option("--record-x0", is_flag=True, help="Also record the model's predicted x_0 at every step.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
               help="Precision of the network's forward pass. auto: bfloat16 where the CPU/GPU computes it natively "
-                   "(about 1.6x faster, drawings within a fraction of a grey level), float32 elsewhere; "
+                   "(about 1.7x faster, drawings within a fraction of a grey level), float32 elsewhere; "
                    "a resumed store keeps its own.")
 @click.option("--shard", default=None, metavar="K/N", help="Record only samples i with i % N == K (into its own store; merge with --merge).")
 @click.option("--merge", is_flag=True, help="Merge the shard stores given as arguments into --out.")
