@@ -235,7 +235,7 @@ def main() -> None:
             ceiling = cores / (enc_cpu + comp_cpu)
             print(f"  CPU-bound ceiling on {cores} cores: {cores} / ({1000 * enc_cpu:.0f} ms encode + "
                   f"{1000 * comp_cpu:.0f} ms composite) = {ceiling:.2f} frames/s = {ceiling / bound:.2f}x ffmpeg alone")
-            del frames
+            frames = raw = None  # free this configuration's frames before the next one
 
 
 if __name__ == "__main__":
