@@ -57,6 +57,8 @@ __all__ = [
     "parse_shard",
     "state_dict_sha256",
     "run_model_info",
+    "for_store",
+    "native_bfloat16",
 ]
 
 # Items in flight between the sampler and the writer thread (each one batch-frame, e.g.
@@ -72,7 +74,8 @@ MODEL_BATCH = 16
 # model its finished drawings differ from float32 ones by 0.26 grey levels on average (0.18 % of
 # pixels by more than 8 levels; benchmarks/sampling_precision.py). "auto" takes bfloat16 where the
 # hardware computes it natively and float32 elsewhere (emulated bfloat16 is slower).
-PRECISIONS = ("auto", "float32", "bfloat16")
+COMPUTE_PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -103,7 +106,7 @@ def for_store(settings: "RecordSettings", device: torch.device, store: str | os.
     precision = settings.precision
     if precision == "auto":
         precision = recorded.get("precision")
-        if precision not in PRECISIONS[1:]:
+        if precision not in COMPUTE_PRECISIONS:
             precision = "bfloat16" if native_bfloat16(device) else "float32"
     model_batch = settings.model_batch
     if model_batch is None:
