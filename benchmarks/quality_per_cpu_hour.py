@@ -11,15 +11,15 @@ resolution (``--resolution``, default 32), batch (``--batch-size``, default 32) 
 bits/dim on held-out glyphs never trained on (``--heldout-dir``, default /work/data/hershey-heldout,
 66 glyphs) and by contact sheets of samples side by side.
 
-* ``ours``: ``diffusion.unet.UNet(UNetConfig(resolution=R))`` -- the default layout unchanged (4 levels
+* ``ours``: ``diffusion.model.unet.UNet(UNetConfig(resolution=R))`` -- the default layout unchanged (4 levels
   16-32-64-128 channels, 2 res blocks, attention at 16 px and in the middle; at 32 px the 16 px
   attention sits on the second level) -- trained with our real recipe, the exact step of
-  ``entropic train --bf16 --channels-last`` (``diffusion.train``): cosine noise schedule, T = 1000,
+  ``entropic train --bf16 --channels-last`` (``diffusion.training``): cosine noise schedule, T = 1000,
   eps prediction, AdamW(lr 2e-4, betas (0.9, 0.999), wd 0) with 500 linear warm-up steps then constant,
   grad-norm clip 1.0, EMA 0.999 (warmed up as (1+s)/(10+s)), random flips, bf16 autocast,
-  channels-last. The loop here is the one in ``diffusion.train._train`` (its DataOrder, step_seed and
+  channels-last. The loop here is the one in ``diffusion.training.loop._train`` (its DataOrder, step_seed and
   EMA update are imported, not copied), and before the race the parent checks that it is
-  bit-identical to ``diffusion.train.train`` over a few steps (``--recipe-check-steps``).
+  bit-identical to ``diffusion.training.loop.train`` over a few steps (``--recipe-check-steps``).
 * ``diffusers``: ``diffusers.UNet2DModel`` built as the block-for-block twin of that layout
   (``train_throughput.peer_kwargs``; parameter counts printed, -0.01 % at 32 px) trained with the
   recipe of diffusers' examples/unconditional_image_generation/train_unconditional.py at its
@@ -36,18 +36,18 @@ with ``sys.executable``), each with one torch thread (torch.set_num_threads(1), 
 so that load from other jobs hits both alike. Each child loads its data and builds its model, then
 signals "ready"; when both are ready the parent writes one absolute start time and both train until
 the same absolute deadline (start + budget; the step in flight finishes). Both see the same data
-order (``diffusion.train.DataOrder`` with the same seed), and step s draws its flips, t and noise from
+order (``diffusion.training.loop.DataOrder`` with the same seed), and step s draws its flips, t and noise from
 the same seeded generator in both (common random numbers). Each child writes its EMA weights with
 safetensors (no pickle) and a JSON summary (steps, images seen, wall and process CPU seconds,
 losses) into ``--work-dir`` (default: a fresh /tmp/entropic-qbench-* folder, kept afterwards).
 
-Evaluation (parent, after both children exit, one thread): ``diffusion.evaluate.variational_bound``
+Evaluation (parent, after both children exit, one thread): ``diffusion.evidence.evaluate.variational_bound``
 for both EMA models on the same held-out images with the same seed, i.e. the same noise and the same
 ``--eval-timesteps`` stratified timesteps; each model with its own forward process (ours: cosine;
-diffusers: the linear schedule built with ``diffusion.schedules``, checked to match
+diffusers: the linear schedule built with ``diffusion.model.schedules``, checked to match
 DDPMScheduler's betas and alphas_cumprod). Also the per-image paired difference. Samples: the same
 36 seeds, the same initial noise x_T per seed, DDIM 50 steps (eta 0) for both: ours through
-``diffusion.samplers.sample`` (spacing 999..0), the diffusers model through DDIMScheduler
+``diffusion.model.samplers.sample`` (spacing 999..0), the diffusers model through DDIMScheduler
 (from the DDPMScheduler's config, set_timesteps(50), its default "leading" spacing 980..0).
 
 Writes ``--out-dir``/quality_per_cpu_hour.json (all conditions and figures) and
@@ -82,11 +82,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train_throughput import DiffusersPeer, load_average, machine, peer_kwargs  # noqa: E402
 
 from diffusion import run_dir as rd  # noqa: E402
-from diffusion.dataset import load_dataset  # noqa: E402
-from diffusion.objective import schedule_tensors, training_loss  # noqa: E402
-from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
-from diffusion.train import DataOrder, _ema_update, resolve_settings, step_seed  # noqa: E402
-from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
+from diffusion.data.dataset import load_dataset
+from diffusion.model.objective import schedule_tensors, training_loss
+from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
+from diffusion.training.loop import DataOrder, _ema_update, step_seed
+from diffusion.training.settings import resolve_settings
+from diffusion.model.unet import UNet, UNetConfig, parameter_count
 
 KINDS = ("ours", "diffusers")
 SHEET_SEEDS = 36
@@ -124,7 +125,7 @@ def unet_config(resolution: int) -> UNetConfig:
 
 
 class OursRecipe:
-    """One step of diffusion.train._train (single process, CPU), with the settings of `entropic train`."""
+    """One step of diffusion.training.loop._train (single process, CPU), with the settings of `entropic train`."""
 
     def __init__(self, images: np.ndarray, resolution: int, batch: int, seed: int) -> None:
         self.settings = resolve_settings(our_options(resolution, batch, seed))
@@ -172,7 +173,7 @@ class OursRecipe:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "model": "diffusion.unet.UNet",
+            "model": "diffusion.model.unet.UNet",
             "model_config": self.settings.model.to_dict(),
             "schedule": self.settings.schedule.to_dict(),
             "prediction": self.settings.prediction,
@@ -346,8 +347,8 @@ def child(args: argparse.Namespace) -> None:
 
 
 def recipe_check(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Our loop here vs diffusion.train.train over a few steps: EMA weights must be bit-identical."""
-    from diffusion.train import train
+    """Our loop here vs diffusion.training.loop.train over a few steps: EMA weights must be bit-identical."""
+    from diffusion.training.loop import train
 
     steps = args.recipe_check_steps
     out = Path(tempfile.mkdtemp(prefix="recipe-check-", dir=work)) / "run"
@@ -362,11 +363,11 @@ def recipe_check(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     mine = r.ema_state()
     same = set(ref) == set(mine) and all(torch.equal(ref[k], mine[k].contiguous()) for k in ref)
     max_diff = max(float((ref[k] - mine[k]).abs().max()) for k in ref) if set(ref) == set(mine) else float("inf")
-    print(f"recipe check: {steps} steps of this loop vs diffusion.train.train: "
+    print(f"recipe check: {steps} steps of this loop vs diffusion.training.loop.train: "
           f"{'bit-identical EMA weights' if same else f'DIFFERENT (max |diff| {max_diff:.3g})'} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if not same:
-        raise SystemExit("recipe check failed: this benchmark's loop no longer matches diffusion.train; fix it first")
+        raise SystemExit("recipe check failed: this benchmark's loop no longer matches diffusion.training; fix it first")
     return {"steps": steps, "bit_identical": same}
 
 
@@ -388,7 +389,7 @@ def check_schedules() -> dict[str, Any]:
     eps = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([0, 10, 500, 999])
     st = schedule_tensors(ours)
-    from diffusion.objective import q_sample
+    from diffusion.model.objective import q_sample
 
     dq = float((q_sample(x0, t, eps, st) - theirs.add_noise(x0, eps, t)).abs().max())
     print(f"schedule check: linear betas vs DDPMScheduler max |diff| {db:.2g}, alphabar {dab:.2g}, q_sample vs add_noise {dq:.2g}", flush=True)
@@ -452,11 +453,11 @@ def tail(path: Path, n: int = 20) -> str:
 
 def sample_sheet_images(kind: str, model: torch.nn.Module, resolution: int) -> np.ndarray:
     """36 samples, DDIM 50 steps, eta 0, x_T from one seeded generator per seed (the same for both)."""
-    from diffusion.contact_sheet import to_uint8
+    from diffusion.figures.contact_sheet import to_uint8
 
     seeds = list(range(SHEET_SEEDS))
     if kind == "ours":
-        from diffusion.samplers import sample
+        from diffusion.model.samplers import sample
 
         sched = NoiseSchedule.from_config(resolve_settings(our_options(resolution, 32, 0)).schedule)
         x = sample(model, sched, "eps", seeds, sampler="ddim", steps=SHEET_STEPS, batch_size=SHEET_SEEDS, progress=False)
@@ -465,7 +466,7 @@ def sample_sheet_images(kind: str, model: torch.nn.Module, resolution: int) -> n
 
         ddim = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").config)
         ddim.set_timesteps(SHEET_STEPS)
-        # the same x_T as diffusion.samplers.sample draws for each seed
+        # the same x_T as diffusion.model.samplers.sample draws for each seed
         x = torch.stack([torch.randn((1, resolution, resolution), generator=torch.Generator().manual_seed(s)) for s in seeds])
         with torch.inference_mode():
             for t in ddim.timesteps:
@@ -477,7 +478,7 @@ def sample_sheet_images(kind: str, model: torch.nn.Module, resolution: int) -> n
 def side_by_side(left: np.ndarray, right: np.ndarray, captions: tuple[list[str], list[str]], resolution: int):
     from PIL import Image, ImageDraw, ImageFont
 
-    from diffusion.contact_sheet import BACKGROUND, LABEL_COLOUR, contact_sheet
+    from diffusion.figures.contact_sheet import BACKGROUND, LABEL_COLOUR, contact_sheet
 
     scale = max(1, 96 // resolution)
     sheets = [contact_sheet(im, cols=6, pad=2, scale=scale) for im in (left, right)]
@@ -499,7 +500,7 @@ def side_by_side(left: np.ndarray, right: np.ndarray, captions: tuple[list[str],
 
 
 def evaluate(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from diffusion.evaluate import variational_bound
+    from diffusion.evidence.evaluate import variational_bound
 
     held = load_dataset(args.heldout_dir, args.resolution)
     train_sha = json.loads((work / "ours.json").read_text())["train_manifest_sha256"]
@@ -559,7 +560,7 @@ def main() -> None:
     p.add_argument("--work-dir", type=Path, default=None, help="children's weights and logs (default: a new /tmp/entropic-qbench-* folder)")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe-check-steps", type=int, default=3, help="steps of the check against diffusion.train.train (0 = skip)")
+    p.add_argument("--recipe-check-steps", type=int, default=3, help="steps of the check against diffusion.training.loop.train (0 = skip)")
     p.add_argument("--reuse", action="store_true", help="skip training if --work-dir already holds both children's results")
     p.add_argument("--child", choices=KINDS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -601,7 +602,7 @@ def main() -> None:
 
     def caption(kind: str, name: str) -> list[str]:
         c, e = children[kind], ev[kind]
-        how = "diffusion.samplers ddim, t 999..0" if kind == "ours" else "DDIMScheduler, leading t 980..0"
+        how = "diffusion.model.samplers ddim, t 999..0" if kind == "ours" else "DDIMScheduler, leading t 980..0"
         return [f"{name}: {c['params']:,} params, {c['steps']:,} steps ({c['epochs']:g} epochs)",
                 f"{args.minutes:g} min wall, {c['train_cpu_s']:.0f} CPU-s, 1 thread, {args.resolution}px",
                 f"held-out {e['bits_per_dim']:.3f} +/- {e['stderr']:.3f} bits/dim",

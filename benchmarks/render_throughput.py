@@ -13,7 +13,7 @@ shared machine's load hits all of them alike:
 * ``write_frames``: imageio-ffmpeg's ``write_frames`` generator fed the same precomputed
   frames with the same output arguments (the alternative we did not choose).
 
-Two kinds of scene, each with a synthetic store (``scenes.synthetic``: ink drawings noised by
+Two kinds of scene, each with a synthetic store (``tests.helpers``: ink drawings noised by
 the forward process, 64x64):
 
 * **the default piece** (``assets/scenes/default.toml`` as shipped: 16 x 9 tiles of 120 px,
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def make_scene(workdir: Path, width: int, height: int, tiles: tuple[int, int], duration: float, fps: float = 30.0,
                name: str | None = None) -> Path:
     """Write a synthetic store and a scene that fills ``width`` x ``height`` with rows x cols tiles."""
-    from scenes.synthetic import write_synthetic_store
+    from tests.helpers import write_synthetic_store
 
     rows, cols = tiles
     store = workdir / f"store-{rows * cols}"
@@ -86,7 +86,7 @@ seed = 3
 
 def make_default_piece(workdir: Path) -> Path:
     """The shipped default scene, unchanged but for its store: a synthetic one shaped like the default store."""
-    from scenes.synthetic import write_synthetic_store
+    from tests.helpers import write_synthetic_store
 
     store = workdir / "store-default-like"
     if not store.exists():

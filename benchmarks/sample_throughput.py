@@ -6,7 +6,7 @@ order rotated every repetition so that load from other processes hits all of the
 
 * ``ours+record``: ``diffusion.record.record`` into a fresh trajectory store on disk (float16,
   every x_t, fdatasync'ed and marked complete) -- what ``entropic sample`` does;
-* ``ours``: ``diffusion.samplers.sample`` with no callback (no recording at all), with the
+* ``ours``: ``diffusion.model.samplers.sample`` with no callback (no recording at all), with the
   same model copy (channels-last), chunking and precision as ``record`` uses;
 * ``diffusers``: a ``diffusers.UNet2DModel`` built as the block-for-block twin of ours (same
   level widths, res blocks, attention at 16x16 and in the middle, head size, GroupNorm groups,
@@ -55,10 +55,11 @@ from diffusion.record import (  # noqa: E402
     record,
     state_dict_sha256,
 )
-from diffusion.samplers import sample  # noqa: E402
-from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
-from diffusion.trajectory_store import StoreWriter, open_store  # noqa: E402
-from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
+from diffusion.model.samplers import sample
+from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
+from diffusion.store.writer import StoreWriter
+from diffusion.store.reader import open_store
+from diffusion.model.unet import UNet, UNetConfig, parameter_count
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_throughput import peer_kwargs  # noqa: E402

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffusion.trajectory_store import open_store  # noqa: E402
+from diffusion.store.reader import open_store
 
 
 def grey(x: np.ndarray) -> np.ndarray:

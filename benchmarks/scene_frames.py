@@ -8,7 +8,7 @@ produce frames faster than it can write them.
     .venv/bin/python benchmarks/scene_frames.py                  # both sizes, default settings
     .venv/bin/python benchmarks/scene_frames.py --frames 150 --steps 1000 --json out.json
 
-Stores are synthetic (scenes.synthetic: drawings noised under the cosine schedule), written
+Stores are synthetic (tests.helpers: drawings noised under the cosine schedule), written
 once into --workdir and reused. Frames are rendered in playback order from the middle of
 the piece (t = 30 s on), where every tile is moving and crossfading; the first frame (which
 opens the store and builds caches) is timed separately.
@@ -30,8 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scenes  # noqa: E402
-from diffusion.trajectory_store import FrameEncoder, StoreSpec, StoreWriter, make_header  # noqa: E402
-from scenes.synthetic import drawings  # noqa: E402
+from diffusion.store.writer import FrameEncoder, StoreWriter
+from diffusion.store.format import StoreSpec, make_header
+from tests.helpers import drawings  # noqa: E402
 
 SCENE = """
 version = 1
@@ -71,7 +72,7 @@ def write_store(path: Path, count: int, steps: int, size: int = 64) -> Path:
     """A synthetic store written sample by sample (memory stays small even for 1,000 steps)."""
     if (path / "header.json").exists():
         return path
-    from diffusion.schedules import NoiseSchedule, ScheduleConfig
+    from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 
     sched = NoiseSchedule.from_config(ScheduleConfig(kind="cosine", timesteps=1000))
     t = np.round(np.linspace(999, 0, steps - 1)).astype(np.int64)

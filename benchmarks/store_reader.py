@@ -35,7 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.trajectory_store import StoreSpec, StoreWriter, open_store  # noqa: E402
+from diffusion.store.format import StoreSpec
+from diffusion.store.writer import StoreWriter
+from diffusion.store.reader import open_store
 
 
 def make_store(path: Path, samples: int, steps: int, res: int) -> float:

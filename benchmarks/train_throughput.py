@@ -7,10 +7,10 @@
 What is measured (issue 2, "Performance"): images/s of one full training step (forward, eps-MSE
 loss, backward, gradient clipping at 1.0, AdamW) at 64x64, batch 32, 1 channel, on this machine,
 in this process. Both networks are trained through the *same* step function
-(``diffusion.objective.training_loss`` with a seeded generator), so only the network and its
+(``diffusion.model.objective.training_loss`` with a seeded generator), so only the network and its
 execution settings differ.
 
-* ``ours``: ``diffusion.unet.UNet(UNetConfig())`` — the default config a CPU user trains with.
+* ``ours``: ``diffusion.model.unet.UNet(UNetConfig())`` — the default config a CPU user trains with.
 * ``peer``: ``diffusers.UNet2DModel`` configured as the twin of that layout (same widths per level,
   same blocks per level, attention at the same resolution with the same head size, attention in the
   middle block, same GroupNorm groups, scale/shift time conditioning). Its parameter count is
@@ -57,9 +57,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion.objective import ScheduleTensors, schedule_tensors, training_loss  # noqa: E402
-from diffusion.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
-from diffusion.unet import UNet, UNetConfig, parameter_count  # noqa: E402
+from diffusion.model.objective import ScheduleTensors, schedule_tensors, training_loss
+from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
+from diffusion.model.unet import UNet, UNetConfig, parameter_count
 
 RESOLUTION = 64
 BATCH = 32

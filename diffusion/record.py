@@ -1,17 +1,17 @@
 """Sample from a model while recording every step of every sample into a trajectory store.
 
-``record`` drives :func:`diffusion.samplers.sample` with an ``on_step`` callback that copies
+``record`` drives :func:`diffusion.model.samplers.sample` with an ``on_step`` callback that copies
 each frame (x_t, and optionally the predicted x_0) to a writer thread. The writer thread
 encodes the frames to the store's dtype and writes them with pwrite while the model computes
 the next step; when a batch's last frame has been written it fdatasyncs and marks the batch's
-samples complete (:class:`diffusion.trajectory_store.StoreWriter`). The queue between them is
+samples complete (:class:`diffusion.store.writer.StoreWriter`). The queue between them is
 bounded, so a slow disk slows sampling down instead of filling memory.
 
 With ``record_x0``, the "x0" array holds at step s the model's (clipped) estimate of x_0 made
-from frame s (``diffusion.samplers.sample``'s ``x0_pred``); at the last step, x_0 itself.
+from frame s (``diffusion.model.samplers.sample``'s ``x0_pred``); at the last step, x_0 itself.
 
 Determinism: sample i of a store is drawn with seed ``sample_seed(seed, i)``
-(``diffusion.trajectory_store``), and the sampler gives every sample its own generator and a
+(``diffusion.store``), and the sampler gives every sample its own generator and a
 fixed model chunk shape, so sample i depends only on (weights, sampler settings, seed, i):
 not on the batch size, on ``--count``, on resuming or on sharding.
 
@@ -43,17 +43,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from diffusion.errors import EntropicError
-from diffusion.samplers import SAMPLERS, recorded_alphas_cumprod, recorded_timesteps, sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.trajectory_store import DTYPES, HEADER_FILE, FrameEncoder, StoreSpec, StoreWriter, sample_seed
+from diffusion.common.errors import EntropicError
+from diffusion.model.samplers import SAMPLERS, recorded_alphas_cumprod, recorded_timesteps, sample
+from diffusion.model.schedules import NoiseSchedule
+from diffusion.store.format import DTYPES, HEADER_FILE, StoreSpec, sample_seed
+from diffusion.store.writer import FrameEncoder, StoreWriter
 
 __all__ = [
     "RecordSettings",
     "RecordReport",
     "record",
     "record_run",
-    "default_run_path",
     "parse_shard",
     "state_dict_sha256",
     "run_model_info",
@@ -64,7 +64,7 @@ __all__ = [
 # Items in flight between the sampler and the writer thread (each one batch-frame, e.g.
 # 16 x 64 x 64 float32 = 256 KiB): enough to absorb an fsync, small enough to bound memory.
 QUEUE_ITEMS = 64
-# Images per model call (diffusion.samplers.sample's model_batch) in new stores: fixed, so that
+# Images per model call (diffusion.model.samplers.sample's model_batch) in new stores: fixed, so that
 # a sample's numbers never depend on the batch it was drawn in (a store keeps the value it was
 # recorded with). 16 rather than 8: 16 images in one call cost 77.7 ms against 93.0 ms in two
 # (bfloat16, 2 threads; float32 134 vs 140 ms; benchmarks/RESULTS.md, sampling section 4).
@@ -114,13 +114,6 @@ def for_store(settings: "RecordSettings", device: torch.device, store: str | os.
         if isinstance(model_batch, bool) or not isinstance(model_batch, int) or model_batch < 1:
             model_batch = MODEL_BATCH
     return dataclasses.replace(settings, precision=precision, model_batch=model_batch)
-
-
-def default_run_path() -> Path:
-    """The bundled default model: ``assets/model``."""
-    import assets
-
-    return assets.MODEL_DIR
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -499,21 +492,15 @@ def _write_error(writer: StoreWriter, err: BaseException) -> BaseException:
 
 
 def record_run(
-    run: str | os.PathLike | None,
+    run: str | os.PathLike,
     out: str | os.PathLike,
     settings: RecordSettings,
     *,
     progress: bool = True,
 ) -> RecordReport:
-    """Load a run directory (EMA weights; ``None`` = the default model in assets/) and :func:`record` from it."""
-    from diffusion.run_dir import load_run
+    """Load a run directory (its EMA weights) and :func:`record` from it."""
+    from diffusion.runs.load import load_run
 
-    if run is None:
-        run = default_run_path()
-        if not (Path(run) / "model.safetensors").is_file():
-            raise EntropicError(
-                f"no RUN given and no default model in {run}; pass a run directory made by `entropic train`"
-            )
     loaded = load_run(run)
     settings.validate(loaded.schedule.timesteps)  # before touching the store
     return record(

@@ -31,12 +31,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from diffusion.atomic import atomic_path
-from diffusion.errors import EntropicError
+from diffusion.common.atomic import atomic_path
+from diffusion.common.errors import EntropicError
 from render import provenance as prov
 from render.image_sequence import ImageSequenceSink
 from render.video_sink import (
@@ -201,73 +201,30 @@ def plan_output(options: RenderOptions) -> OutputPlan:
 # -- the scene --------------------------------------------------------------------------------------
 
 
-def _usage(command: str) -> str:
-    example = "entropic render my-scene.toml -o piece.mp4" if command == "render" else f"entropic {command} my-scene.toml"
-    return f"pass a scene file: {example}"
-
-
-def default_scene_path(command: str = "render") -> Path:
-    """The scene used when none is given: assets/scenes/default.toml (the default piece).
-
-    Its store is sampled on first use by :func:`load_render_scene`; an install without the
-    scene file gets an EntropicError saying how to pass a scene instead.
-    """
-    import scenes
-
-    path = Path(scenes.default_scene_path())
-    if not path.is_file():
-        raise EntropicError(f"no scene given and the default scene {path} is missing from this install; {_usage(command)}")
-    return path
-
-
-def _load_scene_file(path: Path, progress: bool) -> Any:
-    """``scenes.load_scene(path)``, sampling the default piece's store first if the scene plays it
-    and it is missing or unfinished. Any other mistake in the scene is reported before sampling."""
-    import scenes
-    from render.default_piece import ensure_default_store, uses_default_store
-
-    try:
-        return scenes.load_scene(path)
-    except EntropicError as err:
-        if not (uses_default_store(path) and str(scenes.default_store_path()) in str(err)):
-            raise
-    ensure_default_store(progress=progress)
-    return scenes.load_scene(path)
-
-
 def load_render_scene(
     scene: Any,
     size: tuple[int, int] | None = None,
     fps: float | None = None,
     *,
-    command: str = "render",
-    progress: bool = True,
+    named_stores: Mapping[str, Callable[[], Path]] | None = None,
 ) -> Any:
-    """Load ``scene`` (a path, a Scene, or None for the default) and apply --size/--fps.
+    """Load ``scene`` (a scene file's path, or a Scene) and apply --size/--fps.
 
-    A scene file that plays the default piece's store (``store = "default"``) has it sampled
-    first when it is not in the cache yet (:func:`render.default_piece.ensure_default_store`).
+    ``named_stores`` resolves store names such as the default piece's ``"default"``
+    (:func:`scenes.load_scene`); the command line passes them.
     """
+    import scenes
+
     if fps is not None and not (fps > 0 and np.isfinite(fps)):
         raise EntropicError(f"--fps {fps} must be a positive number")
-    if scene is None:
-        path = default_scene_path(command)
-        try:
-            loaded = _load_scene_file(path, progress)
-        except EntropicError as err:
-            raise EntropicError(
-                f"no scene given and the default scene {path} cannot be used ({err}); {_usage(command)}"
-            ) from None
-    elif isinstance(scene, (str, os.PathLike)):
+    if isinstance(scene, (str, os.PathLike)):
         path = Path(scene)
         if not path.is_file():
             raise EntropicError(f"{path}: no such scene file")
-        loaded = _load_scene_file(path, progress)
+        loaded = scenes.load_scene(path, named_stores=named_stores)
     else:
         loaded = scene
     if size is not None or fps is not None:
-        import scenes
-
         w, h = size if size is not None else (None, None)
         loaded = scenes.with_canvas(loaded, width=w, height=h, fps=fps)
     if loaded.width < 1 or loaded.height < 1:
@@ -406,10 +363,13 @@ def _scene_frames(scene: Any, indices: Sequence[int], nice: int = 0) -> Iterator
             yield scenes.frame_at_index(scene, i)
 
 
-def render(scene: Any, options: RenderOptions = RenderOptions()) -> RenderResult:
-    """Render ``scene`` (path, Scene, or None for the default scene) as ``options`` say.
+def render(
+    scene: Any, options: RenderOptions = RenderOptions(), named_stores: Mapping[str, Callable[[], Path]] | None = None
+) -> RenderResult:
+    """Render ``scene`` (a scene file's path, or a Scene) as ``options`` say.
 
-    Checks everything first; on Ctrl-C/SIGTERM/errors nothing that looks finished is left.
+    ``named_stores`` as in :func:`load_render_scene`. Checks everything first; on
+    Ctrl-C/SIGTERM/errors nothing that looks finished is left.
     """
     plan = plan_output(options)
     size = parse_size(options.size)
@@ -418,7 +378,7 @@ def render(scene: Any, options: RenderOptions = RenderOptions()) -> RenderResult
         parse_frames(options.frames, 2**62)  # the syntax; the range is checked below
     if plan.codec is not None and size is not None:
         plan.codec.check_size(*size)
-    the_scene = load_render_scene(scene, size, options.fps, progress=not options.quiet)
+    the_scene = load_render_scene(scene, size, options.fps, named_stores=named_stores)
     width, height, fps = int(the_scene.width), int(the_scene.height), float(the_scene.fps)
     if plan.codec is not None:
         plan.codec.check_size(width, height)

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from diffusion.atomic import atomic_write_json
-from diffusion.errors import EntropicError
+from diffusion.common.atomic import atomic_write_json
+from diffusion.common.errors import EntropicError
 
 MANIFEST_NAME = "entropic-sequence.json"
 FORMAT = "entropic-png-sequence"

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
 SPEEDS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -600,7 +600,7 @@ class PreviewWindow:
 
     def _save_screenshot(self, path: Path) -> Path:
         from render.image_sequence import encode_png
-        from diffusion.atomic import atomic_write_bytes
+        from diffusion.common.atomic import atomic_write_bytes
 
         pixels = self.read_pixels()
         atomic_write_bytes(Path(path), encode_png(pixels))

@@ -6,7 +6,7 @@ indented in a sidecar ``piece.mp4.json`` next to it, which also carries the vide
 PNG sequences carry it in their folder's ``entropic-sequence.json``. :func:`describe_video`
 reads it back for ``entropic info VIDEO``.
 
-Store facts are read through :mod:`diffusion.trajectory_store` (numpy only). A field a store
+Store facts are read through :mod:`diffusion.store` (numpy only). A field a store
 header does not have (a store written by ``write_store`` has no model) is reported as
 ``"unknown"``, never guessed.
 """
@@ -22,8 +22,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from diffusion.atomic import sha256_file
-from diffusion.errors import EntropicError
+from diffusion.common.atomic import sha256_file
+from diffusion.common.errors import EntropicError
 
 FORMAT = "entropic-render"
 VERSION = 1
@@ -305,7 +305,7 @@ def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str
 
 def write_sidecar(video: Path, doc: Mapping[str, Any], facts: Mapping[str, Any]) -> Path:
     """Write ``video``.json (atomically) with the provenance and the video's sha256."""
-    from diffusion.atomic import atomic_write_json
+    from diffusion.common.atomic import atomic_write_json
 
     side = sidecar_path(video)
     atomic_write_json(

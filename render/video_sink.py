@@ -8,7 +8,7 @@ from the caller's thread, so compositing waits while ffmpeg digests the pipe. He
 * frames go as raw ``gray`` bytes into ffmpeg's stdin from a **writer thread** fed by a short
   queue, so the next frame is composited (one core) while ffmpeg encodes (the other core);
 * ffmpeg's stderr is drained by a thread into a ring buffer and its last lines become the
-  :class:`~diffusion.errors.EntropicError` message when it fails;
+  :class:`~diffusion.common.errors.EntropicError` message when it fails;
 * the exit status is checked on close; ffmpeg runs in its own process group so a Ctrl-C in
   the terminal reaches only Python, which then stops ffmpeg itself (see :meth:`VideoSink.abort`);
 * the size is passed exactly (``-s WxH``) with no scaling filter: 1920x1080 stays 1920x1080
@@ -43,7 +43,7 @@ from typing import Mapping
 
 import numpy as np
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
 #: x264 presets accepted by ``--preset`` (slowest last).
 X264_PRESETS = (

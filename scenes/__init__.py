@@ -2,11 +2,10 @@
 
 Public API (used by ``render/``):
 
-    load_scene(path) -> Scene                    validate a TOML scene (docs/scene-format.md)
-    default_scene_path() -> Path                 assets/scenes/default.toml
-    resolve_store(value, base_dir=".") -> Path   what a scene's ``store = ...`` points at
+    load_scene(path, named_stores=None) -> Scene  validate a TOML scene (docs/scene-format.md)
+    resolve_store(value, base_dir=".") -> Path    what a scene's ``store = ...`` path points at
     with_canvas(scene, width=None, height=None, fps=None) -> Scene
-    frame(scene, t) -> uint8 [height, width]     pure function of (scene, stores, t seconds)
+    frame(scene, t) -> uint8 [height, width]      pure function of (scene, stores, t seconds)
     frame_at_index(scene, i) -> uint8 frame at t = i / fps
     iter_frames(scene, start=0, stop=None, threads=1) -> Iterator[uint8 frames]
 
@@ -14,22 +13,12 @@ Scene attributes: width, height, fps, duration, loop, frame_count, source_path, 
 """
 
 from scenes.frames import frame, frame_at_index, iter_frames
-from scenes.scene_file import (
-    FORMAT_VERSION,
-    Scene,
-    default_scene_path,
-    default_store_path,
-    load_scene,
-    resolve_store,
-    scene_from_dict,
-    with_canvas,
-)
+from scenes.loading import load_scene, resolve_store, scene_from_dict, with_canvas
+from scenes.spec import FORMAT_VERSION, Scene
 
 __all__ = [
     "FORMAT_VERSION",
     "Scene",
-    "default_scene_path",
-    "default_store_path",
     "frame",
     "frame_at_index",
     "iter_frames",

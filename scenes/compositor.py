@@ -55,6 +55,7 @@ import numpy as np
 
 from scenes.fused import MODES, composite_tiles, resample_separable
 from scenes.tone import Q, QMAX, Q_BITS
+from scenes.spec import BLEND_MODES
 
 KERNEL_RADIUS = {"bilinear": 1.0, "lanczos": 3.0}
 
@@ -393,7 +394,7 @@ class Compositor:
     """
 
     def __init__(self, geo: TileGeometry, mode: str, batch: int) -> None:
-        if mode not in ("over", "darken", "lighten", "multiply", "add"):
+        if mode not in BLEND_MODES:
             raise ValueError(f"unknown blend mode {mode!r}")
         self.geo = geo
         self.mode = mode

@@ -24,13 +24,13 @@ from typing import Iterator
 
 import numpy as np
 
-from diffusion.errors import EntropicError
-from diffusion.trajectory_store import TrajectoryStore
+from diffusion.common.errors import EntropicError
+from diffusion.store.reader import TrajectoryStore
 from scenes.compositor import Compositor, Resampler, TileGeometry, WorkCanvas
 from scenes.fused import quantize_and_clear
 from scenes.layout import cell_positions, stacking_order
 from scenes.motion import MotionPlan
-from scenes.scene_file import GridSpec, Scene
+from scenes.spec import GridSpec, Scene
 from scenes.store_access import open_scene_store
 from scenes.tile_cache import TileCache
 from scenes.timeline import TimelinePlan, displayed_steps

@@ -24,8 +24,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scenes.spec import BLEND_MODES
+
 # Blend mode codes for composite_tiles.
-MODES = {"over": 0, "darken": 1, "lighten": 2, "multiply": 3, "add": 4}
+MODES = {name: code for code, name in enumerate(BLEND_MODES)}
 
 
 @njit(cache=True, nogil=True)

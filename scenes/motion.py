@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenes.scene_file import MotionSpec
+from scenes.spec import MotionSpec
 
 # Fourier features per tile and axis. 12 keeps the process's paths varied (a tile's own
 # time-average variance is chi^2_24 / 24, +-30 %) at 2 x 12 sin/cos per tile per frame.

@@ -11,8 +11,9 @@ import os
 import threading
 from pathlib import Path
 
-from diffusion.errors import EntropicError
-from diffusion.trajectory_store import HEADER_FILE, TrajectoryStore, open_store
+from diffusion.common.errors import EntropicError
+from diffusion.store.format import HEADER_FILE
+from diffusion.store.reader import TrajectoryStore, open_store
 
 _lock = threading.Lock()
 _open: dict[tuple[str, int, int], TrajectoryStore] = {}
@@ -34,14 +35,7 @@ def open_scene_store(path: Path, context: str) -> TrajectoryStore:
         if store is not None:
             return store
     if not path.exists():
-        from scenes.scene_file import default_store_path
-
-        hint = (
-            " (the default piece's store is sampled on first use by `entropic render` or `entropic preview`)"
-            if path == default_store_path()
-            else ""
-        )
-        raise EntropicError(f"{context}: store {path} does not exist{hint}")
+        raise EntropicError(f"{context}: store {path} does not exist")
     try:
         store = open_store(path)
     except EntropicError as err:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenes.scene_file import TimelineSpec
+from scenes.spec import TimelineSpec
 
 # Gaussian stagger offsets are truncated here (in standard deviations) so every run fits.
 STAGGER_TRUNCATION = 3.0

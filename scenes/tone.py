@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from scenes.scene_file import ToneSpec
+from scenes.spec import ToneSpec
 
 Q = 16  # fixed-point steps per grey level
 QMAX = 255 * Q  # white

@@ -43,8 +43,8 @@ def tiny_run(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
-    from diffusion.provenance import init_manifest
-    from diffusion.train import train
+    from diffusion.data.manifest import init_manifest
+    from diffusion.training.loop import train
 
     root = tmp_path_factory.mktemp("run")
     data = root / "data"
@@ -68,6 +68,7 @@ def tiny_default_model(tmp_path, tiny_run, monkeypatch):
     import shutil
 
     import assets
+    from render.cli import default_piece
 
     model = tmp_path / "model"
     model.mkdir()
@@ -75,11 +76,11 @@ def tiny_default_model(tmp_path, tiny_run, monkeypatch):
         shutil.copy(tiny_run / name, model / name)
     recipe = {**json.loads((assets.MODEL_DIR / "sampling.json").read_text()), "steps": 3}
     (model / "sampling.json").write_text(json.dumps(recipe))
-    monkeypatch.setattr(assets, "MODEL_DIR", model)
+    monkeypatch.setattr(default_piece, "MODEL_DIR", model)
     return model
 
 
-# ---- scene engine (issue 3) fixtures: synthetic trajectory stores -------------------------------
+# ---- scene engine fixtures: synthetic trajectory stores -------------------------------
 
 import pytest as _scene_pytest
 
@@ -87,7 +88,7 @@ import pytest as _scene_pytest
 @_scene_pytest.fixture(scope="session")
 def scene_store(tmp_path_factory):
     """A small complete synthetic store: 40 drawings of 16x16 px, 12 recorded steps (cosine)."""
-    from scenes.synthetic import write_synthetic_store
+    from tests.helpers import write_synthetic_store
 
     return write_synthetic_store(tmp_path_factory.mktemp("scene_stores") / "small", 40, steps=12, size=16, seed=1)
 
@@ -95,7 +96,7 @@ def scene_store(tmp_path_factory):
 @_scene_pytest.fixture(scope="session")
 def scene_store_64(tmp_path_factory):
     """8 drawings of 64x64 px with 6 recorded steps: for frame-content checks at the real size."""
-    from scenes.synthetic import write_synthetic_store
+    from tests.helpers import write_synthetic_store
 
     return write_synthetic_store(tmp_path_factory.mktemp("scene_stores") / "s64", 8, steps=6, size=64, seed=2)
 

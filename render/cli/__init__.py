@@ -2,7 +2,7 @@
 
 Each command lives in its own module and is imported only when it runs, so that
 ``entropic --help`` and the numpy-only commands start without importing torch.
-Errors meant for the user (:class:`diffusion.errors.EntropicError`) are printed as one
+Errors meant for the user (:class:`diffusion.common.errors.EntropicError`) are printed as one
 line with a non-zero exit code, never as a traceback.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
 # command name -> "module:attribute"; the order is the order of `entropic --help`.
 COMMANDS = {

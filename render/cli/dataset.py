@@ -38,7 +38,7 @@ def init(
     Only run this for images you have the right to use. Files that do not decode are
     left out and reported.
     """
-    from diffusion.provenance import init_manifest, read_manifest, summarize_manifest
+    from diffusion.data.manifest import init_manifest, read_manifest, summarize_manifest
 
     path = init_manifest(
         folder, creator, license_, source=source, overwrite=force, progress=not quiet
@@ -55,7 +55,7 @@ def init(
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def check(folder: Path, quiet: bool) -> None:
     """Verify FOLDER against its manifest: every image listed, hashed and licensed."""
-    from diffusion.provenance import check_manifest, summarize_manifest
+    from diffusion.data.manifest import check_manifest, summarize_manifest
 
     manifest = check_manifest(folder, progress=not quiet)
     click.echo(summarize_manifest(manifest, verified=True))
@@ -77,7 +77,7 @@ def default(
     held_out: Path | None, held_out_every: int, force: bool,
 ) -> None:
     """Draw the public-domain Hershey glyphs into FOLDER, with their provenance manifest."""
-    from diffusion.hershey_glyphs import GlyphStyle, write_default_dataset
+    from diffusion.data.hershey_glyphs import GlyphStyle, write_default_dataset
 
     if held_out_every < 2:
         raise click.BadParameter(f"{held_out_every} must be 2 or more", param_hint="--held-out-every")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
 
 def describe(path: Path) -> str:
@@ -15,11 +15,11 @@ def describe(path: Path) -> str:
         raise EntropicError(f"{path}: no such file or directory")
     if path.is_dir():
         if (path / "header.json").is_file():
-            from diffusion.trajectory_store import describe_store
+            from diffusion.store.describe import describe_store
 
             return describe_store(path)
         if (path / "config.json").is_file() or (path / "model.safetensors").is_file():
-            from diffusion.run_dir import describe_run
+            from diffusion.runs.describe import describe_run
 
             return describe_run(path)
         if (path / "entropic-sequence.json").is_file():
@@ -27,7 +27,7 @@ def describe(path: Path) -> str:
 
             return describe_video(path)
         if (path / "provenance.json").is_file():
-            from diffusion.provenance import describe_dataset
+            from diffusion.data.manifest import describe_dataset
 
             return describe_dataset(path)
         raise EntropicError(

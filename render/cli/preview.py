@@ -34,11 +34,15 @@ def preview(scene: Path | None, fullscreen: bool, screen: int | None, hide_curso
     up/down speed x2 / x0.5 · f fullscreen · s save the current frame as PNG · q/Esc quit.
     Late frames are dropped, never slowed down. Without a display use `entropic render`.
     """
+    from render.cli import default_piece
     from render.export import load_render_scene, parse_size
     from render.live_window import PreviewOptions, check_display, run_preview
 
     check_display(headless)  # before loading anything: the answer without a screen is immediate
-    the_scene = load_render_scene(scene, parse_size(size), fps, command="preview", progress=not quiet)
+    the_scene = load_render_scene(
+        scene if scene is not None else default_piece.scene_path("preview"), parse_size(size), fps,
+        named_stores=default_piece.named_stores(progress=not quiet),
+    )
     stats = run_preview(
         the_scene,
         PreviewOptions(fullscreen=fullscreen, screen=screen, hide_cursor=hide_cursor, start=start,

@@ -17,8 +17,8 @@ import click
 def publish(run: Path, out: Path, weights_dtype: str, reproduce: tuple[str, ...]) -> None:
     """Copy what sampling and `entropic report` need from RUN into OUT: config, EMA weights,
     model card, loss history and curve, contact sheets (no training state)."""
-    from diffusion.publish import publish_run
-    from diffusion.run_files import WEIGHTS_FILE
+    from diffusion.training.publish import publish_run
+    from diffusion.runs.layout import WEIGHTS_FILE
 
     path = publish_run(run, out, weights_dtype=weights_dtype, reproduce=reproduce)
     size = (path / WEIGHTS_FILE).stat().st_size

@@ -35,12 +35,14 @@ def render(scene: Path | None, output: Path, format_: str, codec: str | None, fr
     metadata and a sidecar FILE.json record the scene, stores, model and dataset licences.
     A PNG sequence resumes where it stopped when run again.
     """
+    from render.cli import default_piece
     from render.export import RenderOptions, render as do_render
 
     result = do_render(
-        scene,
+        scene if scene is not None else default_piece.scene_path("render"),
         RenderOptions(output=output, format=format_, codec=codec, frames=frames, size=size, fps=fps, crf=crf,
                       preset=preset, full_range=full_range, overwrite=overwrite, quiet=quiet),
+        named_stores=default_piece.named_stores(progress=not quiet),
     )
     what = f"{result.kind}" if result.codec is None else f"{result.codec}"
     click.echo(

@@ -1,7 +1,7 @@
 """`entropic sample`, `entropic evaluate`, `entropic audit`: record trajectories and check the model.
 
-Thin wrappers: diffusion.record, diffusion.trajectory_store.merge_stores, diffusion.evaluate and
-diffusion.audit do the work (and are what the tests call). torch is imported only inside the
+Thin wrappers: diffusion.record, diffusion.store.merge.merge_stores, diffusion.evidence.evaluate and
+diffusion.evidence.audit do the work (and are what the tests call). torch is imported only inside the
 commands that need it.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
 
 @click.command()
@@ -43,7 +43,7 @@ def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, re
     if merge:
         if len(sources) < 1:
             raise EntropicError("--merge needs the shard stores to merge, e.g. entropic sample --merge s0 s1 --out all")
-        from diffusion.trajectory_store import merge_stores
+        from diffusion.store.merge import merge_stores
 
         path = merge_stores(out, list(sources))
         click.echo(f"{path}: merged {len(sources)} shard stores")
@@ -72,12 +72,14 @@ def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, re
         shard=parse_shard(shard),
         precision=precision,
     )
-    report = record_run(sources[0] if sources else None, out, settings, progress=not quiet)
+    from render.cli import default_piece
+
+    report = record_run(sources[0] if sources else default_piece.model_dir(), out, settings, progress=not quiet)
     click.echo(report.summary())
 
 
 def _existing_count(out: Path) -> int:
-    from diffusion.trajectory_store import read_header
+    from diffusion.store.format import read_header
 
     if not (out / "header.json").is_file():
         raise EntropicError("--count is required when creating a new store (e.g. --count 144)")
@@ -96,8 +98,8 @@ def _existing_count(out: Path) -> int:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def evaluate(run, data, count, timesteps_subset, batch_size, seed, json_out, quiet) -> None:
     """Report the DDPM variational bound of RUN in bits/dim on the images in --data."""
-    from diffusion.atomic import atomic_write_json
-    from diffusion.evaluate import evaluate_run
+    from diffusion.common.atomic import atomic_write_json
+    from diffusion.evidence.evaluate import evaluate_run
 
     report = evaluate_run(
         run, data, count=count, timesteps_subset=timesteps_subset, batch_size=batch_size, seed=seed, progress=not quiet
@@ -116,7 +118,7 @@ def evaluate(run, data, count, timesteps_subset, batch_size, seed, json_out, qui
 @click.option("--max-rows", type=int, default=64, show_default=True, help="Rows on the sheet (flagged samples always shown).")
 def audit(store, data, out, threshold, max_rows) -> None:
     """Find each sample's nearest training images and flag near-copies."""
-    from diffusion.audit import audit_store
+    from diffusion.evidence.audit import audit_store
 
     report = audit_store(store, data, out=out, threshold=threshold, max_rows=max_rows)
     click.echo(report.summary())

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from diffusion.errors import EntropicError
+from diffusion.common.errors import EntropicError
 
-# Shown in --help; the dataclasses in diffusion.unet / diffusion.train are the source of truth
+# Shown in --help; the dataclasses in diffusion.model.unet / diffusion.training are the source of truth
 # (kept in step by tests/test_train.py).
 _DEFAULTS = {
     "resolution": 64, "base_channels": 16, "channel_mults": "1,2,4,8", "attention_resolutions": "16",
@@ -81,7 +81,7 @@ def train(data: Path, out: Path, quiet: bool, **options: Any) -> None:
     Under `torchrun --nproc_per_node=N -m render.cli train ...` it trains with
     DistributedDataParallel; only rank 0 writes.
     """
-    from diffusion.train import train as run_training
+    from diffusion.training.loop import train as run_training
 
     explicit = {key: value for key, value in options.items() if value is not None}
     run_training(data, out, explicit, quiet=quiet)

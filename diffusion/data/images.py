@@ -1,0 +1,245 @@
+"""Decoding any image file into the square grayscale array that the model trains on.
+
+This module is the one place that defines what the model sees of an image file. It is
+numpy + Pillow only (no torch). Pillow's decompression-bomb guard stays on and is made
+stricter: the size at which Pillow only *warns* (``Image.MAX_IMAGE_PIXELS``) is refused
+here as well, so that no image larger than that is ever decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from diffusion.common.errors import EntropicError
+
+# File name endings (compared case-insensitively) that count as images in a dataset folder.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+)
+
+# Pillow's reduce-then-resample shortcut: the image is first shrunk by an integer factor
+# (box average) as long as the remaining Lanczos step still shrinks by at least this much.
+# 3.0 is, per Pillow's documentation, practically indistinguishable from a plain Lanczos
+# resize while being several times faster on large scans.
+REDUCING_GAP = 3.0
+
+# EXIF orientation tag value -> the transpose that shows the image upright
+# (the same table as PIL.ImageOps.exif_transpose).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageDecodeError(EntropicError):
+    """An image file that cannot be decoded; ``file`` names it and ``reason`` says why."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(f"{file}: cannot decode image: {reason}")
+        self.file = file
+        self.reason = reason
+
+
+def is_image_name(name: str | os.PathLike) -> bool:
+    """True if the file name ends in one of :data:`IMAGE_EXTENSIONS` (any letter case)."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+# "<_io.BytesIO object at 0x7f...>" in decoder messages: meaningless to the user, and it
+# would make the reasons recorded in a manifest differ from run to run.
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>")
+
+
+def _one_line(text: str) -> str:
+    """A decoder's message as one deterministic line (no object addresses, no newlines)."""
+    return " ".join(_OBJECT_REPR.sub("", str(text)).split())
+
+
+def _open_decoded(
+    data: bytes, name: str, draft_size: tuple[int, int] | None
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """Open and fully decode ``data``; return the image and the box its content covers.
+
+    With ``draft_size`` the JPEG decoder may scale the image down by 1/2, 1/4 or 1/8 while
+    decoding (never below ``draft_size``); the returned box then gives the original image's
+    extent in the decoded image's pixel coordinates (the last row/column may be partial).
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            box: tuple[float, float, float, float] = (0.0, 0.0, float(im.width), float(im.height))
+            if draft_size is not None:
+                drafted = im.draft(None, draft_size)
+                if drafted is not None:
+                    box = tuple(float(v) for v in drafted[1])  # type: ignore[assignment]
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Pillow's message: "Image size (N pixels) exceeds limit of M pixels, could be ..."
+        size = _one_line(str(err)).split(", could")[0]
+        raise ImageDecodeError(
+            name, f"refused as a possible decompression bomb: {size}"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - untrusted bytes: Pillow's plugins raise many types
+        reason = _one_line(str(err)) or type(err).__name__
+        raise ImageDecodeError(name, reason) from None
+    return im, box
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1..8) of a decoded image; 1 (upright) when absent or invalid."""
+    value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
+
+
+def _scale_16bit(values: np.ndarray) -> np.ndarray:
+    """Map 0..65535 onto 0..255 with rounding: v -> round(v * 255 / 65535)."""
+    wide = np.clip(values, 0, 65535).astype(np.uint32)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_grayscale(im: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit grayscale (mode ``"L"``).
+
+    - ``L``: unchanged. ``1``: black/white become 0/255.
+    - ``RGB``, ``P``, ``CMYK``, ``YCbCr``, ``HSV``, ...: Pillow's ``convert("L")``, the
+      ITU-R 601-2 luma ``L = R*299/1000 + G*587/1000 + B*114/1000`` (CMYK goes through
+      Pillow's plain CMYK->RGB conversion; embedded ICC profiles are not applied).
+    - Anything with transparency (``RGBA``, ``LA``, ``PA``, ``P`` or ``L``/``RGB`` with a
+      transparent colour, premultiplied ``La``/``RGBa``): composited over a white
+      background first, then luma as above. Fully transparent pixels become white.
+    - ``I;16`` (16-bit, any byte order) and ``I`` (32-bit integer, taken as 16-bit data and
+      clipped to 0..65535): ``round(v * 255 / 65535)``, so 0 -> 0 and 65535 -> 255.
+    - ``F`` (32-bit float): if every finite value is at most 1.0 the image is taken as
+      0..1 and multiplied by 255, otherwise as 0..255; then clipped and rounded; NaN -> 0.
+    - ``LAB``: its lightness channel.
+    Transparency of ``I``, ``I;16`` and ``F`` images is ignored.
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        return Image.fromarray(_scale_16bit(np.asarray(im)), mode="L")
+    if mode == "F":
+        values = np.asarray(im, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.max() <= 1.0:
+            values = values * 255.0
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.rint(np.clip(values, 0.0, 255.0)).astype(np.uint8), mode="L")
+    if mode == "LAB":
+        return im.getchannel("L")
+    if im.has_transparency_data:
+        if mode == "La":  # premultiplied; Pillow converts it to RGBA only through LA
+            im = im.convert("LA")
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    if mode == "L":
+        return im
+    return im.convert("L")
+
+
+def _centre_square_box(
+    content: tuple[float, float, float, float],
+) -> tuple[float, float, float, float]:
+    """The largest centred square inside ``content`` (x0, y0, x1, y1), in float pixels."""
+    x0, y0, x1, y1 = content
+    width, height = x1 - x0, y1 - y0
+    side = min(width, height)
+    left = x0 + (width - side) / 2.0
+    top = y0 + (height - side) / 2.0
+    return (left, top, left + side, top + side)
+
+
+def check_resolution(resolution: object) -> int:
+    """Return ``resolution`` if it is a positive int, else raise :class:`EntropicError`.
+
+    Only the basic type check: which sizes the U-Net can handle is checked by its config.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise EntropicError(f"resolution must be a positive integer, got {resolution!r}")
+    return resolution
+
+
+def decode_grayscale(data: bytes, name: str, resolution: int | None = None) -> np.ndarray:
+    """Decode image bytes as :func:`load_grayscale` does; ``name`` is used in errors.
+
+    With ``resolution=None`` the image is converted to grayscale at its full size, upright
+    (EXIF orientation applied), without resizing or cropping: this is how
+    ``dataset init`` verifies that a file decodes.
+    """
+    if resolution is not None:
+        check_resolution(resolution)
+    draft = (resolution, resolution) if resolution is not None else None
+    im, content = _open_decoded(data, name, draft)
+    try:
+        orientation = _orientation(im)
+        gray = to_grayscale(im)
+        if resolution is not None:
+            # Resize-and-crop in one resampling pass on the stored (un-rotated) pixels;
+            # the centre square of the rotated image is the rotated centre square, so
+            # rotating the small result afterwards gives the same geometry, cheaply.
+            gray = gray.resize(
+                (resolution, resolution),
+                Image.Resampling.LANCZOS,
+                box=_centre_square_box(content),
+                reducing_gap=REDUCING_GAP,
+            )
+        if orientation != 1:
+            gray = gray.transpose(_ORIENTATION_TRANSPOSE[orientation])
+        array = np.asarray(gray, dtype=np.uint8)
+    except EntropicError:
+        raise
+    except Exception as err:  # noqa: BLE001 - unusual modes/metadata in untrusted files
+        raise ImageDecodeError(name, _one_line(str(err)) or type(err).__name__) from None
+    return np.ascontiguousarray(array)
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file's bytes; an unreadable file is an :class:`EntropicError` naming it."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise EntropicError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def load_grayscale(path: str | os.PathLike, resolution: int) -> np.ndarray:
+    """Load an image file as a ``uint8`` array of shape ``[resolution, resolution]``.
+
+    Steps, in order (this is the exact definition of what the model trains on):
+
+    1. Decode with Pillow, decompression-bomb guard on: images of more than
+       ``PIL.Image.MAX_IMAGE_PIXELS`` pixels are refused, not decoded. For JPEG files the
+       decoder may scale down by 1/2, 1/4 or 1/8 (DCT scaling) while keeping both sides
+       at least ``resolution``; this only speeds up the step below.
+    2. Convert to 8-bit grayscale as :func:`to_grayscale` documents: ITU-R 601-2 luma as
+       Pillow computes it; transparency composited over white; 16-bit images scaled so
+       that 0..65535 maps onto 0..255.
+    3. Resize so that the SHORT side equals ``resolution`` and crop the centred
+       ``resolution`` x ``resolution`` square, done as one Lanczos resampling of the
+       centred square of side ``min(width, height)`` (fractional pixel coordinates, so
+       no rounding of an intermediate size); Pillow's ``reducing_gap=3.0`` first shrinks
+       very large images by an integer factor with a box filter. Images smaller than
+       ``resolution`` are enlarged the same way.
+    4. Apply the EXIF orientation, so the square is upright as a viewer shows the photo.
+
+    Only the first frame of an animated GIF/WebP/PNG or a multi-page TIFF is used.
+
+    Any failure (missing, truncated, corrupt or non-image file, bomb) raises
+    :class:`EntropicError` (:class:`ImageDecodeError` for decoding) naming the file.
+    """
+    check_resolution(resolution)
+    return decode_grayscale(read_image_bytes(path), str(path), resolution)

@@ -1,0 +1,321 @@
+"""A lean U-Net for 1-channel diffusion (Ho et al. 2020, appendix B; Nichol & Dhariwal 2021).
+
+    x_t [B,1,R,R], t [B] ──► conv_in ──► down levels ──► middle ──► up levels ──► conv_out ──► [B,1,R,R]
+                                  │        (skips)                    ▲
+                                  └────────────────────────────────────┘
+    t ──► sinusoidal embedding ──► MLP ──► every ResBlock (scale/shift of its second GroupNorm)
+
+* Level i works at resolution R / 2**i with ``base_channels * channel_mults[i]`` channels and has
+  ``num_res_blocks`` ResBlocks on the way down and ``num_res_blocks + 1`` on the way up (the extra
+  one consumes the skip of the downsampling conv), as in the DDPM reference U-Net.
+* Self-attention follows every ResBlock of a level whose resolution is in
+  ``attention_resolutions``, and sits in the middle (Res, Attn, Res) when ``mid_attention``.
+  It uses ``torch.nn.functional.scaled_dot_product_attention`` (fused flash / memory-efficient
+  kernels where the backend has them), on tokens taken straight from channels-last memory.
+* The timestep modulates each ResBlock as h = GroupNorm(h) * (1 + scale) + shift
+  ("adaptive group norm", Nichol & Dhariwal 2021 / Dhariwal & Nichol 2021 "use_scale_shift_norm").
+* All layers keep PyTorch's default initialisation. Zero-initialising the output conv and the
+  last conv of each residual branch (as the DDPM / improved-diffusion code does) was measured
+  here to slow the first few hundred steps by 2-3x in eps-MSE at lr 2e-4 (benchmarks/RESULTS.md).
+
+The architecture is fully described by a ``UNetConfig`` (saved in a run's config.json).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffusion.common.errors import EntropicError
+from diffusion.common.validation import config_from_dict, config_to_dict
+
+__all__ = ["UNetConfig", "UNet", "parameter_count", "timestep_embedding"]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of the U-Net. Validate once at the edge with ``validate()``.
+
+    resolution: side of the square input (must be divisible by 2**(len(channel_mults)-1)).
+    channels: image channels (1 for grayscale).
+    base_channels: width of the first level; level i has base_channels * channel_mults[i].
+    channel_mults: width multiplier per level; its length is the depth (number of levels).
+    num_res_blocks: ResBlocks per level on the way down (one more on the way up).
+    attention_resolutions: resolutions (in pixels) at which self-attention follows each ResBlock.
+    dropout: dropout inside the ResBlocks (0 for small data is usually fine).
+    head_channels: channels per attention head (heads = level channels // head_channels).
+    norm_groups: GroupNorm groups; must divide every level's channel count.
+    mid_attention: self-attention between the two middle ResBlocks.
+
+    The default (16-32-64-128 channels, 2 blocks per level, attention at 16 px and in the middle,
+    3.7 M parameters, 7.4 MB in float16) is lean for CPU training: the cost of a conv grows with
+    pixels x channels^2 while its parameters grow with channels^2 only, so it keeps the full-
+    resolution levels narrow and spends parameters at low resolution where they are cheap
+    (2.3x fewer training FLOPs than a 32-64-64-128 layout of similar size; measurements in
+    benchmarks/RESULTS.md). It fits 32, 64 and 128 px unchanged.
+    """
+
+    resolution: int = 64
+    channels: int = 1
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    dropout: float = 0.0
+    head_channels: int = 32
+    norm_groups: int = 8
+    mid_attention: bool = True
+
+    def __post_init__(self) -> None:
+        # Accept lists (from JSON) but store tuples, so configs compare and hash by value.
+        for name in ("channel_mults", "attention_resolutions"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+    @property
+    def level_resolutions(self) -> tuple[int, ...]:
+        """Resolution of each level: R, R/2, ..., R/2**(levels-1)."""
+        return tuple(self.resolution // 2**i for i in range(len(self.channel_mults)))
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Channel count of each level."""
+        return tuple(self.base_channels * m for m in self.channel_mults)
+
+    def validate(self) -> None:
+        """Raise EntropicError naming the first bad field, its value and the fix."""
+        for name in ("resolution", "channels", "base_channels", "num_res_blocks", "head_channels", "norm_groups"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise EntropicError(f"model {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.channel_mults, tuple) or len(self.channel_mults) == 0:
+            raise EntropicError(
+                f"model channel_mults must be a non-empty list of positive integers, got {self.channel_mults!r}"
+            )
+        for m in self.channel_mults:
+            if not _is_int(m) or m < 1:
+                raise EntropicError(
+                    f"model channel_mults must hold positive integers, got {m!r} in {list(self.channel_mults)}"
+                )
+        if not isinstance(self.attention_resolutions, tuple):
+            raise EntropicError(
+                f"model attention_resolutions must be a list of integers, got {self.attention_resolutions!r}"
+            )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise EntropicError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.mid_attention, bool):
+            raise EntropicError(f"model mid_attention must be true or false, got {self.mid_attention!r}")
+
+        halvings = len(self.channel_mults) - 1
+        factor = 2**halvings
+        if self.resolution % factor != 0:
+            sizes = ", ".join(str(r) for r in (32, 64, 128) if r % factor == 0)
+            raise EntropicError(
+                f"model resolution {self.resolution} is not divisible by {factor} (the U-Net halves it "
+                f"{halvings} times, once per channel_mults entry after the first); "
+                f"use {sizes or 'a multiple of ' + str(2 * factor)} or fewer channel_mults"
+            )
+        passes = self.level_resolutions
+        for r in self.attention_resolutions:
+            if not _is_int(r) or r not in passes:
+                raise EntropicError(
+                    f"model attention_resolutions contains {r!r}, a resolution the U-Net never works at; "
+                    f"it passes through {', '.join(str(p) for p in passes)}"
+                )
+        for ch in self.level_channels:
+            if ch % self.norm_groups != 0:
+                raise EntropicError(
+                    f"model norm_groups {self.norm_groups} does not divide {ch} channels "
+                    f"(base_channels {self.base_channels} x channel_mults); choose a divisor such as 8"
+                )
+        attn_channels = [c for c, r in zip(self.level_channels, passes) if r in self.attention_resolutions]
+        if self.mid_attention:
+            attn_channels.append(self.level_channels[-1])
+        for ch in attn_channels:
+            if ch % self.head_channels != 0:
+                raise EntropicError(
+                    f"model head_channels {self.head_channels} does not divide {ch} channels of an attention "
+                    f"layer; choose head_channels dividing base_channels (e.g. {self.base_channels})"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "UNetConfig":
+        """Inverse of ``to_dict``; unknown keys are an EntropicError. The result is validated."""
+        return config_from_dict(cls, data, "model config")
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017; DDPM appendix B).
+
+    emb[:, i] = sin(t * w_i), emb[:, half + i] = cos(t * w_i), w_i = max_period**(-i/half).
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-Conv, then GN modulated by the timestep (scale/shift), SiLU, dropout, Conv; plus skip."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H*W positions, with GroupNorm before and a residual after."""
+
+    def __init__(self, ch: int, groups: int, head_channels: int) -> None:
+        super().__init__()
+        self.heads = ch // head_channels
+        self.norm = nn.GroupNorm(groups, ch)
+        self.qkv = nn.Linear(ch, 3 * ch)
+        self.proj = nn.Linear(ch, ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # [B,C,H,W] -> tokens [B,HW,C]: a free view when x is channels-last.
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        q, k, v = self.qkv(tokens).view(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, HW, d], fused kernel
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
+        return x + out.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv (learned downsampling, as in DDPM)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour 2x upsampling followed by a 3x3 conv (avoids checkerboard artefacts)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """Predicts the noise (or v) of x_t at timestep t: forward(x [B,C,R,R] float, t [B] long) -> [B,C,R,R]."""
+
+    def __init__(self, config: UNetConfig, *, channels_last: bool = False) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        # Run the activations in channels-last memory (weights keep their usual layout, so
+        # state_dict / safetensors see ordinary contiguous tensors). See benchmarks/RESULTS.md.
+        self.channels_last = channels_last
+        c = config
+        groups, emb_dim = c.norm_groups, 4 * c.base_channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(c.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.conv_in = nn.Conv2d(c.channels, c.base_channels, 3, padding=1)
+
+        # Down path: each entry is (ResBlock, attention or None) or a Downsample; every entry
+        # (and conv_in) pushes one skip tensor, consumed in reverse order by the up path.
+        self.down = nn.ModuleList()
+        skip_channels = [c.base_channels]
+        ch = c.base_channels
+        for level, (mult, res) in enumerate(zip(c.channel_mults, c.level_resolutions)):
+            out_ch = c.base_channels * mult
+            for _ in range(c.num_res_blocks):
+                attn = SelfAttention(out_ch, groups, c.head_channels) if res in c.attention_resolutions else None
+                self.down.append(nn.ModuleList([ResBlock(ch, out_ch, emb_dim, groups, c.dropout)] + ([attn] if attn else [])))
+                ch = out_ch
+                skip_channels.append(ch)
+            if level < len(c.channel_mults) - 1:
+                self.down.append(Downsample(ch))
+                skip_channels.append(ch)
+
+        self.mid1 = ResBlock(ch, ch, emb_dim, groups, c.dropout)
+        self.mid_attn = SelfAttention(ch, groups, c.head_channels) if c.mid_attention else nn.Identity()
+        self.mid2 = ResBlock(ch, ch, emb_dim, groups, c.dropout)
+
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(c.channel_mults))):
+            out_ch = c.base_channels * c.channel_mults[level]
+            res = c.level_resolutions[level]
+            for _ in range(c.num_res_blocks + 1):
+                block = ResBlock(ch + skip_channels.pop(), out_ch, emb_dim, groups, c.dropout)
+                attn = SelfAttention(out_ch, groups, c.head_channels) if res in c.attention_resolutions else None
+                self.up.append(nn.ModuleList([block] + ([attn] if attn else [])))
+                ch = out_ch
+            if level > 0:
+                self.up.append(Upsample(ch))
+        assert not skip_channels
+
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, c.channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x: [B,C,R,R] noisy images; t: [B] integer timesteps (0 .. T-1). Returns [B,C,R,R]."""
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
+        h = self.conv_in(x)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        skips = [h]
+        for entry in self.down:
+            if isinstance(entry, Downsample):
+                h = entry(h)
+            else:
+                h = entry[0](h, emb)
+                if len(entry) > 1:
+                    h = entry[1](h)
+            skips.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for entry in self.up:
+            if isinstance(entry, Upsample):
+                h = entry(h)
+            else:
+                h = entry[0](torch.cat([h, skips.pop()], dim=1), emb)
+                if len(entry) > 1:
+                    h = entry[1](h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,339 @@
+"""Writing a trajectory store: a new store, appends and resume, crash-safe (numpy only).
+
+Writing and crash safety (see :class:`StoreWriter`):
+
+* A new store is built in a temporary folder next to STORE and renamed into place, so a
+  directory named STORE always has a header.
+* Frames are written with ``os.pwrite`` (not through a writable memory map: a full disk
+  under a sparse memory map kills the process with SIGBUS, while pwrite raises ENOSPC).
+  After a batch of samples has been written the file is fdatasync'ed and only then are the
+  samples added to ``complete.json`` (atomic rename). A crash loses at most the batch in flight.
+* Growing N (appending samples) extends the array files in place with ``ftruncate`` (sparse:
+  instant, no copy of what is already there), then rewrites the header atomically. A crash
+  between the two leaves the file larger than the header says: readers refuse it and the
+  next ``entropic sample`` finishes the append.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from diffusion.common.atomic import atomic_write_json, fsync_dir
+from diffusion.common.errors import EntropicError
+from diffusion.store.format import (
+    COMPLETE_FILE,
+    COMPLETE_FORMAT,
+    DTYPES,
+    F16_MAX,
+    HEADER_FILE,
+    VERSION,
+    StoreSpec,
+    array_bytes,
+    identity_difference,
+    make_header,
+    ranges_from_mask,
+    read_complete,
+    read_header,
+)
+
+
+class FrameEncoder:
+    """Float frames -> the stored dtype of one store (see the module docstring for uint8)."""
+
+    def __init__(self, header: Mapping) -> None:
+        self.dtype = header["dtype"]
+        self._ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if self.dtype == "uint8":
+            for kind, entry in header["arrays"].items():
+                lo = np.asarray(entry["lo"], dtype=np.float32)
+                hi = np.asarray(entry["hi"], dtype=np.float32)
+                self._ranges[kind] = (lo, np.float32(255.0) / (hi - lo))
+
+    def encode(self, values: np.ndarray, steps: np.ndarray | int, kind: str = "x") -> np.ndarray:
+        """``values`` [..., H, W] at recorded step(s) ``steps`` -> stored dtype, same shape.
+
+        ``steps``: one int (every frame of that step) or an int array [K] matching the axis
+        just before H, W (e.g. whole trajectories [B, S, H, W] with steps = arange(S)).
+        """
+        v = np.asarray(values, dtype=np.float32)
+        if self.dtype == "float16":
+            # Finite values beyond float16's range saturate instead of becoming inf; a real
+            # inf (or NaN) from the model stays what it is, so `verify` can find it.
+            return np.where(np.isinf(v), v, np.clip(v, -F16_MAX, F16_MAX)).astype("<f2")
+        if self.dtype == "float32":
+            return v.astype("<f4")
+        lo, scale = self._ranges[kind]
+        lo, scale = lo[steps], scale[steps]
+        if np.ndim(lo):
+            lo, scale = lo[:, None, None], scale[:, None, None]
+        q = (v - lo) * scale + np.float32(0.5)
+        q = np.nan_to_num(q, nan=0.0)
+        return np.clip(q, 0.0, 255.0).astype(np.uint8)
+
+
+class StoreWriter:
+    """Writes samples into a store; see the module docstring for the crash-safety protocol.
+
+    Open with :meth:`open`. Thread use: one writer thread may call ``write_*``/``commit``;
+    nothing here is shared with readers in other processes except through files.
+    """
+
+    def __init__(self, path: Path, header: dict, lock_fd: int | None = None) -> None:
+        self.path = path
+        self.header = header
+        self._fds: dict[str, int] = {}
+        self._lock_fd = lock_store_dir(path) if lock_fd is None else lock_fd
+        try:
+            self.complete = read_complete(path, header["num_samples"])
+            self._np_dtype = DTYPES[header["dtype"]][0]
+            self._frame_bytes = header["height"] * header["width"] * self._np_dtype.itemsize
+            for kind, entry in header["arrays"].items():
+                self._fds[kind] = os.open(path / entry["file"], os.O_RDWR)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, spec: StoreSpec, num_samples: int) -> "StoreWriter":
+        """Create STORE for ``num_samples`` samples of ``spec``, or reopen it to resume / append.
+
+        An existing store must have the same identity (:data:`IDENTITY_KEYS`) or this raises an
+        EntropicError naming the differing key; it is grown to ``num_samples`` if smaller
+        (never shrunk). A path that exists and is not a store (or an empty folder) is refused.
+        """
+        root = Path(path)
+        wanted = make_header(spec, num_samples)
+        if root.exists() and not (root / HEADER_FILE).exists():
+            if root.is_dir() and not any(root.iterdir()):
+                root.rmdir()  # an empty folder the user made: take its place
+            else:
+                raise EntropicError(
+                    f"{root}: exists and is not a trajectory store (no {HEADER_FILE}); choose another --out"
+                )
+        if not root.exists():
+            create_store_dir(root, wanted)
+            return cls(root, wanted)
+        read_header(root)  # refuse a broken store before locking it
+        lock_fd = lock_store_dir(root)
+        try:
+            header = cls._reopen(root, wanted, num_samples)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(root, header, lock_fd)
+
+    @staticmethod
+    def _reopen(root: Path, wanted: dict, num_samples: int) -> dict:
+        """Check an existing store (under its lock) against ``wanted``; repair or grow it; its header."""
+        existing = read_header(root)
+        diff = identity_difference(existing, wanted)
+        if diff:
+            raise EntropicError(f"{root}: holds a different recording: {diff}; use another --out")
+        if existing.get("meta") != wanted.get("meta"):
+            wanted["meta"] = existing.get("meta")  # meta is descriptive, not identity: keep the first
+        expected = array_bytes(existing)
+        for kind, entry in existing["arrays"].items():
+            fp = root / entry["file"]
+            if not fp.is_file():
+                raise EntropicError(f"{fp}: array file named in the header is missing; record into a new --out")
+            size = fp.stat().st_size
+            if size < expected:
+                raise EntropicError(
+                    f"{fp}: array file is truncated ({size} of {expected} bytes); the store cannot be "
+                    "resumed — record into a new --out"
+                )
+        n_old = int(existing["num_samples"])
+        if num_samples <= n_old:
+            # Undo a half-done append (file grown, header not yet rewritten).
+            for entry in existing["arrays"].values():
+                fp = root / entry["file"]
+                if fp.stat().st_size != expected:
+                    os.truncate(fp, expected)
+            return existing
+        # Append: grow the files first (sparse), then publish the new header.
+        new_bytes = array_bytes(wanted)
+        for entry in wanted["arrays"].values():
+            os.truncate(root / entry["file"], new_bytes)
+        atomic_write_json(root / HEADER_FILE, wanted)
+        return wanted
+
+    def close(self) -> None:
+        """Close the array files and release the store's lock."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _pwrite(self, fd: int, data: memoryview | bytes | np.ndarray, offset: int) -> None:
+        """One positioned write; the single place where bytes reach the file (tests hook it)."""
+        view = memoryview(data).cast("B")
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def write_frames(self, kind: str, samples: Sequence[int], step: int, stored: np.ndarray) -> None:
+        """Write already-encoded frames ``stored`` [B, H, W] at (samples[b], step)."""
+        fd = self._fds[kind]
+        s_count = self.header["num_steps"]
+        fb = self._frame_bytes
+        stored = np.ascontiguousarray(stored)
+        for b, i in enumerate(samples):
+            self._pwrite(fd, stored[b], (int(i) * s_count + int(step)) * fb)
+
+    def write_trajectories(self, kind: str, samples: Sequence[int], stored: np.ndarray) -> None:
+        """Write already-encoded whole trajectories ``stored`` [B, S, H, W] of ``samples``."""
+        fd = self._fds[kind]
+        block = self.header["num_steps"] * self._frame_bytes
+        stored = np.ascontiguousarray(stored)
+        for b, i in enumerate(samples):
+            self._pwrite(fd, stored[b], int(i) * block)
+
+    def commit(self, samples: Iterable[int]) -> None:
+        """Make the samples' bytes durable (fdatasync), then mark them complete (atomic rename)."""
+        for fd in self._fds.values():
+            os.fdatasync(fd)
+        mask = self.complete.copy()
+        mask[np.asarray(list(samples), dtype=np.int64)] = True
+        write_complete(self.path, mask)
+        self.complete = mask
+
+
+def lock_store_dir(root: Path) -> int | None:
+    """An exclusive flock on the store directory itself, so two processes never write one store.
+
+    (Their completeness records would overwrite each other.) Released when the descriptor closes,
+    also when the process dies. None where the platform has no flock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EntropicError(
+            f"{root}: another process is recording into this store right now; wait for it to finish, "
+            "or record shards into separate stores (--shard K/N) and merge them"
+        ) from None
+    return fd
+
+
+def write_complete(root: Path, mask: np.ndarray) -> None:
+    atomic_write_json(
+        root / COMPLETE_FILE,
+        {"format": COMPLETE_FORMAT, "version": VERSION, "ranges": ranges_from_mask(mask)},
+    )
+
+
+def create_store_dir(root: Path, header: dict) -> None:
+    """Build an empty store (sparse arrays, nothing complete) in a temp folder, rename into place."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        nbytes = array_bytes(header)
+        for entry in header["arrays"].values():
+            with open(tmp / entry["file"], "wb") as f:
+                f.truncate(nbytes)
+        write_complete(tmp, np.zeros(header["num_samples"], dtype=bool))
+        atomic_write_json(tmp / HEADER_FILE, header)
+        try:
+            os.rename(tmp, root)
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise EntropicError(f"{root}: appeared while creating the store; choose another --out") from None
+            raise
+        fsync_dir(root.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_store(
+    path: str | os.PathLike,
+    trajectories: np.ndarray,
+    timesteps: Sequence[int] | np.ndarray,
+    alphas_cumprod: Sequence[float] | np.ndarray,
+    meta: dict | None = None,
+    dtype: str = "float16",
+    x0_predictions: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete, valid store from in-memory trajectories (fixtures, tests, benchmarks).
+
+    ``trajectories``: float [N, S, H, W], step 0 = x_T, S-1 = x_0. ``timesteps`` int [S] and
+    ``alphas_cumprod`` [S] per recorded step. ``meta`` is kept in the header under "meta".
+    ``x0_predictions`` (same shape) are stored as the "x0" kind. The store is built under a
+    temporary name and renamed into place; an existing ``path`` is an EntropicError unless
+    ``overwrite`` (then it is replaced only after the new store is complete).
+    """
+    root = Path(path)
+    x = np.asarray(trajectories)
+    if x.ndim != 4:
+        raise EntropicError(f"trajectories must be [N, S, H, W], got shape {x.shape}")
+    if x0_predictions is not None and np.shape(x0_predictions) != x.shape:
+        raise EntropicError(f"x0_predictions shape {np.shape(x0_predictions)} != trajectories shape {x.shape}")
+    n, s, h, w = x.shape
+    spec = StoreSpec(
+        height=h,
+        width=w,
+        timesteps=np.asarray(timesteps),
+        alphas_cumprod=np.asarray(alphas_cumprod, dtype=np.float64),
+        dtype=dtype,
+        record_x0=x0_predictions is not None,
+        meta=dict(meta or {}),
+    )
+    spec.validate()
+    if len(spec.timesteps) != s:
+        raise EntropicError(f"timesteps has {len(spec.timesteps)} entries but trajectories have {s} steps")
+    header = make_header(spec, n)
+    if root.exists() and not overwrite:
+        raise EntropicError(f"{root}: already exists; pass overwrite=True or choose another path")
+    build = root.parent / f".{root.name}.{os.getpid()}.build"
+    if build.exists():
+        shutil.rmtree(build)
+    try:
+        create_store_dir(build, header)
+        enc = FrameEncoder(header)
+        with StoreWriter(build, header) as writer:
+            steps = np.arange(s)
+            for kind, arr in (("x", x), ("x0", x0_predictions)):
+                if arr is None:
+                    continue
+                for i in range(n):
+                    writer.write_trajectories(kind, [i], enc.encode(np.asarray(arr[i])[None], steps, kind))
+            writer.commit(range(n))
+        if root.exists():
+            old = root.parent / f".{root.name}.{os.getpid()}.old"
+            os.rename(root, old)
+            os.rename(build, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(build, root)
+        fsync_dir(root.parent)
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+    return root

@@ -1,0 +1,225 @@
+"""Training settings: :class:`TrainConfig`, and the rules that decide what a resumed run may change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from diffusion.common.errors import EntropicError
+from diffusion.common.validation import config_from_dict, config_to_dict
+from diffusion.model.objective import DEFAULT_PREDICTION, PREDICTIONS
+from diffusion.model.schedules import ScheduleConfig
+from diffusion.model.unet import UNetConfig
+from diffusion.runs.layout import CONFIG_FILE
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings, as written under "train" in config.json. ``validate()`` once at the edge.
+
+    steps: total optimizer steps the run should reach (a resume continues up to it).
+    batch_size: global batch (split evenly across ranks under torchrun).
+    lr, warmup: AdamW learning rate, reached linearly over ``warmup`` steps.
+    weight_decay: AdamW decoupled weight decay.
+    ema_decay: decay of the exponential moving average of the weights (the saved model).
+    grad_clip: max global gradient norm (0 disables clipping).
+    flip: random left-right flips of training images.
+    bf16: bfloat16 autocast for the forward pass (CPU and CUDA).
+    channels_last: keep weights and activations in NHWC memory (faster convolutions on many
+        CPUs and on tensor cores; changes rounding, so it is part of the run's settings).
+    seed: seeds the initial weights, the data order, t, the noise and the flips.
+    sample_every: write a contact sheet of EMA samples every N steps (0: never).
+    sample_count, sample_steps: samples per sheet (fixed seeds 0..count-1) and DDIM steps.
+    checkpoint_every: write a resumable checkpoint every N steps (and always at the end).
+    log_every: add a row to loss_history.csv every N steps (mean loss over those steps).
+    device: "auto" (cuda > mps > cpu), "cpu", "cuda" or "mps".
+    """
+
+    steps: int = 20000
+    batch_size: int = 32
+    lr: float = 2e-4
+    warmup: int = 500
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    flip: bool = True
+    bf16: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    sample_every: int = 1000
+    sample_count: int = 16
+    sample_steps: int = 50
+    checkpoint_every: int = 500
+    log_every: int = 10
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise EntropicError naming the first bad setting and its accepted range."""
+        positive = ("steps", "batch_size", "sample_count", "log_every")
+        non_negative = ("warmup", "seed", "sample_every", "checkpoint_every")
+        for name in positive:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise EntropicError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        for name in non_negative:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise EntropicError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
+        if not _is_int(self.sample_steps) or self.sample_steps < 2:
+            raise EntropicError(f"--sample-steps must be an integer >= 2, got {self.sample_steps!r}")
+        if not _is_num(self.lr) or not 0 < self.lr < 1:
+            raise EntropicError(f"--lr must be a number in (0, 1), got {self.lr!r} (2e-4 is a good start)")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            raise EntropicError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
+        if not _is_num(self.ema_decay) or not 0 <= self.ema_decay < 1:
+            raise EntropicError(f"--ema-decay must be a number in [0, 1), got {self.ema_decay!r} (0.999 is usual)")
+        if not _is_num(self.grad_clip) or self.grad_clip < 0:
+            raise EntropicError(f"--grad-clip must be a number >= 0 (0 disables it), got {self.grad_clip!r}")
+        for name in ("flip", "bf16", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise EntropicError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.device not in DEVICES:
+            raise EntropicError(f"--device {self.device!r} is unknown; use one of {', '.join(DEVICES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of ``to_dict``; unknown keys are an EntropicError. Validated."""
+        return config_from_dict(cls, data, "train setting")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides what a run trains: architecture, forward process, target, settings."""
+
+    model: UNetConfig
+    schedule: ScheduleConfig
+    prediction: str
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run: Path
+    start_step: int
+    step: int
+    images_per_second: float | None
+    final_loss: float | None
+    wall_time_s: float
+
+    @property
+    def trained_steps(self) -> int:
+        return self.step - self.start_step
+
+
+MODEL_KEYS = tuple(f.name for f in fields(UNetConfig))
+# Option name -> ScheduleConfig field ("--schedule cosine" is the schedule's kind).
+SCHEDULE_KEYS = {"schedule": "kind", "timesteps": "timesteps", "beta_start": "beta_start", "beta_end": "beta_end"}
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+# Settings a resume may change: they decide how long and how the run is watched, not the
+# weights it computes (the device changes rounding only; an exact resume needs the same one).
+CHANGEABLE_ON_RESUME = frozenset({"steps", "device", "sample_every", "sample_count", "sample_steps", "checkpoint_every", "log_every"})
+
+
+def _norm(value: Any) -> Any:
+    """Comparable form of a setting (JSON lists and config tuples compare equal)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_norm(v) for v in value)
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | None = None, out: Any = "RUN") -> RunSettings:
+    """Turn the options given on the command line into validated settings.
+
+    ``options`` holds only what the user asked for explicitly, keyed by UNetConfig field
+    (resolution, base_channels, ...), "schedule"/"timesteps"/"beta_start"/"beta_end",
+    "prediction", or TrainConfig field. For a new run the rest are defaults; when resuming
+    (``existing`` = the run's config.json) the rest come from the run, and an explicit option
+    that differs from the run is an EntropicError naming the key, except the few settings in
+    ``CHANGEABLE_ON_RESUME``.
+    """
+    known = set(MODEL_KEYS) | set(SCHEDULE_KEYS) | {"prediction"} | set(TRAIN_KEYS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EntropicError(f"unknown training option(s) {', '.join(unknown)}")
+    model_opts = {k: options[k] for k in MODEL_KEYS if k in options}
+    sched_opts = {SCHEDULE_KEYS[k]: options[k] for k in SCHEDULE_KEYS if k in options}
+    train_opts = {k: options[k] for k in TRAIN_KEYS if k in options}
+    for key in ("channel_mults", "attention_resolutions"):
+        if key in model_opts and isinstance(model_opts[key], list):
+            model_opts[key] = tuple(model_opts[key])
+
+    if existing is None:
+        try:
+            model = UNetConfig(**model_opts)
+        except TypeError as err:
+            raise EntropicError(f"bad model option: {err}") from None
+        model.validate()
+        schedule = ScheduleConfig(**sched_opts)
+        schedule.validate()
+        prediction = options.get("prediction", DEFAULT_PREDICTION)
+        train = TrainConfig(**train_opts)
+    else:
+        where = Path(str(out)) / CONFIG_FILE
+
+        def refuse(key: str, stored: Any, asked: Any, what: str) -> None:
+            if _norm(stored) != _norm(asked):
+                raise EntropicError(
+                    f"--out {out} holds a {what} with {key}={_show(stored)}; this command asks for {_show(asked)} "
+                    f"(leave --{key.replace('_', '-')} out to continue that run, or choose a new --out)"
+                )
+
+        stored_model = dict(existing["model"])
+        for key, value in model_opts.items():
+            refuse(key, stored_model.get(key), value, "model")
+        stored_sched = dict(existing["schedule"])
+        for opt, field_name in SCHEDULE_KEYS.items():
+            if opt in options:
+                refuse(opt, stored_sched.get(field_name), options[opt], "model")
+        if "prediction" in options:
+            refuse("prediction", existing["prediction"], options["prediction"], "model")
+        stored_train = dict(existing["train"])
+        for key, value in train_opts.items():
+            if key not in CHANGEABLE_ON_RESUME:
+                refuse(key, stored_train.get(key), value, "run trained")
+        try:
+            model = UNetConfig.from_dict(stored_model)
+            schedule = ScheduleConfig.from_dict(stored_sched)
+            base = TrainConfig.from_dict(stored_train)
+        except EntropicError as err:
+            raise EntropicError(f"{where}: {err}") from None
+        except TypeError as err:
+            raise EntropicError(f"{where}: bad settings ({err})") from None
+        prediction = existing["prediction"]
+        # The device is the machine's business, not the run's: "auto" unless asked.
+        train = replace(base, device="auto", **{k: v for k, v in train_opts.items() if k in CHANGEABLE_ON_RESUME})
+    if prediction not in PREDICTIONS:
+        raise EntropicError(f"--prediction {prediction!r} is unknown; use eps or v")
+    train.validate()
+    return RunSettings(model, schedule, prediction, train)

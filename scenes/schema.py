@@ -1,0 +1,144 @@
+"""The scene file's schema: every table's keys with their checker, default and range.
+
+The single source of the names, types, defaults and ranges that docs/scene-format.md documents;
+the checkers come from the shared validation kit (:mod:`diffusion.common.validation`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusion.common.validation import (
+    Invalid,
+    Key,
+    boolean,
+    choice,
+    integer,
+    number,
+    pair,
+    passthrough,
+    text,
+)
+from scenes.spec import (
+    BETWEEN_STEPS,
+    BLEND_MODES,
+    DIRECTIONS,
+    DITHERS,
+    EASINGS,
+    FRAME_KINDS,
+    MAX_CANVAS_SIDE,
+    MAX_DURATION,
+    MAX_FPS,
+    MAX_TILE_SIDE,
+    MAX_TILES_PER_GRID,
+    MOTION_KINDS,
+    ORDERS,
+    PACINGS,
+    RESAMPLING,
+)
+
+
+def _origin(v: Any, key: str) -> Any:
+    if v == "center":
+        return "center"
+    if isinstance(v, str):
+        raise Invalid(f"must be \"center\" or [x, y] in pixels, got {v!r}")
+    return pair(number(-1e7, 1e7), allow_scalar=False)(v, key)
+
+
+def _samples(v: Any, key: str) -> Any:
+    """"all", a list of indices, or "A:B" / "A:B:S" (a half-open range, like Python's)."""
+    if v == "all":
+        return "all"
+    if isinstance(v, list):
+        if not v:
+            raise Invalid("must not be an empty list")
+        return tuple(integer(0, 2**62)(i, key) for i in v)
+    if isinstance(v, str):
+        parts = v.split(":")
+        if len(parts) in (2, 3) and all(p.strip().lstrip("-").isdigit() for p in parts):
+            start, stop = int(parts[0]), int(parts[1])
+            step = int(parts[2]) if len(parts) == 3 else 1
+            if start < 0 or stop < 0 or step <= 0 or stop <= start:
+                raise Invalid(f"range {v!r} must be \"start:stop[:step]\" with 0 <= start < stop and step >= 1")
+            return tuple(range(start, stop, step))
+    raise Invalid(f"must be \"all\", a list of sample indices, or a range \"start:stop[:step]\", got {v!r}")
+
+
+def _span(v: Any, key: str) -> tuple[float, float]:
+    a, b = pair(number(0.0, 1.0), allow_scalar=False)(v, key)
+    if b < a:
+        raise Invalid(f"must be [from, to] with from <= to, got [{a:g}, {b:g}]")
+    return (a, b)
+
+
+SEED = integer(0, 2**63 - 1)
+
+
+SCHEMA_CANVAS: dict[str, Key] = {
+    "width": Key(integer(1, MAX_CANVAS_SIDE), 1920),
+    "height": Key(integer(1, MAX_CANVAS_SIDE), 1080),
+    "fps": Key(number(0.0, MAX_FPS, lo_open=True), 30.0),
+    "duration": Key(number(0.0, MAX_DURATION, lo_open=True), 60.0),
+    "loop": Key(boolean, False),
+    "background": Key(integer(0, 255), 255),
+    "dither": Key(choice(DITHERS), "none"),
+}
+
+
+SCHEMA_GRID: dict[str, Key] = {
+    "store": Key(text),
+    "frames": Key(choice(FRAME_KINDS), "x"),
+    "samples": Key(_samples, "all"),
+    "order": Key(choice(ORDERS), "as-is"),
+    "seed": Key(SEED, 0),
+    "rows": Key(integer(1, MAX_TILES_PER_GRID)),
+    "cols": Key(integer(1, MAX_TILES_PER_GRID)),
+    "tile": Key(pair(integer(1, MAX_TILE_SIDE), allow_scalar=True), None),
+    "spacing": Key(pair(number(0.0, 1e6), allow_scalar=True), (0.0, 0.0)),
+    "origin": Key(_origin, "center"),
+    "resampling": Key(choice(RESAMPLING), "nearest"),
+    "blend": Key(choice(BLEND_MODES), "over"),
+    # sub-tables, checked by their own schemas
+    "timeline": Key(passthrough, None),
+    "motion": Key(passthrough, None),
+    "tone": Key(passthrough, None),
+}
+
+
+SCHEMA_TIMELINE: dict[str, Key] = {
+    "direction": Key(choice(DIRECTIONS), "to-noise"),
+    "easing": Key(choice(EASINGS), "linear"),
+    "pacing": Key(choice(PACINGS), "signal"),
+    "between_steps": Key(choice(BETWEEN_STEPS), "crossfade"),
+    "stagger": Key(number(0.0, MAX_DURATION), 0.0),
+    "hold_start": Key(number(0.0, MAX_DURATION), 0.0),
+    "hold_end": Key(number(0.0, MAX_DURATION), 0.0),
+    "span": Key(_span, (0.0, 1.0)),
+    "seed": Key(SEED, 0),
+}
+
+
+SCHEMA_MOTION: dict[str, Key] = {
+    "kind": Key(choice(MOTION_KINDS), "still"),
+    "spread": Key(number(0.0, 1e6), 0.0, only_for=("diffuse", "gaussian-glide")),
+    "seed": Key(SEED, 0, only_for=("diffuse", "gaussian-glide")),
+    "timescale": Key(number(0.0, MAX_DURATION, lo_open=True), 4.0, only_for=("diffuse",)),
+    "center": Key(number(0.0, 1.0), 0.5, only_for=("gaussian-glide",)),
+    "width": Key(number(0.001, 10.0), 0.15, only_for=("gaussian-glide",)),
+}
+
+
+SCHEMA_TONE: dict[str, Key] = {
+    "lo": Key(number(-1e4, 1e4), -1.0),
+    "hi": Key(number(-1e4, 1e4), 1.0),
+    "gamma": Key(number(0.01, 100.0), 1.0),
+    "invert": Key(boolean, False),
+}
+
+
+SCHEMA_TOP: dict[str, Key] = {
+    "version": Key(integer()),
+    "canvas": Key(passthrough, None),
+    "grid": Key(passthrough, None),
+}

@@ -1,0 +1,70 @@
+"""The shipped default model and its evidence agree with each other and with the default
+dataset that `entropic dataset default` draws today (issue 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors import safe_open
+
+import assets
+from diffusion.common.atomic import sha256_file
+from diffusion.data.hershey_glyphs import GlyphStyle, write_default_dataset
+from diffusion.data.manifest import read_manifest
+
+MODEL = assets.MODEL_DIR
+
+
+def load(name: str) -> dict:
+    return json.loads((MODEL / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def default_glyphs(tmp_path_factory):
+    """The default dataset and its held-out glyphs, drawn again from the Hershey-Fonts package."""
+    root = tmp_path_factory.mktemp("glyphs")
+    write_default_dataset(root / "train", GlyphStyle(), held_out=root / "held-out")
+    return read_manifest(root / "train"), read_manifest(root / "held-out")
+
+
+def test_every_piece_of_evidence_ships():
+    for name in ("config.json", "model.safetensors", "model_card.json", "model_card.md", "loss_history.csv",
+                 "loss_curve.png", "evaluation.json", "audit.json", "audit.png", "report.html", "sampling.json"):
+        assert (MODEL / name).is_file(), name
+    assert sorted((MODEL / "samples").glob("step_*.png")), "no contact sheets"
+    assert (MODEL / "model.safetensors").stat().st_size < 10 * 2**20  # "a few MB"
+
+
+def test_weights_are_float16_and_named_by_the_card():
+    card = load("model_card.json")
+    weights_sha = sha256_file(MODEL / "model.safetensors")
+    assert card["weights"]["sha256"] == weights_sha
+    assert card["reproduce"] and any("entropic train" in c for c in card["reproduce"])
+    with safe_open(str(MODEL / "model.safetensors"), framework="pt") as f:
+        dtypes = {str(f.get_tensor(k).dtype) for k in f.keys()}
+        count = sum(f.get_tensor(k).numel() for k in f.keys())
+    assert dtypes == {"torch.float16"}
+    assert count == card["model"]["parameters"]
+    assert load("evaluation.json")["data"]["weights_sha256"] == weights_sha
+    assert load("audit.json")["store_weights_sha256"] == weights_sha
+    assert weights_sha in (MODEL / "report.html").read_text(encoding="utf-8")
+
+
+def test_trained_on_the_default_dataset_evaluated_on_its_held_out_glyphs(default_glyphs):
+    train, held_out = default_glyphs
+    card = load("model_card.json")
+    assert card["dataset"]["manifest_sha256"] == train.sha256 == load("config.json")["dataset"]["manifest_sha256"]
+    assert card["dataset"]["images"] == len(train)
+    evaluation = load("evaluation.json")
+    assert evaluation["data"]["manifest_sha256"] == held_out.sha256 and not evaluation["data"]["is_training_set"]
+    assert evaluation["num_images"] == len(held_out)
+    assert 0 < evaluation["bits_per_dim"] < 8
+
+
+def test_audit_compared_with_the_training_glyphs_and_found_no_copies(default_glyphs):
+    train, _ = default_glyphs
+    audit = load("audit.json")
+    assert audit["data_manifest_sha256"] == train.sha256
+    assert audit["num_training"] == len(train) and audit["num_samples"] >= 64
+    assert audit["flagged"] == []

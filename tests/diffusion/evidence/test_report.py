@@ -1,0 +1,414 @@
+"""`entropic report`: the process report page and the loss plot it embeds.
+
+The run directories here are written directly (config, card, loss history, sample sheets,
+a stand-in weights file), the evaluation JSON mirrors BoundReport.to_dict(), and the audit
+JSON is written by the real `audit_store` on a tiny store: no torch, a few seconds in all.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import html
+import io
+import json
+import math
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffusion.common.atomic import sha256_file
+from diffusion.common.errors import EntropicError
+from diffusion.figures.loss_curve import loss_curve_png, moving_average, plot_geometry
+from diffusion.runs.loss_history import parse_loss_rows, read_loss_csv
+from diffusion.evidence.process_report import build_report, select_sheets, write_report
+
+ROOT = Path(__file__).resolve().parents[3]
+LICENCE = "CC BY 4.0 <https://creativecommons.org/licenses/by/4.0/> & 'attribution' required"
+CREATOR = "Ada <Lovelace> & \"friends\""
+ESTIMATE_SOURCE = "wall time x an assumed 45 W average draw of the cpu (no energy counter was readable)"
+SHEET_STEPS = list(range(100, 1600, 100))  # 15 sheets: more than the 12 shown
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """20 random 16 px images with a provenance manifest (the run's training set)."""
+    from diffusion.data.manifest import init_manifest
+
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(5)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
+    init_manifest(folder, creator=CREATOR, license=LICENCE)
+    return folder
+
+
+def _loss_rows(n: int = 60) -> list[tuple[int, float, float, float]]:
+    return [(10 * (i + 1), 0.02 + 0.9 * math.exp(-i / 8) * (1 + 0.1 * math.sin(i)), 2e-4, 30.0) for i in range(n)]
+
+
+def _write_csv(path: Path, rows) -> Path:
+    lines = ["step,loss,lr,images_per_s"] + [",".join(str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _sheet(step: int) -> Image.Image:
+    # Each sheet's size encodes its step, so the test can tell which sheet is which.
+    return Image.new("L", (20 + step // 100, 24), color=step % 256)
+
+
+def _energy(kind: str) -> dict:
+    if kind == "measured":
+        return {"kind": "measured", "joules": 7200.0, "seconds": 100.0, "source": "RAPL CPU-package counters (x)"}
+    return {"kind": "estimate", "joules": 4500.0, "seconds": 100.0, "assumed_power_w": 45.0, "source": ESTIMATE_SOURCE}
+
+
+def make_run(folder: Path, data: Path, *, energy: str = "estimate", sheets=SHEET_STEPS) -> Path:
+    """A finished-looking run directory for ``data`` (written directly: no training)."""
+    from diffusion.data.dataset import load_dataset
+    from diffusion.runs.card import build_card, write_card
+
+    ds = load_dataset(data, 16)
+    folder.mkdir(parents=True)
+    config = {
+        "format": "entropic-run",
+        "version": 1,
+        "model": {"resolution": 16, "base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
+                  "attention_resolutions": [], "channels": 1},
+        "schedule": {"kind": "cosine", "timesteps": 40},
+        "prediction": "eps",
+        "train": {"steps": 2000, "batch_size": 4, "lr": 2e-4},
+        "dataset": {"path": str(data), "manifest_sha256": ds.manifest_sha256, "images": len(ds.images),
+                    "resolution": 16, "license_summary": dict(ds.license_summary), "creators": list(ds.creators),
+                    "skipped": 0},
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"stand-in weights: the report only hashes them")
+    session = {"started_utc": "2026-01-02T03:04:05Z", "from_step": 0, "to_step": 1500, "device": "cpu",
+               "device_name": "Test CPU", "world_size": 1, "wall_time_s": 100.0, "train_seconds": 95.0,
+               "images": 6000, "energy": _energy(energy)}  # fmt: skip
+    card = build_card(
+        config=config, parameters=12345, step=1500, weights_sha256=sha256_file(folder / "model.safetensors"),
+        sessions=[session], final_loss=0.0234, hardware={"device": "cpu", "device_name": "Test CPU", "torch_threads": 2},
+    )  # fmt: skip
+    write_card(folder, card)
+    _write_csv(folder / "loss_history.csv", _loss_rows())
+    if sheets:
+        (folder / "samples").mkdir()
+        for step in sheets:
+            _sheet(step).save(folder / "samples" / f"step_{step:07d}.png")
+    return folder
+
+
+def _bound_report_fields() -> list[str]:
+    """BoundReport's field names, read from diffusion/evaluate.py's source (importing it loads torch)."""
+    tree = ast.parse((ROOT / "diffusion" / "evidence" / "evaluate.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BoundReport")
+    return [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]
+
+
+def write_evaluation(path: Path, run: Path, held: int = 37, weights_sha: str | None = None) -> Path:
+    """What `entropic evaluate RUN --json` writes: format, version and BoundReport.to_dict()."""
+    report = {
+        "bits_per_dim": 1.234567, "stderr": 0.0421, "prior_bpd": 1e-5, "decoder_bpd": 0.5, "terms_bpd": 0.73,
+        "num_images": held, "timesteps": 40, "timesteps_evaluated": 40, "estimated": False,
+        "per_image": [1.2] * held, "seconds": 3.0,
+        "data": {"folder": "/data/held-out", "manifest_sha256": "ab" * 32, "run": str(run),
+                 "weights_sha256": weights_sha or sha256_file(run / "model.safetensors"),
+                 "is_training_set": False, "note": ""},
+    }  # fmt: skip
+    assert sorted(report) == sorted(_bound_report_fields())  # the fixture keeps up with the real writer
+    path.write_text(json.dumps({"format": "entropic-evaluation", "version": 1, **report}))
+    return path
+
+
+def write_audit(run: Path, data: Path, tmp: Path, *, copy: bool) -> Path:
+    """Run the real audit on a tiny store (one sample a copy of training image 3 if ``copy``)."""
+    from diffusion.evidence.audit import audit_store
+    from diffusion.data.dataset import load_dataset
+    from diffusion.store.writer import write_store
+
+    images = load_dataset(data, 16).images
+    rng = np.random.default_rng(1)
+    finals = rng.uniform(-1, 1, (4, 16, 16)).astype(np.float32)
+    if copy:
+        finals[2] = images[3] / 127.5 - 1
+    x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    x[:, -1] = finals
+    store = write_store(tmp / f"store-{copy}", x, [5, 2, -1], [0.1, 0.6, 1.0])
+    audit_store(store, data, out=run / "audit.png")
+    return run / "audit.json"
+
+
+def embedded_pngs(page: str) -> list[tuple[Image.Image, int, int, str]]:
+    """Every <img> of the page, decoded: (image, width attr, height attr, alt)."""
+    found = []
+    for m in re.finditer(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" width="(\d+)" height="(\d+)" alt="([^"]*)"', page):
+        image = Image.open(io.BytesIO(base64.b64decode(m.group(1))))
+        assert image.format == "PNG"
+        image.load()
+        found.append((image, int(m.group(2)), int(m.group(3)), m.group(4)))
+    assert len(found) == page.count("<img")  # no <img> in another form (a link out, say)
+    return found
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, dataset) -> Path:
+    tmp = tmp_path_factory.mktemp("full")
+    run = make_run(tmp / "run", dataset)
+    write_evaluation(run / "evaluation.json", run)
+    write_audit(run, dataset, tmp, copy=False)
+    return run
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from render.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_html_page_gathers_every_part(full_run, tmp_path):
+    out = write_report(full_run, tmp_path / "report.html")
+    page = out.read_text(encoding="utf-8")
+
+    # 1-2: summary and credits, text from the files escaped.
+    assert "trained from scratch (random initialisation, no pretrained weights)" in page
+    assert "12,345 parameters" in page and "cosine" in page and "eps" in page
+    assert html.escape(LICENCE) in page and LICENCE not in page
+    assert html.escape(CREATOR) in page and CREATOR not in page
+    assert "20 images" in page  # licence -> count
+    # 3: training, energy labelled an estimate with its source verbatim, never "measured".
+    assert "1,500 of 2,000 requested" in page and "6,000" in page
+    assert "estimate — not a measurement" in page and html.escape(ESTIMATE_SOURCE) in page
+    assert "(measured)" not in page and ", measured" not in page
+    assert "Test CPU" in page and "2 torch thread(s)" in page
+    # 6: bits/dim and what it was measured on.
+    assert "1.2346 ± 0.0421 bits/dim" in page and "37 held-out images" in page and "/data/held-out" in page
+    # 7: the audit: nothing flagged, said plainly.
+    assert "0 flagged: no near-copies among 4 samples" in page
+    assert "Samples audited</th><td>4<" in page and "Training images</th><td>20<" in page
+    assert "Carlini" in page and "median" in page
+    # 8: footer hashes and version.
+    assert sha256_file(full_run / "config.json") in page and sha256_file(full_run / "model.safetensors") in page
+    assert f"entropic {version('entropic')}" in page
+    # Self-contained: no script, nothing fetched.
+    assert "<script" not in page.lower() and 'src="http' not in page and "<link" not in page
+
+    images = embedded_pngs(page)
+    assert len(images) == 1 + 12 + 1  # loss curve, 12 of the 15 sheets, audit sheet
+    for image, w, h, _ in images:
+        assert image.size == (w, h)
+    assert images[0][0].size == (800, 360)
+    shown = re.findall(r"<figcaption>step ([\d,]+)</figcaption>", page)
+    assert len(shown) == 12 and shown[0] == "100" and shown[-1] == "1,500"
+    for (image, *_), step in zip(images[1:13], shown):
+        assert image.size == _sheet(int(step.replace(",", ""))).size  # the caption belongs to its sheet
+    assert images[-1][0].size == Image.open(full_run / "audit.png").size
+
+
+def test_same_inputs_give_the_same_page(full_run, tmp_path):
+    a = write_report(full_run, tmp_path / "a.html").read_bytes()
+    b = write_report(full_run, tmp_path / "b.html").read_bytes()
+    assert a == b
+
+
+def test_missing_parts_are_named_with_their_commands(dataset, tmp_path):
+    run = make_run(tmp_path / "run", dataset, sheets=[])
+    page = write_report(run, tmp_path / "r.html").read_text()
+    assert "Not measured yet" in page and f"entropic evaluate {run} --data HELDOUT --json {run}/evaluation.json" in page
+    assert "Not audited yet" in page and f"entropic audit {run}-samples --data {dataset}" in page
+    assert "No sample sheets" in page
+    assert len(embedded_pngs(page)) == 1  # the loss curve only
+
+
+def test_flagged_copies_are_reported_and_stale_inputs_warned(dataset, tmp_path):
+    run = make_run(tmp_path / "run", dataset, energy="measured")
+    audit = write_audit(run, dataset, tmp_path, copy=True)
+    # The audit recorded an absolute sheet path; move both files: the sheet is found beside the JSON.
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (run / "audit.png").rename(moved / "audit.png")
+    audit.rename(moved / "audit.json")
+    ev = write_evaluation(tmp_path / "ev.json", run, held=5, weights_sha="cd" * 32)
+    page = write_report(run, tmp_path / "r.html", evaluation=ev, audit=moved / "audit.json").read_text()
+    assert "1 of 4 samples flagged as possible near-copies" in page and "#2" in page
+    assert "Flagged</th><td>1<" in page
+    assert "5 held-out images" in page and "describe another checkpoint" in page and "cd" * 32 in page
+    assert "kWh (7,200 J), measured" in page and "not a measurement" not in page
+    assert len(embedded_pngs(page)) == 1 + 15 + 1 - 3  # 12 sheets shown
+
+
+def test_markdown_variant_writes_the_same_pictures_beside_it(full_run, tmp_path):
+    out = write_report(full_run, tmp_path / "report.md", format="md")
+    text = out.read_text()
+    files = sorted((tmp_path / "report_files").iterdir())
+    assert len(files) == 14 and all(Image.open(f).format == "PNG" for f in files)
+    for f in files:
+        assert f"](report_files/{f.name})" in text
+    assert "0 flagged: no near-copies" in text and "1.2346 ± 0.0421 bits/dim" in text
+    assert CREATOR not in text and "&lt;Lovelace&gt;" in text
+    with pytest.raises(EntropicError, match="already exists"):
+        write_report(full_run, tmp_path / "report.md", format="md")
+    (tmp_path / "report_files" / "extra.png").write_bytes(b"old")
+    write_report(full_run, tmp_path / "report.md", format="md", overwrite=True)
+    assert not (tmp_path / "report_files" / "extra.png").exists()  # replaced as a whole
+
+
+def test_sheet_selection_spreads_evenly_with_both_ends():
+    assert select_sheets(list(range(5))) == [0, 1, 2, 3, 4]
+    picked = select_sheets(list(range(100)))
+    assert len(picked) == 12 and picked[0] == 0 and picked[-1] == 99
+    gaps = np.diff(picked)
+    assert gaps.max() - gaps.min() <= 1
+
+
+def test_report_module_does_not_import_torch():
+    probe = "import sys, diffusion.evidence.process_report, render.cli.report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_cli_writes_the_report_and_never_overwrites_silently(full_run, tmp_path, capsys):
+    out = tmp_path / "page.html"
+    code, stdout, err = _cli(capsys, "report", str(full_run), "-o", str(out))
+    assert code == 0, err
+    assert str(out) in stdout
+    first = out.read_bytes()
+    out.write_bytes(b"the artist's own edits")
+    code, _, err = _cli(capsys, "report", str(full_run), "-o", str(out))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("entropic: error:") and str(out) in err and "--overwrite" in err
+    assert out.read_bytes() == b"the artist's own edits"
+    code, _, err = _cli(capsys, "report", str(full_run), "-o", str(out), "--overwrite")
+    assert code == 0, err
+    assert out.read_bytes() == first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_cli_bad_inputs_are_one_line_errors(full_run, dataset, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    bad_format = tmp_path / "bad_format.json"
+    bad_format.write_text(json.dumps({"format": "entropic-audit", "version": 1}))
+    no_bpd = tmp_path / "no_bpd.json"
+    no_bpd.write_text(json.dumps({"format": "entropic-evaluation", "version": 1, "stderr": 0.1}))
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{nope")
+    bad_audit = tmp_path / "audit.json"
+    bad_audit.write_text(json.dumps({"format": "entropic-audit", "version": 1, "threshold": 0.5, "neighbourhood": 5,
+                                     "num_samples": 1, "num_training": 5, "flagged": "none", "entries": []}))
+    not_a_run = tmp_path / "plain"
+    not_a_run.mkdir()
+    cardless = tmp_path / "cardless"
+    cardless.mkdir()
+    (cardless / "config.json").write_text((full_run / "config.json").read_text())
+    broken_card = make_run(tmp_path / "broken", dataset, sheets=[])
+    (broken_card / "model_card.json").write_text("{")
+    cases = [
+        ((str(tmp_path / "missing"),), ["missing", "no such run directory"]),
+        ((str(not_a_run),), ["plain", "config.json"]),
+        ((str(cardless),), ["model_card.json", "missing"]),
+        ((str(broken_card),), ["model_card.json", "unreadable"]),
+        ((str(full_run), "--evaluation", str(bad_format)), ["bad_format.json", "'format'", "entropic-evaluation"]),
+        ((str(full_run), "--evaluation", str(no_bpd)), ["no_bpd.json", "'bits_per_dim'"]),
+        ((str(full_run), "--evaluation", str(not_json)), ["not.json", "unreadable"]),
+        ((str(full_run), "--evaluation", str(tmp_path / "absent.json")), ["absent.json", "no such"]),
+        ((str(full_run), "--audit", str(bad_audit)), ["audit.json", "'flagged'"]),
+    ]
+    for args, words in cases:
+        code, _, err = _cli(capsys, "report", *args, "-o", str(out))
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1 and lines[0].startswith("entropic: error:"), (args, err)
+        assert all(w in lines[0] for w in words), (args, lines[0])
+        assert "Traceback" not in err
+    assert not out.exists()  # nothing written by any refused command
+
+
+def test_malformed_loss_history_is_refused_by_file_and_line(dataset, tmp_path):
+    run = make_run(tmp_path / "run", dataset, sheets=[])
+    (run / "loss_history.csv").write_text("step,loss,lr,images_per_s\n10,0.5,1e-4,3\n20,oops,1e-4,3\n")
+    with pytest.raises(EntropicError, match=r"loss_history\.csv, line 3: loss 'oops'"):
+        build_report(run)
+
+
+# ----------------------------------------------------------------------------- the loss plot
+
+
+def _dark(image: Image.Image, x: float, y: float, radius: int = 2) -> bool:
+    px = image.load()
+    return any(
+        px[round(x) + dx, round(y) + dy] < 80 for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)
+    )
+
+
+def test_loss_plot_is_deterministic_and_draws_the_trend_dark(tmp_path):
+    rows = _loss_rows(120)
+    csv = _write_csv(tmp_path / "loss.csv", rows)
+    png = loss_curve_png(csv, tmp_path / "loss.png")
+    assert png == loss_curve_png(csv) == loss_curve_png(rows) == (tmp_path / "loss.png").read_bytes()
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (800, 360) and image.format == "PNG"
+    points = read_loss_csv(csv)
+    g = plot_geometry(points)
+    smooth = moving_average([p.loss for p in points], max(1, len(points) // 25))
+    for p, s in list(zip(points, smooth))[::10]:
+        assert _dark(image, g.x_of(p.step), g.y_of(s))  # the moving average is drawn where it belongs
+    # Far from the curve (top right of the plot area while the loss is low there) stays blank.
+    assert not _dark(image, g.x_of(points[-1].step) - 40, g.top + 20, radius=1)
+    # Log scale: a loss ten times larger sits one decade higher, at the same distance every decade.
+    assert g.y_of(0.01) - g.y_of(0.1) == pytest.approx(g.y_of(0.1) - g.y_of(1.0))
+    small = loss_curve_png(rows, width=400, height=200)
+    assert Image.open(io.BytesIO(small)).size == (400, 200)
+
+
+def test_loss_plot_copes_with_one_row_constant_loss_and_nan_rows():
+    one = Image.open(io.BytesIO(loss_curve_png([(10, 0.5, 1e-4, 3.0)])))
+    g = plot_geometry(parse_loss_rows([(10, 0.5)]))
+    assert _dark(one, g.x_of(10), g.y_of(0.5))
+    flat = [(s, 0.25) for s in range(0, 500, 10)]
+    flat_img = Image.open(io.BytesIO(loss_curve_png(flat)))
+    g = plot_geometry(parse_loss_rows(flat))
+    assert g.y_of(0.25) == pytest.approx((g.top + g.bottom) / 2)  # a constant loss sits mid-height
+    assert _dark(flat_img, g.x_of(250), g.y_of(0.25))
+    rows = _loss_rows(30)
+    noisy = rows[:5] + [(55, float("nan"), 0, 0), (56, float("inf"), 0, 0), (57, 0.0, 0, 0)] + rows[5:]
+    assert loss_curve_png(noisy) == loss_curve_png(rows)  # unplottable rows are skipped, nothing else changes
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("", "line 1: empty file"),
+        ("a,b,c\n1,2,3\n", "line 1: expected a header"),
+        ("step,loss,lr,images_per_s\n", "no rows after the header"),
+        ("step,loss,lr,images_per_s\n10,0.5,1e-4,3\n20,0.4\n", "line 3: 2 fields"),
+        ("step,loss,lr,images_per_s\n10,0.5,1e-4,3\nten,0.4,1e-4,3\n", "line 3: step 'ten'"),
+        ("step,loss,lr,images_per_s\n10,nan,1e-4,3\n20,inf,1e-4,3\n", "none of its 2 rows"),
+    ],
+)
+def test_loss_plot_refuses_empty_or_malformed_csv(tmp_path, text, where):
+    path = tmp_path / "loss_history.csv"
+    path.write_text(text)
+    with pytest.raises(EntropicError) as err:
+        loss_curve_png(path)
+    message = str(err.value)
+    assert str(path) in message and where in message and "\n" not in message
