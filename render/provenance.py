@@ -51,11 +51,11 @@ def _known(value: Any) -> Any:
 
 def store_provenance(path: str | os.PathLike) -> dict[str, Any]:
     """Hashes and origin of one trajectory store, from its header (absent fields → "unknown")."""
-    from diffusion import trajectory_store
+    from diffusion.store.format import HEADER_FILE, read_header
 
     root = Path(path)
-    header = trajectory_store.read_header(root)
-    header_file = root / trajectory_store.HEADER_FILE
+    header = read_header(root)
+    header_file = root / HEADER_FILE
     model = header.get("model") or {}
     dataset = model.get("dataset") or {} if isinstance(model, dict) else {}
     sampler = header.get("sampler") or {}

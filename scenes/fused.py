@@ -9,11 +9,13 @@ tile in drawing order, per footprint pixel:
     blend       the formulas of :mod:`scenes.compositor` (fixed point on the interior, the
                 exact partial-coverage formula on the ring, "over" in integers throughout)
 
-with the very same integer and float32 operations, in the same order, as the numpy stages
-they replace, so frames are bit-identical. Every uint16 intermediate is masked to 16 bits
-where numpy's uint16 ufuncs would wrap. No float32 expression mixes in float64 (which would
-round differently). Tiles are drawn one after another in drawing order, so overlapping
-tiles need no stacking levels.
+with the very same integer and float32 operations, in the same order, as the numpy passes
+they replaced, so frames are bit-identical. Those passes are kept as the readable reference,
+``tests/scenes/compositor_reference.py`` (stage by stage beside this kernel), and
+``tests/scenes/test_compositor.py`` compares the two. Every uint16 intermediate is masked to
+16 bits where numpy's uint16 ufuncs would wrap. No float32 expression mixes in float64 (which
+would round differently). Tiles are drawn one after another in drawing order, so overlapping
+tiles need no stacking levels (the reference's batches do).
 
 ``cache=True`` keeps the compiled code on disk (``__pycache__``) across processes;
 ``nogil=True`` lets two frames render at once in two threads (``iter_frames(threads=2)``).

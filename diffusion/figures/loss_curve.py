@@ -1,18 +1,21 @@
-"""The training loss curve as a PNG, drawn with Pillow alone (no matplotlib).
+"""The training loss curve as a grayscale PNG, drawn with matplotlib.
 
 Input is a run's ``loss_history.csv`` (header ``step,loss,lr,images_per_s``; each row is the
-mean loss over one logging interval) or the same rows in memory. The picture:
+mean loss over one logging interval) or the same rows in memory. The picture shows
 
 - the raw logged loss as a light grey line (with dots when there are few points),
-- a moving average of log(loss) as a dark line: the loss is multiplicative noise around a
-  falling trend, so it is averaged where it is plotted, in log space; the exponential average
-  runs forwards and then backwards, so it does not trail the curve,
-- a log-scale y axis ("loss (log scale)") and a linear x axis ("training step"), both with
-  labelled ticks, light horizontal grid lines at the y ticks.
+- its trend as a dark line: a moving average of log(loss). The loss is multiplicative noise
+  around a falling trend, so it is averaged where it is plotted, in log space (a plain
+  average would be dragged up by the spikes); the exponential average runs forwards and
+  then backwards, so it does not trail the falling curve,
+- a log-scale y axis ("loss (log scale)"), a linear x axis ("training step"), light
+  horizontal grid lines, and a legend above the plot area, never over the curve.
 
 Rows whose loss is NaN, infinite or not positive (a log axis cannot place them) are skipped;
 an empty or malformed file is refused with an EntropicError naming the file and the line.
-The same rows always give the same PNG bytes (Pillow writes no timestamp; nothing random).
+matplotlib is imported only when a curve is drawn, with its built-in style (no matplotlibrc,
+no pyplot state); for fixed matplotlib and Pillow versions the same rows and size always give
+the same PNG bytes (no timestamp, no "Software" tag, nothing random).
 """
 
 from __future__ import annotations
@@ -20,52 +23,38 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
-
-from PIL import Image, ImageDraw, ImageFont
 
 from diffusion.common.errors import EntropicError
 from diffusion.runs.loss_history import LossPoint, parse_loss_rows, read_loss_csv
 
-# Grey levels of the picture (mode "L": it prints the same on any printer).
-BACKGROUND = 255
-RAW = 190  # light grey: every logged value
-SMOOTH = 20  # near black: the trend
-AXIS = 60
-GRID = 232
-TEXT = 40
-# Margins around the plot area, in pixels: room for the tick labels and the axis titles.
-MARGIN_LEFT = 78
-MARGIN_RIGHT = 22
-MARGIN_TOP = 34  # the legend sits above the plot area, never over the curve
-MARGIN_BOTTOM = 52
-FONT_SIZE = 13
-
-
-@dataclass(frozen=True)
-class PlotGeometry:
-    """Where data lands on the picture: the plot box in pixels and the data ranges it shows."""
-
-    width: int
-    height: int
-    left: int
-    top: int
-    right: int
-    bottom: int
-    step_lo: float
-    step_hi: float
-    loss_lo: float
-    loss_hi: float
-
-    def x_of(self, step: float) -> float:
-        """Pixel column of ``step``."""
-        return self.left + (step - self.step_lo) / (self.step_hi - self.step_lo) * (self.right - self.left)
-
-    def y_of(self, loss: float) -> float:
-        """Pixel row of ``loss`` on the log axis (larger loss: higher up)."""
-        frac = (math.log10(loss) - math.log10(self.loss_lo)) / (math.log10(self.loss_hi) - math.log10(self.loss_lo))
-        return self.bottom - frac * (self.bottom - self.top)
+DPI = 100  # pixels per inch of the figure: width / DPI inches wide, so width pixels
+MIN_SIZE = (240, 160)
+# Grey levels (0 black .. 1 white): it prints the same on any printer.
+RAW = "0.72"  # light grey: every logged value
+SMOOTH = "0.08"  # near black: the trend
+GRID = "0.9"
+TEXT = "0.2"
+LABELS = ("raw loss (mean per logging interval)", "moving average (in log space)")
+SHORT_LABELS = ("raw loss", "moving average")
+# The built-in style plus these; pixel sizes are points at DPI 100 (1 pt = 100/72 px).
+_STYLE: dict[str, Any] = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs on every machine
+    "font.size": 9.5,
+    "text.color": TEXT,
+    "axes.labelcolor": TEXT,
+    "axes.edgecolor": "0.35",
+    "axes.linewidth": 0.8,
+    "xtick.color": "0.35",
+    "ytick.color": "0.35",
+    "xtick.labelcolor": TEXT,
+    "ytick.labelcolor": TEXT,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+}
 
 
 def moving_average(values: Sequence[float], span: float) -> list[float]:
@@ -97,15 +86,24 @@ def default_span(n: int) -> float:
     return float(min(200, max(1, n // 25)))
 
 
-def log_ticks(lo: float, hi: float, max_ticks: int = 9) -> list[float]:
-    """Tick values for a log axis showing [lo, hi] (0 < lo < hi).
+def _limits(points: Sequence[LossPoint]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x from step 0 (or the first step, if negative) to the last; y the losses with 5% air
+    on the log axis, or a factor 1.5 either side of a constant loss (so it sits mid-height)."""
+    steps = [p.step for p in points]
+    losses = [p.loss for p in points]
+    step_lo, step_hi = float(min(0, min(steps))), float(max(steps))
+    if step_hi <= step_lo:
+        step_lo, step_hi = step_lo - 1.0, step_hi + 1.0  # one point at step 0
+    log_lo, log_hi = math.log10(min(losses)), math.log10(max(losses))
+    pad = math.log10(1.5) if log_hi - log_lo < 1e-6 else 0.05 * (log_hi - log_lo)
+    return (step_lo, step_hi), (10.0 ** (log_lo - pad), 10.0 ** (log_hi + pad))
 
-    Decades (1, 10, 100) when at least three fit, else 1-2-5 multiples, else every multiple
-    1..9 of a power of ten; at most ``max_ticks`` (every k-th kept). If even that leaves
-    fewer than two (a very narrow range), the two ends themselves.
-    """
-    if not (0 < lo < hi):
-        raise ValueError(f"log_ticks needs 0 < lo < hi, got {lo}, {hi}")
+
+def _y_ticks(lo: float, hi: float) -> list[float]:
+    """Labelled values for the log axis showing [lo, hi]: decades if three fit, else 1-2-5,
+    else 1..9 times a power of ten (at most 8, every k-th kept), else round linear values."""
+    from matplotlib.ticker import MaxNLocator
+
     k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     ticks: list[float] = []
     for mults in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
@@ -113,126 +111,18 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 9) -> list[float]:
         ticks = [v for k in range(k0, k1 + 1) for m in mults if lo <= (v := float(f"{m}e{k}")) <= hi]
         if len(ticks) >= 3:
             break
-    if len(ticks) > max_ticks:
-        every = math.ceil(len(ticks) / max_ticks)
-        ticks = ticks[::every]
-    if len(ticks) < 2:
-        ticks = [lo, hi]
+    if len(ticks) > 8:
+        ticks = ticks[:: math.ceil(len(ticks) / 8)]
+    if len(ticks) < 2:  # under a factor of ~2.5: round values on a linear grid read best
+        ticks = [float(v) for v in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= v <= hi]
     return ticks
 
 
-def linear_ticks(lo: float, hi: float, target: int = 6, integer: bool = True) -> list[float]:
-    """Round tick values (1, 2 or 5 x 10^k apart) inside [lo, hi], about ``target`` of them."""
-    if not hi > lo:
-        raise ValueError(f"linear_ticks needs hi > lo, got {lo}, {hi}")
-    raw = (hi - lo) / max(1, target - 1)
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * 0.999)
-    if integer:
-        step = max(1.0, round(step))
-    first = math.ceil(lo / step - 1e-9)
-    ticks = []
-    k = first
-    while k * step <= hi + 1e-9 * step:
-        ticks.append(k * step)
-        k += 1
-    return ticks
-
-
-def _tick_label(value: float, integer: bool) -> str:
-    if integer:
-        return f"{int(round(value)):,}"
-    return f"{value:.3g}"
-
-
-def plot_geometry(points: Sequence[LossPoint], width: int = 800, height: int = 360) -> PlotGeometry:
-    """The plot box and the data ranges for ``points`` on a ``width`` x ``height`` picture.
-
-    x runs from step 0 (or the first step, if negative) to the last step; y covers the
-    losses with 5% air on the log axis, or a factor 1.5 either side of a constant loss.
-    """
-    if width < 240 or height < 160:
-        raise EntropicError(f"the loss plot needs at least 240 x 160 pixels, got {width} x {height}")
-    if not points:
-        raise EntropicError("the loss plot needs at least one point")
-    steps = [p.step for p in points]
-    losses = [p.loss for p in points]
-    step_lo, step_hi = float(min(0, min(steps))), float(max(steps))
-    if step_hi <= step_lo:
-        step_lo, step_hi = step_lo - 1.0, step_hi + 1.0  # one point at step 0
-    log_lo, log_hi = math.log10(min(losses)), math.log10(max(losses))
-    if log_hi - log_lo < 1e-6:
-        pad = math.log10(1.5)  # a constant loss: a band around it, so it sits mid-height
-    else:
-        pad = 0.05 * (log_hi - log_lo)
-    return PlotGeometry(
-        width=width,
-        height=height,
-        left=MARGIN_LEFT,
-        top=MARGIN_TOP,
-        right=width - MARGIN_RIGHT,
-        bottom=height - MARGIN_BOTTOM,
-        step_lo=step_lo,
-        step_hi=step_hi,
-        loss_lo=10.0 ** (log_lo - pad),
-        loss_hi=10.0 ** (log_hi + pad),
-    )
-
-
-def _font(size: int = FONT_SIZE) -> ImageFont.ImageFont:
-    # Pillow >= 10.1 ships a scalable default font; older ones (or no FreeType) the bitmap one.
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError, AttributeError):
-        return ImageFont.load_default()
-
-
-def _text_box(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-
-def _draw_axes(draw: ImageDraw.ImageDraw, image: Image.Image, g: PlotGeometry, font: ImageFont.ImageFont) -> None:
-    """Grid, axis lines, ticks with labels and the two axis titles."""
-    for value in log_ticks(g.loss_lo, g.loss_hi):
-        y = round(g.y_of(value))
-        draw.line([(g.left, y), (g.right, y)], fill=GRID)
-        draw.line([(g.left - 5, y), (g.left, y)], fill=AXIS)
-        label = _tick_label(value, integer=False)
-        w, h = _text_box(draw, label, font)
-        draw.text((g.left - 8 - w, y - h / 2 - 1), label, fill=TEXT, font=font)
-    for value in linear_ticks(g.step_lo, g.step_hi):
-        x = round(g.x_of(value))
-        draw.line([(x, g.bottom), (x, g.bottom + 5)], fill=AXIS)
-        label = _tick_label(value, integer=True)
-        w, _ = _text_box(draw, label, font)
-        draw.text((x - w / 2, g.bottom + 8), label, fill=TEXT, font=font)
-    draw.line([(g.left, g.top), (g.left, g.bottom), (g.right, g.bottom)], fill=AXIS)
-
-    title = "training step"
-    w, h = _text_box(draw, title, font)
-    draw.text(((g.left + g.right) / 2 - w / 2, g.height - h - 10), title, fill=TEXT, font=font)
-    # The y title is drawn on its own strip and turned upright: Pillow has no rotated text.
-    title = "loss (log scale)"
-    w, h = _text_box(draw, title, font)
-    strip = Image.new("L", (w + 4, h + 6), BACKGROUND)
-    ImageDraw.Draw(strip).text((2, 1), title, fill=TEXT, font=font)
-    strip = strip.rotate(90, expand=True)
-    image.paste(strip, (6, round((g.top + g.bottom) / 2 - strip.height / 2)))
-
-
-def _draw_legend(draw: ImageDraw.ImageDraw, g: PlotGeometry, font: ImageFont.ImageFont) -> None:
-    """Two short line samples above the plot area, right-aligned: raw loss, moving average."""
-    entries = [("raw loss (mean per logging interval)", RAW, 1), ("moving average", SMOOTH, 3)]
-    x = g.right
-    y = g.top - 18
-    for label, colour, thickness in reversed(entries):
-        w, h = _text_box(draw, label, font)
-        x -= w
-        draw.text((x, y - h / 2 - 1), label, fill=TEXT, font=font)
-        x -= 26
-        draw.line([(x, y), (x + 20, y)], fill=colour, width=thickness)
-        x -= 18
+def _loss_label(value: float) -> str:
+    if 1e-3 <= value < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"  # 1e-05 -> 1e-5
 
 
 def loss_curve_png(
@@ -243,36 +133,78 @@ def loss_curve_png(
 ) -> bytes:
     """Draw the loss curve of a loss_history.csv (path) or of rows; return the PNG bytes.
 
-    ``out_path``: also write the PNG there (atomically). The bytes depend only on the rows and
-    the size. Raises EntropicError for an empty or malformed history (see :func:`read_loss_csv`).
+    ``out_path``: also write the PNG there (atomically). The picture is ``width`` x ``height``
+    pixels, 8-bit grayscale; the bytes depend only on the rows and the size. Raises
+    EntropicError for an empty or malformed history (see :func:`read_loss_csv`) or a size
+    under 240 x 160.
     """
     if isinstance(csv_path_or_rows, (str, os.PathLike)):
         points = read_loss_csv(csv_path_or_rows)
     else:
         points = parse_loss_rows(csv_path_or_rows)
-    g = plot_geometry(points, width, height)
-    image = Image.new("L", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    font = _font()
-    _draw_axes(draw, image, g, font)
-    _draw_legend(draw, g, font)
+    if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
+        raise EntropicError(f"the loss plot needs at least 240 x 160 pixels, got {width} x {height}")
 
-    raw_xy = [(g.x_of(p.step), g.y_of(p.loss)) for p in points]
-    smooth = moving_average([p.loss for p in points], default_span(len(points)))
-    smooth_xy = [(g.x_of(p.step), g.y_of(v)) for p, v in zip(points, smooth)]
-    if len(points) > 1:
-        draw.line(raw_xy, fill=RAW, width=1)
-    if len(points) <= (g.right - g.left) // 4:
-        for x, y in raw_xy:  # few points: show each one, not only the line between them
-            draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=RAW)
-    if len(points) > 1:
-        draw.line(smooth_xy, fill=SMOOTH, width=3, joint="curve")
-    else:
-        x, y = smooth_xy[0]
-        draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=SMOOTH)
+    import matplotlib.style
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+    from PIL import Image
 
+    (step_lo, step_hi), (loss_lo, loss_hi) = _limits(points)
+    steps = [p.step for p in points]
+    losses = [p.loss for p in points]
+    smooth = moving_average(losses, default_span(len(points)))
+    with matplotlib.style.context(["default", _STYLE]):  # ignore any matplotlibrc; restored after
+        # The tiny excess keeps int(width / DPI * DPI) from rounding down to width - 1.
+        fig = Figure(figsize=((width + 1e-3) / DPI, (height + 1e-3) / DPI), dpi=DPI, layout="constrained")
+        canvas = FigureCanvasAgg(fig)
+        fig.get_layout_engine().set(w_pad=6 / DPI, h_pad=4 / DPI, wspace=0, hspace=0)
+        ax = fig.add_subplot()
+        few = len(points) <= width // 5  # few points: show each one, not only the line between them
+        (raw,) = ax.plot(
+            steps, losses, color=RAW, linewidth=0.9, marker="o" if few else None, markersize=2.4,
+            markeredgewidth=0, zorder=2,
+        )
+        (trend,) = ax.plot(
+            steps, smooth, color=SMOOTH, linewidth=2.0, solid_capstyle="round", solid_joinstyle="round",
+            marker="o" if len(points) == 1 else None, markersize=5.5, markeredgewidth=0, zorder=3,
+        )
+        for line in (raw, trend):
+            line.set_clip_on(False)  # a point on the last step is drawn whole, not cut at the frame
+        ax.set_xlim(step_lo, step_hi)
+        ax.set_yscale("log")
+        ax.set_ylim(loss_lo, loss_hi)
+        ax.yaxis.set_major_locator(FixedLocator(_y_ticks(loss_lo, loss_hi)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _loss_label(v)))
+        ax.yaxis.set_minor_locator(NullLocator())
+        # About one labelled step per 120 px, so "50,000" labels never touch on a narrow picture.
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=max(2, width // 120), steps=[1, 2, 2.5, 5, 10], integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(round(v)):,}"))
+        ax.grid(axis="y", color=GRID, linewidth=0.8, zorder=0)
+        ax.set_axisbelow(True)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(length=3.5, width=0.8)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss (log scale)")
+        # The legend sits above the plot area, right-aligned; where the full labels do not fit
+        # side by side (a narrow picture) the short ones do, else they go one above the other.
+        for labels, ncols in ((LABELS, 2), (SHORT_LABELS, 2), (SHORT_LABELS, 1)):
+            legend = fig.legend(
+                [raw, trend], labels, ncols=ncols, loc="outside upper right", frameon=False,
+                handlelength=1.8, columnspacing=1.2,
+            )
+            canvas.draw()
+            if legend.get_window_extent().x0 >= 0 or ncols == 1:
+                break
+            legend.remove()
+        rgba = np.asarray(canvas.buffer_rgba())
+    # Every colour above is a grey on opaque white, so R = G = B everywhere: 8-bit grayscale
+    # ("L", as before) loses nothing and is a fraction of matplotlib's own RGBA PNG. Pillow
+    # writes the PNG itself: no "Software" tag, no timestamp, so no metadata to strip.
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    Image.fromarray(rgba).convert("L").save(buf, format="PNG")
     data = buf.getvalue()
     if out_path is not None:
         from diffusion.common.atomic import atomic_write_bytes

@@ -1,6 +1,6 @@
 """`entropic report`: the process report of a run, one self-contained page to publish beside the work.
 
-Thin wrapper: diffusion.evidence.process_report does the work (and is what the tests call). No torch.
+Thin wrapper: diffusion.evidence.report does the work (and is what the tests call). No torch.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 def report(run, output, fmt, evaluation, audit, overwrite) -> None:
     """Write the process report of RUN: data and credits, training and energy, loss, samples, bits/dim, audit."""
-    from diffusion.evidence.process_report import write_report
+    from diffusion.evidence.report import write_report
 
     if fmt is None:
         fmt = "md" if output is not None and output.suffix.lower() == ".md" else "html"

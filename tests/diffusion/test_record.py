@@ -351,9 +351,9 @@ def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 1 and len(lines) == 1 and needle in lines[0], bad.stderr
     assert files(out) == before
-    from diffusion.record import default_run_path
+    from render.cli import default_piece
 
-    if not (default_run_path() / "model.safetensors").is_file():  # no default model shipped (yet)
+    if not (default_piece.MODEL_DIR / "model.safetensors").is_file():  # no default model shipped (yet)
         r = cli("sample", "--out", str(tmp_path / "d"), "--count", "2", "--quiet")
         assert r.returncode == 1 and "no default model" in r.stderr and not (tmp_path / "d").exists()
     missing = cli("sample", str(tmp_path / "no-run"), "--out", str(tmp_path / "x"), "--count", "2", "--quiet")

@@ -265,17 +265,19 @@ def test_invalid_scene_is_one_line(tmp_path):
 
 
 def test_no_scene_and_no_default_says_how_to_pass_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(scenes, "default_scene_path", lambda: tmp_path / "nope" / "default.toml")
+    from render.cli import default_piece
+
+    monkeypatch.setattr(default_piece, "SCENE_FILE", tmp_path / "nope" / "default.toml")
     code, err = run_cli("render", "-o", str(tmp_path / "p.mp4"))
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert "default scene" in err and "entropic render my-scene.toml" in err
     # the default scene is there but its store (the default model's samples) is not
     (tmp_path / "default.toml").write_text(SCENE.replace('store = "store"', 'store = "no-store-yet"'))
-    monkeypatch.setattr(scenes, "default_scene_path", lambda: tmp_path / "default.toml")
+    monkeypatch.setattr(default_piece, "SCENE_FILE", tmp_path / "default.toml")
     code, err = run_cli("render", "-o", str(tmp_path / "p.mp4"))
     assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "default scene" in err and "no-store-yet" in err and "pass a scene file" in err
+    assert "default.toml: grid[1].store" in err and "no-store-yet" in err
     assert not (tmp_path / "p.mp4").exists()
 
 

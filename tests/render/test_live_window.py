@@ -329,12 +329,14 @@ def test_preview_bad_options_are_one_line(preview_xvfb, preview_scene, tmp_path)
 def test_preview_without_a_scene_shows_the_default_piece(preview_xvfb, tiny_default_model, tmp_path, capsys):
     """`entropic preview` alone: the default piece (its store sampled first, as for render)."""
     import scenes
-    from render.cli import main
+    from render.cli import default_piece, main
     from render.export import load_render_scene
 
     shot = tmp_path / "shot.png"
     with pytest.raises(SystemExit) as info:
         main(["preview", "--size", "192x108", "--frames-then-exit", "2", "--screenshot", str(shot), "--quiet"])
     assert info.value.code == 0, capsys.readouterr().err
-    expected = scenes.frame_at_index(load_render_scene(None, (192, 108), command="preview", progress=False), 1)
+    expected = scenes.frame_at_index(load_render_scene(
+        default_piece.scene_path(), (192, 108), named_stores=default_piece.named_stores(progress=False)
+    ), 1)
     assert np.array_equal(np.asarray(Image.open(shot)), expected)

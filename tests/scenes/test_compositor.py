@@ -12,10 +12,10 @@ from scenes.compositor import (
     WorkCanvas,
     banded,
     resample_matrix,
-    stacking_levels,
 )
-from scenes.spec import ToneSpec
+from scenes.spec import BLEND_MODES, ToneSpec
 from scenes.tone import QMAX, bayer_matrix, blue_noise_matrix, dither_thresholds, quantize, tone_curve
+from tests.scenes.compositor_reference import ReferenceCompositor, overlapping_pairs, stacking_levels
 
 
 def draw(contents: np.ndarray, xy: np.ndarray, size: tuple[int, int], mode: str = "over", background: int = 255) -> np.ndarray:
@@ -29,7 +29,7 @@ def draw(contents: np.ndarray, xy: np.ndarray, size: tuple[int, int], mode: str 
     p16 = np.floor(np.asarray(xy, dtype=np.float64) * 16).astype(np.int64)
     ipos, frac = p16 >> 4, p16 & 15
     vis = np.flatnonzero((ipos[:, 0] > -w - 1) & (ipos[:, 0] < size[1]) & (ipos[:, 1] > -h - 1) & (ipos[:, 1] < size[0]))
-    comp = Compositor(geo, mode, batch=4)
+    comp = Compositor(geo, mode)
     comp.draw(
         canvas, slots.reshape(n, -1), vis, vis, np.zeros(vis.size, np.int64),
         ipos[vis, 0], ipos[vis, 1], frac[vis, 0], frac[vis, 1],
@@ -106,8 +106,8 @@ def test_blend_modes_match_their_formulas_with_partial_coverage(mode):
     slots[:, 1 : h + 1, 1 : w + 1] = tile
     canvas = WorkCanvas(*size, 12)
     canvas.view[...] = below
-    Compositor(geo, mode, 2).draw(canvas, slots.reshape(1, -1), np.array([0]), np.array([0]), np.zeros(1, np.int64),
-                                  np.array([6]), np.array([4]), np.array([5]), np.array([9]))
+    Compositor(geo, mode).draw(canvas, slots.reshape(1, -1), np.array([0]), np.array([0]), np.zeros(1, np.int64),
+                              np.array([6]), np.array([4]), np.array([5]), np.array([9]))
     got = canvas.view.astype(np.float64)
     # float reference: per-pixel covered area of the rectangle [x, x+w) x [y, y+h)
     px = np.arange(size[1])
@@ -218,8 +218,6 @@ def test_resampler_writes_into_cache_slots_like_it_returns(kernel, dst):
 
 @pytest.mark.parametrize("n", [40, 600, 3000])
 def test_overlapping_pairs_finds_exactly_the_overlaps(n):
-    from scenes.compositor import overlapping_pairs
-
     rng = np.random.default_rng(n)
     side = int(np.sqrt(n)) * 10
     ix, iy = rng.integers(-20, side, n), rng.integers(-20, side, n)
@@ -236,35 +234,73 @@ def test_overlapping_pairs_finds_exactly_the_overlaps(n):
             assert {i for i, jj_ in got if jj_ == j} == want
 
 
-@pytest.mark.parametrize("mode", ["over", "darken", "lighten", "multiply", "add"])
-def test_fused_kernel_matches_numpy_passes_bit_for_bit(mode, monkeypatch):
+def draw_both(geo, mode, slots, args, below, margin, repeated_rows=None):
+    """The canvas (margin included) drawn by the compositor and by the numpy reference passes, from ``below``."""
+    out = []
+    for cls in (ReferenceCompositor, Compositor):
+        comp = cls(geo, mode, batch=4)
+        if repeated_rows is not None:
+            comp.repeated_rows = repeated_rows
+        canvas = WorkCanvas(*below.shape, margin)
+        canvas.view[...] = below
+        comp.draw(canvas, slots, *args)
+        out.append(canvas.full.copy())
+    assert not np.array_equal(out[1], np.pad(below, margin))  # something was drawn
+    return out
+
+
+def random_tiles(rng, n, slot_count, h, w):
+    """Drawing arguments (slot_a, slot_b, weight, ix, iy, fx, fy) for n tiles on a 30 x 40 canvas.
+
+    Crossfade weights 0..16 (0: the tile holds), all fractional offsets, overlapping tiles,
+    tiles sticking into the margin.
+    """
+    return (
+        rng.integers(0, slot_count, n), rng.integers(0, slot_count, n), rng.integers(0, 17, n),
+        rng.integers(-w - 1, 40, n), rng.integers(-h - 1, 30, n), rng.integers(0, 16, n), rng.integers(0, 16, n),
+    )
+
+
+@pytest.mark.parametrize("mode", BLEND_MODES)
+def test_fused_kernel_matches_numpy_passes_bit_for_bit(mode):
     """The numba kernel (scenes.fused) gives the same canvas as the numpy reference passes.
 
-    Overlapping tiles (stacking levels), crossfade weights 0..16, all fractional offsets,
-    tiles sticking into the margin, 1-pixel-high tiles.
+    Random contents; overlapping tiles (stacking levels), crossfade weights 0..16, all
+    fractional offsets, tiles sticking into the margin, 1-pixel-high tiles.
     """
-    import scenes.compositor as comp_mod
-
     rng = np.random.default_rng(3)
     for h, w, n in ((9, 7, 40), (1, 5, 12), (16, 16, 30)):
         geo = TileGeometry(h, w)
         slots = np.zeros((n + 3, h + 2, w + 2), dtype=np.uint16)
         slots[:, 1 : h + 1, 1 : w + 1] = rng.integers(0, QMAX + 1, (n + 3, h, w))
         slots = slots.reshape(n + 3, -1)
-        args = (
-            rng.integers(0, n + 3, n), rng.integers(0, n + 3, n), rng.integers(0, 17, n),
-            rng.integers(-w - 1, 40, n), rng.integers(-h - 1, 30, n), rng.integers(0, 16, n), rng.integers(0, 16, n),
-        )
+        args = random_tiles(rng, n, n + 3, h, w)
         below = rng.integers(0, QMAX + 1, (30, 40)).astype(np.uint16)
-        out = []
-        for numpy_passes in (True, False):
-            monkeypatch.setattr(comp_mod, "USE_NUMPY_PASSES", numpy_passes)
-            canvas = WorkCanvas(30, 40, max(h, w) + 2)
-            canvas.view[...] = below
-            Compositor(geo, mode, batch=4).draw(canvas, slots, *args)
-            out.append(canvas.full.copy())
-        assert not np.array_equal(out[1], np.pad(below, max(h, w) + 2))  # something was drawn
-        assert np.array_equal(out[0], out[1])
+        ref, fused = draw_both(geo, mode, slots, args, below, max(h, w) + 2)
+        assert np.array_equal(ref, fused)
+
+
+@pytest.mark.parametrize("mode", BLEND_MODES)
+@pytest.mark.parametrize("kernel", ["nearest", "bilinear", "lanczos"])
+def test_fused_kernel_matches_numpy_passes_on_resampled_contents(kernel, mode):
+    """Bit-identical on contents made by the grid's Resampler (as the tile cache does), with the
+    compositor told which slot rows repeat (``nearest`` upscaling: the kernel skips re-reading them)."""
+    rng = np.random.default_rng(5)
+    levels = (rng.random((12, 10, 8)) * QMAX).astype(np.float32)
+    repeats_seen = False
+    for dst in ((20, 16), (13, 11), (7, 5)):  # whole-factor and fractional upscales, a reduction
+        h, w = dst
+        r = Resampler((10, 8), dst, kernel)
+        geo = TileGeometry(h, w)
+        slots = np.zeros((12, geo.slot_len), dtype=np.uint16)
+        r.into(levels, slots, np.arange(12))
+        repeated = r.repeated_rows()
+        repeats_seen |= bool(repeated.any())
+        args = random_tiles(rng, 25, 12, h, w)
+        below = rng.integers(0, QMAX + 1, (30, 40)).astype(np.uint16)
+        ref, fused = draw_both(geo, mode, slots, args, below, max(h, w) + 2, repeated)
+        assert np.array_equal(ref, fused)
+    assert repeats_seen == (kernel == "nearest")  # the kernel's shortcut was exercised
 
 
 @pytest.mark.parametrize("kind", ["none", "ordered", "blue-noise"])

@@ -227,7 +227,11 @@ def test_store_path_is_relative_to_the_scene_file(tmp_path, scene_store):
     p = sub / "s.toml"
     p.write_text(textwrap.dedent(MINIMAL).replace("{store}", "../../stores/mine"))
     assert scenes.load_scene(p).stores == [sub / "../../stores/mine"]
-    assert resolve_store("default") == scenes.default_store_path()
+    named = {"mine": lambda: scene_store}  # a name the caller resolves (the CLI's "default")
+    q = sub / "named.toml"
+    q.write_text(textwrap.dedent(MINIMAL).replace("{store}", "mine"))
+    assert scenes.load_scene(q, named_stores=named).stores == [scene_store]
+    assert resolve_store("mine", sub) == sub / "mine"
 
 
 def test_grid_asking_for_more_samples_than_the_store_holds(scene_file):
@@ -339,13 +343,15 @@ def test_with_canvas_scales_the_scene(scene_file):
 
 
 def test_default_scene_is_valid_and_fills_the_canvas(scene_store_64, tmp_path):
-    path = scenes.default_scene_path()
+    from render.cli.default_piece import scene_path
+
+    path = scene_path()
     assert path.name == "default.toml" and path.is_file()
     raw = tomllib.loads(path.read_text())
     assert raw["grid"][0]["store"] == "default"
     with pytest.raises(EntropicError) as err:  # a fresh cache: the default piece is not sampled yet
         scenes.load_scene(path)
-    assert "grid[1].store" in str(err.value) and "sampled on first use" in str(err.value)
+    assert "grid[1].store" in str(err.value) and "does not exist" in str(err.value)
     # The same scene against a synthetic store with enough samples: 9 x 16 tiles of 120 px.
     from tests.helpers import write_synthetic_store
 

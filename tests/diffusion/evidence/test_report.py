@@ -27,7 +27,7 @@ from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.figures.loss_curve import loss_curve_png, moving_average, plot_geometry
 from diffusion.runs.loss_history import parse_loss_rows, read_loss_csv
-from diffusion.evidence.process_report import build_report, select_sheets, write_report
+from diffusion.evidence.report import build_report, select_sheets, write_report
 
 ROOT = Path(__file__).resolve().parents[3]
 LICENCE = "CC BY 4.0 <https://creativecommons.org/licenses/by/4.0/> & 'attribution' required"
@@ -280,7 +280,7 @@ def test_sheet_selection_spreads_evenly_with_both_ends():
 
 
 def test_report_module_does_not_import_torch():
-    probe = "import sys, diffusion.evidence.process_report, render.cli.report; print('torch' in sys.modules)"
+    probe = "import sys, diffusion.evidence.report, render.cli.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
 

@@ -319,7 +319,10 @@ def test_verify_finds_nonfinite_values(tmp_path: Path):
 
 
 def test_reader_imports_no_torch():
-    probe = "import sys, diffusion.store as t; t.open_store; print('torch' in sys.modules)"
+    probe = (
+        "import sys, diffusion.store, diffusion.store.writer, diffusion.store.merge, diffusion.store.describe; "
+        "diffusion.store.open_store; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

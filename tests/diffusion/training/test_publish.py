@@ -26,7 +26,7 @@ def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
     assert card["reproduce"] == ["entropic dataset default D", "entropic train D --out R"]
     assert card["weights"]["trained_sha256"] != card["weights"]["sha256"]
     assert "## Reproduce" in (out / "model_card.md").read_text()
-    from diffusion.evidence.process_report import write_report
+    from diffusion.evidence.report import write_report
 
     page = write_report(out, tmp_path / "report.html").read_text()
     assert "<code>entropic dataset default D</code>" in page and "<code>entropic train D --out R</code>" in page

@@ -15,7 +15,6 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-import assets
 from diffusion.common.errors import EntropicError
 from diffusion.store.reader import open_store
 from render.cli.default_piece import ensure_store, named_stores, sampling_recipe, scene_path, store_path
@@ -79,7 +78,9 @@ def test_a_damaged_cached_store_is_sampled_again(tiny_default_model):
 
 
 def test_missing_default_model_is_one_line(tmp_path, monkeypatch, cli):
-    monkeypatch.setattr(assets, "MODEL_DIR", tmp_path / "no-model")
+    from render.cli import default_piece
+
+    monkeypatch.setattr(default_piece, "MODEL_DIR", tmp_path / "no-model")
     r = cli("render", "-o", str(tmp_path / "p.mp4"), "--quiet")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "default model is missing" in r.stderr and "entropic render my-scene.toml" in r.stderr

@@ -1,0 +1,95 @@
+"""The process report of ``entropic report RUN``: one self-contained page on how a run was made.
+
+:func:`build_report` reads the run (``inputs``) into a document (``document``, ``sections``);
+:func:`build_report_html` / :func:`build_report_markdown` print it, escaping every string;
+:func:`write_report` writes it atomically. The page carries no date: same inputs, same bytes.
+No torch is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+from diffusion.common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from diffusion.common.errors import EntropicError
+
+from .html import build_report_html
+from .inputs import select_sheets
+from .markdown import build_report_markdown
+from .sections import build_report
+
+__all__ = [
+    "build_report",
+    "build_report_html",
+    "build_report_markdown",
+    "select_sheets",
+    "write_report",
+]
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise EntropicError(f"{path}: is a folder; give a file name for the report")
+    if path.exists() and not overwrite:
+        raise EntropicError(f"{path}: already exists; pass --overwrite to replace it")
+
+
+def _replace_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` into ``folder`` as a whole: built under a temporary name, then swapped in."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    tmp.mkdir()
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        fsync_dir(folder.parent)
+    finally:
+        for stale in (tmp, old):
+            if stale.exists():
+                shutil.rmtree(stale)
+
+
+def write_report(
+    run: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    evaluation: str | os.PathLike | None = None,
+    audit: str | os.PathLike | None = None,
+    format: str = "html",
+    overwrite: bool = False,
+) -> Path:
+    """Build the report of ``run`` and write it to ``output``; return the path written.
+
+    format "html": one self-contained file. format "md": ``output`` plus the folder
+    ``<output stem>_files/`` of PNGs beside it. Written atomically; an existing output (or
+    image folder) is refused unless ``overwrite``. Everything is read and checked before
+    anything is written, so a refused input leaves the disk as it was.
+    """
+    if format not in ("html", "md"):
+        raise EntropicError(f"--format must be html or md, got {format!r}")
+    output = Path(output)
+    _refuse_existing(output, overwrite)
+    folder = output.with_name(f"{output.stem}_files")
+    if format == "md":
+        if folder.exists() and not folder.is_dir():
+            raise EntropicError(f"{folder}: is a file; the Markdown report needs that name for its images")
+        if folder.exists() and not overwrite:
+            raise EntropicError(f"{folder}: already exists; pass --overwrite to replace it")
+    report = build_report(run, evaluation=evaluation, audit=audit)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if format == "html":
+        atomic_write_text(output, build_report_html(report))
+        return output
+    text, files = build_report_markdown(report, folder.name)
+    _replace_folder(folder, files)
+    atomic_write_bytes(output, text.encode("utf-8"))
+    return output
