@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/first_render.py                 # a clean clone of HEAD in /tmp
     .venv/bin/python benchmarks/first_render.py --keep /tmp/fr  # keep the venv and outputs
 
-What is timed (issue "The piece out of the box", goal on a 2-core CPU: under 10 minutes from a
+What is timed (goal goal on a 2-core CPU: under 10 minutes from a
 fresh install to a finished 60-second 1080p video, under 3 minutes on the second run):
 
 1. ``install``: ``python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 .`` in a clean

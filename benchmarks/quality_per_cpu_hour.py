@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/quality_per_cpu_hour.py \\
         --minutes 1 --eval-timesteps 10 --out-dir /tmp/qbench                                    # smoke (~2 min)
 
-What is compared (issue "Quality per CPU-hour"): two diffusion models trained from scratch on the
+What is compared (Quality per CPU-hour): two diffusion models trained from scratch on the
 same images (``--train-dir``, default /work/data/hershey-train: 1,157 Hershey glyphs) at the same
 resolution (``--resolution``, default 32), batch (``--batch-size``, default 32) and wall-clock budget
 (``--minutes``, default 30) on the same machine, then scored by the DDPM variational bound in

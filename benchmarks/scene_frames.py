@@ -1,6 +1,6 @@
 """Benchmark: frames/s of scenes.frame(t) at 1920x1080 (120 tiles) and 3840x2160 (480 tiles).
 
-Goals (issue 3): >= 300 frames/s at 1080p and >= 60 frames/s at 4K on the 2-core machine, with
+Goals: >= 300 frames/s at 1080p and >= 60 frames/s at 4K on the 2-core machine, with
 resident memory independent of the store's size. The physical bound printed beside each
 figure is the time to copy one finished frame (uint8, H x W) in memory: no compositor can
 produce frames faster than it can write them.

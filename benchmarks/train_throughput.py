@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/train_throughput.py --loss-steps 0     # throughput only
     .venv/bin/python benchmarks/train_throughput.py --variants ours:fp32,peer:fp32 --rounds 3
 
-What is measured (issue 2, "Performance"): images/s of one full training step (forward, eps-MSE
+What is measured ("Performance"): images/s of one full training step (forward, eps-MSE
 loss, backward, gradient clipping at 1.0, AdamW) at 64x64, batch 32, 1 channel, on this machine,
 in this process. Both networks are trained through the *same* step function
 (``diffusion.model.objective.training_loss`` with a seeded generator), so only the network and its

@@ -15,7 +15,7 @@ from the caller's thread, so compositing waits while ffmpeg digests the pipe. He
   (imageio's writer would silently make it 1920x1088);
 * ``-fflags +bitexact``: the same frames give a byte-identical file (no random Matroska UID).
 
-Measured (benchmarks/RESULTS.md, issue 6): this sink runs at ffmpeg-alone speed (0.97–1.18x
+Measured (benchmarks/RESULTS.md): this sink runs at ffmpeg-alone speed (0.97–1.18x
 of ffmpeg reading the same frames from a file, CPU +1–2 ms a frame); ``write_frames`` is no
 faster. The reasons to drive ffmpeg ourselves are the error messages, the exit check, Ctrl-C
 and the overlap, not raw speed.

@@ -1,5 +1,5 @@
 """The shipped default model and its evidence agree with each other and with the default
-dataset that `entropic dataset default` draws today (issue 4)."""
+dataset that `entropic dataset default` draws today."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compositor and tone: resampling, sub-pixel placement, coverage, blend modes, clipping, dithering (issue 3)."""
+"""Compositor and tone: resampling, sub-pixel placement, coverage, blend modes, clipping, dithering."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""frame(scene, t): content, determinism, loops, holds, crossfades, layering (issue 3)."""
+"""frame(scene, t): content, determinism, loops, holds, crossfades, layering."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scene files: validation, defaults, versioning, bad input (issue 3)."""
+"""Scene files: validation, defaults, versioning, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Motion statistics: the displacement is what the scene declares (issue 3)."""
+"""Motion statistics: the displacement is what the scene declares."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based: random scenes either render or are refused with an EntropicError, never crash (issue 3)."""
+"""Property-based: random scenes either render or are refused with an EntropicError, never crash."""
 
 from __future__ import annotations
 

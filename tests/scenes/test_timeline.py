@@ -1,4 +1,4 @@
-"""The timeline: time -> step per tile; easing, pacing, stagger, holds, crossfade (issue 3)."""
+"""The timeline: time -> step per tile; easing, pacing, stagger, holds, crossfade."""
 
 from __future__ import annotations
 

@@ -25,8 +25,6 @@ from PIL import Image
 
 from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
-from diffusion.figures.loss_curve import loss_curve_png, moving_average, plot_geometry
-from diffusion.runs.loss_history import parse_loss_rows, read_loss_csv
 from diffusion.evidence.report import build_report, select_sheets, write_report
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -353,62 +351,9 @@ def test_malformed_loss_history_is_refused_by_file_and_line(dataset, tmp_path):
 # ----------------------------------------------------------------------------- the loss plot
 
 
-def _dark(image: Image.Image, x: float, y: float, radius: int = 2) -> bool:
-    px = image.load()
-    return any(
-        px[round(x) + dx, round(y) + dy] < 80 for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)
-    )
 
 
-def test_loss_plot_is_deterministic_and_draws_the_trend_dark(tmp_path):
-    rows = _loss_rows(120)
-    csv = _write_csv(tmp_path / "loss.csv", rows)
-    png = loss_curve_png(csv, tmp_path / "loss.png")
-    assert png == loss_curve_png(csv) == loss_curve_png(rows) == (tmp_path / "loss.png").read_bytes()
-    image = Image.open(io.BytesIO(png))
-    assert image.size == (800, 360) and image.format == "PNG"
-    points = read_loss_csv(csv)
-    g = plot_geometry(points)
-    smooth = moving_average([p.loss for p in points], max(1, len(points) // 25))
-    for p, s in list(zip(points, smooth))[::10]:
-        assert _dark(image, g.x_of(p.step), g.y_of(s))  # the moving average is drawn where it belongs
-    # Far from the curve (top right of the plot area while the loss is low there) stays blank.
-    assert not _dark(image, g.x_of(points[-1].step) - 40, g.top + 20, radius=1)
-    # Log scale: a loss ten times larger sits one decade higher, at the same distance every decade.
-    assert g.y_of(0.01) - g.y_of(0.1) == pytest.approx(g.y_of(0.1) - g.y_of(1.0))
-    small = loss_curve_png(rows, width=400, height=200)
-    assert Image.open(io.BytesIO(small)).size == (400, 200)
 
 
-def test_loss_plot_copes_with_one_row_constant_loss_and_nan_rows():
-    one = Image.open(io.BytesIO(loss_curve_png([(10, 0.5, 1e-4, 3.0)])))
-    g = plot_geometry(parse_loss_rows([(10, 0.5)]))
-    assert _dark(one, g.x_of(10), g.y_of(0.5))
-    flat = [(s, 0.25) for s in range(0, 500, 10)]
-    flat_img = Image.open(io.BytesIO(loss_curve_png(flat)))
-    g = plot_geometry(parse_loss_rows(flat))
-    assert g.y_of(0.25) == pytest.approx((g.top + g.bottom) / 2)  # a constant loss sits mid-height
-    assert _dark(flat_img, g.x_of(250), g.y_of(0.25))
-    rows = _loss_rows(30)
-    noisy = rows[:5] + [(55, float("nan"), 0, 0), (56, float("inf"), 0, 0), (57, 0.0, 0, 0)] + rows[5:]
-    assert loss_curve_png(noisy) == loss_curve_png(rows)  # unplottable rows are skipped, nothing else changes
 
 
-@pytest.mark.parametrize(
-    "text, where",
-    [
-        ("", "line 1: empty file"),
-        ("a,b,c\n1,2,3\n", "line 1: expected a header"),
-        ("step,loss,lr,images_per_s\n", "no rows after the header"),
-        ("step,loss,lr,images_per_s\n10,0.5,1e-4,3\n20,0.4\n", "line 3: 2 fields"),
-        ("step,loss,lr,images_per_s\n10,0.5,1e-4,3\nten,0.4,1e-4,3\n", "line 3: step 'ten'"),
-        ("step,loss,lr,images_per_s\n10,nan,1e-4,3\n20,inf,1e-4,3\n", "none of its 2 rows"),
-    ],
-)
-def test_loss_plot_refuses_empty_or_malformed_csv(tmp_path, text, where):
-    path = tmp_path / "loss_history.csv"
-    path.write_text(text)
-    with pytest.raises(EntropicError) as err:
-        loss_curve_png(path)
-    message = str(err.value)
-    assert str(path) in message and where in message and "\n" not in message

@@ -57,7 +57,7 @@ def test_linear_schedule_endpoints_and_derived_arrays():
     assert s.posterior_variance[0] == 0.0
     assert s.alphas_cumprod_prev[0] == 1.0 and s.alphas_cumprod_prev[5] == s.alphas_cumprod[4]
     assert s.sigma(10) == pytest.approx(math.sqrt(1 - s.alphas_cumprod[10]))
-    # about a third of the steps hold less than 10 % signal (DESIGN.md)
+    # about a third of the steps hold less than 10 % signal (why scenes pace playback by signal level)
     assert 280 < int(np.sum(s.signal_level(np.arange(1000)) < 0.1)) < 400
     with pytest.raises(ValueError):
         s.betas[0] = 0.5  # read-only

@@ -1,5 +1,5 @@
 """The default piece: `entropic render` / `preview` with no scene sample the default store once
-into the user's cache, then reuse it (issue 4).
+into the user's cache, then reuse it.
 
 The shipped 64-px model would take minutes here, so these tests point assets.MODEL_DIR at a
 tiny model made by `entropic train` with a recipe of 3 DDIM steps; everything else is the
