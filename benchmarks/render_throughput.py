@@ -107,7 +107,8 @@ def cpu_seconds() -> float:
 
 
 def ffmpeg_alone(raw: Path, out: Path, width: int, height: int, fps: float, settings) -> float:
-    from render.video_sink import CODECS, encoder_args, ffmpeg_exe
+    from render.ffmpeg import ffmpeg_exe
+    from render.video_sink import CODECS, encoder_args
 
     codec = CODECS[settings.codec]
     muxer = codec.muxers[out.suffix]

@@ -38,16 +38,15 @@ import numpy as np
 from diffusion.common.atomic import atomic_path
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
+from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video
 from render.image_sequence import ImageSequenceSink
 from render.video_sink import (
     CODECS,
     Codec,
     VideoSettings,
     VideoSink,
-    check_encoder,
     check_extension,
     codec_for_extension,
-    ffmpeg_exe,
 )
 
 DEFAULT_OUTPUT = Path("piece.mp4")
@@ -466,7 +465,7 @@ def join_videos(
     out = Path(output)
     if not paths:
         raise EntropicError("join: no parts given; e.g. entropic join part1.mp4 part2.mp4 -o full.mp4")
-    facts = [prov.probe_video(p) for p in paths]
+    facts = [probe_video(p) for p in paths]
     first = facts[0]
     if first.codec == "gif":
         raise EntropicError("join: GIFs cannot be joined without re-encoding; render the whole range into one GIF")
@@ -529,7 +528,7 @@ def join_videos(
         if proc.returncode != 0:
             why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:2]
             raise EntropicError(f"join: ffmpeg failed: {'; '.join(why) or proc.returncode}")
-        joined = prov.probe_video(tmp).frames
+        joined = probe_video(tmp).frames
         if joined != total:
             raise EntropicError(f"join: the joined file has {joined} frames, the parts {total}; nothing written")
     side = None

@@ -1,24 +1,14 @@
-"""The bundled ffmpeg and reading video files back.
+"""The bundled ffmpeg, and reading video files back.
 
-This module owns:
+Owns the ffmpeg binary shipped in the imageio-ffmpeg wheel (:func:`ffmpeg_exe`) and the
+encoders compiled into it (:func:`available_encoders`, :func:`check_encoder`), and reading a
+video file: its facts (:class:`VideoFacts`, :func:`probe_video`), its container tags
+(:func:`read_tags`; ``comment`` carries the provenance JSON) and its frames as grey levels
+(:func:`read_gray_frames`). Encoding is :mod:`render.video_sink`, which runs the binary.
 
-* the ffmpeg binary shipped in the imageio-ffmpeg wheel (:func:`ffmpeg_exe`) and the
-  encoders compiled into it (:func:`available_encoders`, :func:`check_encoder`); encoding
-  itself is :mod:`render.video_sink`, which runs that binary;
-* reading a video file: its stream and container facts (:class:`VideoFacts`,
-  :func:`probe_video`), its container tags (:func:`read_tags`; the ``comment`` tag carries
-  the provenance JSON) and its frames as grey levels (:func:`read_gray_frames`).
-
-Reading goes through PyAV (libavformat/libavcodec in this process, ``import av`` on first
-use): no ffmpeg process to start, no log text to parse, and tag values come back exactly as
-stored (the ffmetadata text dump had to be un-escaped line by line, since ``\\``-escaped
-newlines split one value over several lines). Frames are counted by demuxing the video
-stream, the way ``ffmpeg -c copy -f null`` counted them; an MP4/MOV's own sample count is
-used instead when its sample table lies wholly inside the file (a cut-off MP4 still states
-the full count). The frame rate is the stream's ``r_frame_rate`` (ffmpeg's "tbr"), not the
-average rate: a 15 fps GIF's 7/6/7-centisecond delays average 16.67 fps.
-
-It imports nothing else from ``render/``, so every render module can import it.
+Probing and tags read the container with PyAV, in process (``import av`` on first use);
+decoding frames stays on the binary (PyAV gave the same bytes, no faster). This module
+imports nothing else from ``render/``, so every render module may import it.
 """
 
 from __future__ import annotations
@@ -107,7 +97,9 @@ def _av() -> Any:
 
 
 def _open(av: Any, path: Path) -> Any:
-    # metadata_errors="replace": a foreign file's non-UTF-8 tag must not make it unreadable.
+    if int(av.__version__.split(".")[0]) >= 19:
+        return av.open(str(path))  # PyAV 19 reads tags as UTF-8 with surrogateescape: never fails
+    # Older PyAV decodes tags strictly: a foreign file's non-UTF-8 tag must not make it unreadable.
     return av.open(str(path), metadata_errors="replace")
 
 
@@ -131,8 +123,8 @@ def _mov_sample_count(container: Any, stream: Any, file_size: int) -> int | None
     stated = stream.frames
     if stated <= 0 or "mov" not in container.format.name.split(","):
         return None
-    entries = stream.index_entries
-    if len(entries) != stated:
+    entries = getattr(stream, "index_entries", None)  # PyAV >= 18 has it; older ones count packets
+    if entries is None or len(entries) != stated:
         return None
     for entry in entries:
         if entry.is_discard or entry.pos + entry.size > file_size:
@@ -149,7 +141,14 @@ def _count_packets(container: Any, stream: Any) -> int:
 
 
 def probe_video(path: str | os.PathLike) -> VideoFacts:
-    """Codec, pixel format, size, fps, exact frame count, duration and tags of a video file."""
+    """Codec, pixel format, size, fps, exact frame count, duration and tags of a video file.
+
+    Read from the container with PyAV: no log text to parse, tag values exactly as stored.
+    ``frames`` counts the video stream's packets (as ``ffmpeg -c copy -f null`` did); an
+    MP4/MOV's stated sample count is taken instead when every indexed sample lies inside the
+    file (a cut-off MP4 still states its full count). ``fps`` is the stream's ``r_frame_rate``
+    (ffmpeg's "tbr"), not the average rate: a 15 fps GIF's 7/6/7 cs delays average 16.67 fps.
+    """
     path = Path(path)
     if not path.is_file():
         raise EntropicError(f"{path}: no such video file")
@@ -198,6 +197,10 @@ def read_gray_frames(path: str | os.PathLike, width: int | None = None, height: 
 
     Frames are taken as stored (``-fps_mode passthrough``: no duplication to a constant rate,
     which matters for GIF's centisecond delays). Used by tests and ``join`` checks.
+    ``width``/``height`` are the stream's size; when not given they are probed.
+
+    Not PyAV: measured, it decoded every format written here to the very same bytes but no
+    faster, and it raises at a damaged packet where ffmpeg decodes the rest.
     """
     if width is None or height is None:
         facts = probe_video(path)
@@ -206,6 +209,7 @@ def read_gray_frames(path: str | os.PathLike, width: int | None = None, height: 
         [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
          "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
         capture_output=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise EntropicError(f"{path}: ffmpeg could not decode it: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")

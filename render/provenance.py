@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from diffusion.common.atomic import sha256_file
-from diffusion.common.errors import EntropicError
+from render.ffmpeg import probe_video, read_tags
 
 FORMAT = "entropic-render"
 VERSION = 1
@@ -143,139 +140,6 @@ def metadata_comment(doc: Mapping[str, Any]) -> str:
 
 
 # -- reading back -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoFacts:
-    """What ffmpeg says about a video file."""
-
-    path: Path
-    codec: str
-    pix_fmt: str
-    width: int
-    height: int
-    fps: float
-    frames: int
-    tags: dict[str, str]
-    duration: float  # seconds, from the container (GIF frame delays are whole 1/100 s)
-
-
-_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>[\w-]+)(?P<rest>.*)")
-_SIZE_RE = re.compile(r",\s*(\d+)x(\d+)")
-_FPS_RE = re.compile(r"([\d.]+)\s*fps")
-_TBR_RE = re.compile(r"([\d.]+)([k]?)\s*tbr")
-_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):([\d.]+)")
-
-
-def _ffmpeg() -> str:
-    from render.video_sink import ffmpeg_exe
-
-    return ffmpeg_exe()
-
-
-def read_tags(path: str | os.PathLike) -> dict[str, str]:
-    """The container's global metadata tags (``ffmpeg -f ffmetadata``), unescaped."""
-    proc = subprocess.run(
-        [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True,
-    )
-    if proc.returncode != 0:
-        return {}
-    text = proc.stdout.decode("utf-8", "replace")
-    tags: dict[str, str] = {}
-    # ffmetadata escapes '=', ';', '#', '\\' and newlines with a backslash.
-    for line in _logical_lines(text):
-        if not line or line.startswith(";") or line.startswith("#") or line.startswith("["):
-            if line.startswith("["):
-                break  # stream/chapter sections follow the global tags
-            continue
-        key, value = _split_unescaped(line)
-        tags[key.lower()] = value
-    return tags
-
-
-def _logical_lines(text: str) -> list[str]:
-    lines, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2])
-            i += 2
-            continue
-        if ch == "\n":
-            lines.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    if cur:
-        lines.append("".join(cur))
-    return lines
-
-
-def _split_unescaped(line: str) -> tuple[str, str]:
-    key, out, i, seen_eq = "", [], 0, False
-    while i < len(line):
-        ch = line[i]
-        if ch == "\\" and i + 1 < len(line):
-            out.append(line[i + 1])
-            i += 2
-            continue
-        if ch == "=" and not seen_eq:
-            key, out, seen_eq = "".join(out), [], True
-        else:
-            out.append(ch)
-        i += 1
-    value = "".join(out)
-    return (key, value) if seen_eq else ("".join(out), "")
-
-
-def probe_video(path: str | os.PathLike) -> VideoFacts:
-    """Codec, size, fps, frame count and tags of a video, from the bundled ffmpeg."""
-    path = Path(path)
-    if not path.is_file():
-        raise EntropicError(f"{path}: no such video file")
-    proc = subprocess.run(
-        [_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-         "-f", "null", "-", "-progress", "pipe:1", "-nostats"],
-        capture_output=True,
-    )
-    err = proc.stderr.decode("utf-8", "replace")
-    m = None
-    for line in err.splitlines():
-        m = _STREAM_RE.search(line)
-        if m:
-            break
-    if proc.returncode != 0 or m is None:
-        last = [l for l in err.splitlines() if l.strip()][-1:] or ["no video stream"]
-        raise EntropicError(f"{path}: not a readable video ({last[0].strip()})")
-    rest = m.group("rest")
-    size = _SIZE_RE.search(rest)
-    # tbr is the stream's real frame rate (a GIF at 15 fps has delays 7,6,7 cs: "16.67 fps, 15 tbr")
-    tbr = _TBR_RE.search(rest)
-    fps_match = _FPS_RE.search(rest)
-    fps = float(tbr.group(1)) * (1000 if tbr.group(2) else 1) if tbr else float(fps_match.group(1)) if fps_match else 0.0
-    dur = _DURATION_RE.search(err)
-    pix = re.match(r"\s*(?:\([^)]*\)\s*)*(?:\([^)]*\)\s*)?,\s*([\w]+)", rest)
-    frames = 0
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("frame="):
-            try:
-                frames = int(line.split("=", 1)[1])
-            except ValueError:
-                pass
-    return VideoFacts(
-        path=path,
-        codec=m.group("codec"),
-        pix_fmt=pix.group(1) if pix else UNKNOWN,
-        width=int(size.group(1)) if size else 0,
-        height=int(size.group(2)) if size else 0,
-        fps=fps,
-        frames=frames,
-        tags=read_tags(path),
-        duration=(int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))) if dur
-        else (frames / fps if fps else 0.0),
-    )
 
 
 def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str]:

@@ -1,4 +1,6 @@
-"""Video files through the ffmpeg binary bundled in the imageio-ffmpeg wheel.
+"""Writing video files through the ffmpeg binary bundled in the imageio-ffmpeg wheel.
+
+The binary, its encoders and reading files back are :mod:`render.ffmpeg`.
 
 Why drive ffmpeg ourselves instead of ``imageio_ffmpeg.write_frames``: that generator sends
 ffmpeg's stderr to the terminal (a failed muxer shows up in Python as a bare
@@ -31,7 +33,6 @@ a few levels off on pure noise (measured: mean error < 1 level).
 from __future__ import annotations
 
 import collections
-import functools
 import os
 import queue
 import subprocess
@@ -44,6 +45,7 @@ from typing import Mapping
 import numpy as np
 
 from diffusion.common.errors import EntropicError
+from render.ffmpeg import check_encoder, ffmpeg_exe
 
 #: x264 presets accepted by ``--preset`` (slowest last).
 X264_PRESETS = (
@@ -164,37 +166,6 @@ def check_extension(codec: Codec, path: str | os.PathLike) -> str:
             f"use {' or '.join(codec.extensions)}{hint}"
         )
     return codec.muxers[ext]
-
-
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary shipped inside the imageio-ffmpeg wheel."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-@functools.lru_cache(maxsize=1)
-def available_encoders() -> frozenset[str]:
-    """Names of the encoders compiled into the bundled ffmpeg (``ffmpeg -encoders``)."""
-    out = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
-    ).stdout
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        # lines look like " V....D libx264   libx264 H.264 / AVC ..."
-        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
-            names.add(parts[1])
-    return frozenset(names)
-
-
-def check_encoder(codec: Codec) -> None:
-    """Raise EntropicError if the bundled ffmpeg lacks ``codec``'s encoder."""
-    if codec.encoder not in available_encoders():
-        raise EntropicError(
-            f"the bundled ffmpeg ({ffmpeg_exe()}) has no {codec.encoder} encoder for codec {codec.name}; "
-            f"choose another --codec"
-        )
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -459,25 +430,3 @@ def _strip_ffmpeg_prefix(line: str) -> str:
     if line.startswith("[") and "] " in line:
         return line.split("] ", 1)[1]
     return line
-
-
-def read_gray_frames(path: str | os.PathLike, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """Decode every frame of a video to uint8 ``[N, H, W]`` grey levels with the bundled ffmpeg.
-
-    Frames are taken as stored (``-fps_mode passthrough``: no duplication to a constant rate,
-    which matters for GIF's centisecond delays). Used by tests and ``join`` checks.
-    """
-    if width is None or height is None:
-        from render.provenance import probe_video
-
-        facts = probe_video(path)
-        width, height = facts.width, facts.height
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-         "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
-        capture_output=True,
-    )
-    if proc.returncode != 0:
-        raise EntropicError(f"{path}: ffmpeg could not decode it: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
-    data = np.frombuffer(proc.stdout, np.uint8)
-    return data.reshape(-1, height, width)

@@ -24,8 +24,8 @@ from diffusion.store.format import StoreSpec
 from render.cli import main as cli_main
 from render.export import RenderOptions, join_videos, render
 from render.image_sequence import MANIFEST_NAME, frame_name
-from render.provenance import describe_video, probe_video, read_provenance, read_tags, sidecar_path
-from render.video_sink import read_gray_frames
+from render.ffmpeg import probe_video, read_gray_frames, read_tags
+from render.provenance import describe_video, read_provenance, sidecar_path
 from tests.helpers import trajectories
 
 WEIGHTS = "ab" * 32
@@ -219,7 +219,7 @@ def test_h264_shards_start_on_keyframes_and_join_without_reencoding(render_scene
     assert np.abs(joined.astype(int) - scene_frames).mean() < 3
     facts = probe_video(tmp_path / "full.mp4")
     assert facts.frames == 20 and facts.fps == pytest.approx(10)
-    from render.video_sink import ffmpeg_exe
+    from render.ffmpeg import ffmpeg_exe
 
     info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "full.mp4"), "-vf", "showinfo",
                            "-f", "null", "-"], capture_output=True, text=True).stderr

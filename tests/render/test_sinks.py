@@ -21,8 +21,8 @@ from PIL import Image
 from diffusion.common.errors import EntropicError
 from render import image_sequence as seq
 from render.export import join_videos, write_video
-from render.provenance import probe_video, read_tags
-from render.video_sink import CODECS, VideoSettings, VideoSink, available_encoders, read_gray_frames
+from render.ffmpeg import available_encoders, probe_video, read_gray_frames, read_tags
+from render.video_sink import CODECS, VideoSettings, VideoSink
 
 W, H = 160, 90  # neither dimension a multiple of 16
 
