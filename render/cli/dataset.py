@@ -1,14 +1,24 @@
-"""`entropic dataset init|check DIR`: write and verify a folder's provenance manifest."""
+"""`entropic dataset init|check|default DIR`: write and verify a folder's provenance manifest (diffusion.data)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import click
 
+from render.cli import params
+
 # The folder is not checked by click (no exists=True): a missing or wrong folder is then
 # reported by the library as our one-line `entropic: error: ...`, not as click's usage text.
-_FOLDER = click.Path(path_type=Path)
+_FOLDER = params.PATH
+
+# Options whose defaults are GlyphStyle's and write_default_dataset's: left to them unless given.
+_style_option = functools.partial(params.option, defaults=params.defaults_of("diffusion.data.hershey_glyphs:GlyphStyle"))
+_write_option = functools.partial(
+    params.option, defaults=params.defaults_of("diffusion.data.hershey_glyphs:write_default_dataset")
+)
 
 
 @click.group()
@@ -63,26 +73,23 @@ def check(folder: Path, quiet: bool) -> None:
 
 @dataset.command("default")
 @click.argument("folder", type=_FOLDER)
-@click.option("--resolution", default=64, show_default=True, help="Image size in pixels.")
-@click.option("--stroke-width", default=1.6, show_default=True, help="Pen width in pixels.")
-@click.option("--margin", default=6, show_default=True, help="Empty border in pixels.")
-@click.option("--jitter", default=0, show_default=True, help="Extra warped variants per glyph.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the jitter warps.")
+@_style_option("--resolution", type=int, help="Image size in pixels.")
+@_style_option("--stroke-width", type=float, help="Pen width in pixels.")
+@_style_option("--margin", type=int, help="Empty border in pixels.")
+@_style_option("--jitter", type=int, help="Extra warped variants per glyph.")
+@_style_option("--seed", type=int, help="Seed of the jitter warps.")
 @click.option("--held-out", type=_FOLDER, default=None,
               help="Put about one glyph in --held-out-every into this folder instead (for `entropic evaluate`).")
-@click.option("--held-out-every", default=20, show_default=True, help="Hold out one glyph in this many.")
+@_write_option("--held-out-every", type=click.IntRange(min=2), help="Hold out one glyph in this many.")
 @click.option("--force", is_flag=True, help="Replace a non-empty FOLDER.")
-def default(
-    folder: Path, resolution: int, stroke_width: float, margin: int, jitter: int, seed: int,
-    held_out: Path | None, held_out_every: int, force: bool,
-) -> None:
+def default(folder: Path, held_out: Path | None, held_out_every: int | None, force: bool, **style: Any) -> None:
     """Draw the public-domain Hershey glyphs into FOLDER, with their provenance manifest."""
     from diffusion.data.hershey_glyphs import GlyphStyle, write_default_dataset
 
-    if held_out_every < 2:
-        raise click.BadParameter(f"{held_out_every} must be 2 or more", param_hint="--held-out-every")
-    style = GlyphStyle(resolution, stroke_width, margin, jitter=jitter, seed=seed)
-    count, held = write_default_dataset(folder, style, overwrite=force, held_out=held_out, held_out_every=held_out_every)
+    count, held = write_default_dataset(
+        folder, GlyphStyle(**params.given(style)), overwrite=force, held_out=held_out,
+        **params.given({"held_out_every": held_out_every}),
+    )
     click.echo(f"wrote {count} glyph drawings and {folder / 'provenance.json'}")
     if held_out is not None:
         click.echo(f"held out {held} glyph drawings in {held_out} (with {held_out / 'provenance.json'})")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from diffusion.common.errors import EntropicError
+from render.cli import params
 
 
 def describe(path: Path) -> str:
@@ -40,7 +41,7 @@ def describe(path: Path) -> str:
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=params.PATH)
 def info(path: Path) -> None:
     """Provenance and facts of a run directory, a trajectory store, a dataset or a video."""
     click.echo(describe(path))

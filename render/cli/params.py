@@ -11,16 +11,15 @@
   keyword default, :func:`defaults_of`): the command passes the option on only when it was
   given (:func:`given`), and ``--help`` shows the library's value.
 
-Nothing here imports the library until a value is converted or a help page is printed, so
+Nothing here imports the library (beyond its errors) until a value is converted or a help page
+is printed, so
 ``entropic --help`` stays as light as click itself (no numpy, no torch).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
-import inspect
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,6 +38,9 @@ def library_object(spec: str) -> Any:
 
 @functools.cache
 def _defaults(spec: str) -> dict[str, Any]:
+    import dataclasses
+    import inspect
+
     obj = library_object(spec)
     if dataclasses.is_dataclass(obj):
         from diffusion.common.validation import defaults
@@ -74,8 +76,8 @@ def show_value(value: Any) -> str:
 class LibraryOption(click.Option):
     """An option whose default is the library's, read when it is needed and never copied here.
 
-    ``defaults`` loads {name: default} (:func:`defaults_of`); ``key`` is the name to look up
-    (the option's own name by default); ``note`` is appended to the default in ``--help``.
+    ``defaults`` loads {name: default} (:func:`defaults_of`), looked up under the option's
+    name; ``note`` is appended to the default in ``--help``.
     Without ``resolve`` the option's value stays None unless given, and the library fills
     it in; with ``resolve`` the command receives the library's default.
     """
@@ -84,7 +86,6 @@ class LibraryOption(click.Option):
         self,
         *args: Any,
         defaults: Defaults,
-        key: str | None = None,
         note: str = "",
         resolve: bool = False,
         **kwargs: Any,
@@ -93,12 +94,11 @@ class LibraryOption(click.Option):
             kwargs["default"] = lambda: self.library_default()
         super().__init__(*args, **kwargs)
         self.defaults = defaults
-        self.key = key or self.name
         self.note = note
 
     def library_default(self) -> Any:
         """The library's default for this option (None when it has none)."""
-        return self.defaults().get(self.key)
+        return self.defaults().get(self.name)
 
     def get_help_extra(self, ctx: click.Context) -> Any:
         """Click's help extras, with the library's default (and the note) as the default."""
@@ -112,7 +112,7 @@ class LibraryOption(click.Option):
 
 
 def option(*param_decls: str, defaults: Defaults, **attrs: Any) -> Callable[[Any], Any]:
-    """``click.option`` for a :class:`LibraryOption` (``defaults``, ``key``, ``note``, ``resolve`` as there)."""
+    """``click.option`` for a :class:`LibraryOption` (``defaults``, ``note``, ``resolve`` as there)."""
     return click.option(*param_decls, cls=LibraryOption, defaults=defaults, **attrs)
 
 
@@ -192,7 +192,7 @@ class Size(LibraryType):
 class FrameRange(LibraryType):
     """``A:B`` → (a, b), the half-open range's syntax by :func:`render.export.parse_frames`.
 
-    An omitted end stays None (``900:`` → (900, None), ``:900`` → (None, 900)); the range is
+    An omitted STOP stays None (``900:`` → (900, None); ``:900`` → (0, 900)); the range is
     checked against the scene's timeline by the library, once the scene is loaded.
     """
 
@@ -205,9 +205,9 @@ class FrameRange(LibraryType):
         from render.export import parse_frames
 
         start, stop = parse_frames(text, self._UNBOUNDED)
-        _, stop_if_longer = parse_frames(text, self._UNBOUNDED + 1)
-        open_start = parse_frames(text, self._UNBOUNDED)[0] == 0 and text.strip().startswith(":")
-        return (None if open_start else start), (None if stop_if_longer != stop else stop)
+        # An omitted STOP is the timeline's end: it moves with the timeline, a given one does not.
+        open_end = parse_frames(text, self._UNBOUNDED + 1)[1] != stop
+        return start, (None if open_end else stop)
 
 
 class Shard(LibraryType):

@@ -1,33 +1,38 @@
-"""`entropic preview [SCENE]`: the scene live in a window, looping."""
+"""`entropic preview [SCENE]`: the scene live in a window, looping (render.live_window)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import click
 
+from render.cli import params
+
+# An option whose default is PreviewOptions' (render.live_window): left to it unless given.
+_preview_option = functools.partial(params.option, defaults=params.defaults_of("render.live_window:PreviewOptions"))
+
 
 @click.command()
-@click.argument("scene", required=False, type=click.Path(path_type=Path))
+@click.argument("scene", required=False, type=params.PATH)
 @click.option("--fullscreen", is_flag=True, help="Fill the screen (the gallery setup).")
 @click.option("--screen", type=int, default=None, help="Which screen (0 = first) for the window or fullscreen.")
 @click.option("--hide-cursor", is_flag=True, help="Hide the mouse cursor over the window (unattended installations).")
-@click.option("--size", default=None, metavar="WxH", help="Scale the whole scene to this canvas first.")
+@click.option("--size", type=params.Size(), help="Scale the whole scene to this canvas first.")
 @click.option("--fps", type=float, default=None, help="Frames per second (default: the scene's).")
-@click.option("--start", type=float, default=0.0, show_default=True, help="Start this many seconds into the timeline.")
-@click.option("--save-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-              help="Where the s key saves the current frame as PNG.")
+@_preview_option("--start", type=float, help="Start this many seconds into the timeline.")
+@_preview_option("--save-dir", type=params.PATH, help="Where the s key saves the current frame as PNG.")
 @click.option("--no-vsync", is_flag=True, help="Do not wait for the screen's refresh when presenting.")
 @click.option("--frames-then-exit", type=int, default=None, metavar="N",
               help="Non-interactive (tests/CI): present N consecutive frames (none dropped), then exit.")
-@click.option("--screenshot", type=click.Path(path_type=Path), default=None,
+@click.option("--screenshot", type=params.PATH, default=None,
               help="With --frames-then-exit: save the window's pixels (read back from GL) as PNG at exit.")
 @click.option("--headless", is_flag=True,
               help="Render offscreen with pyglet's EGL mode (no X server); for --frames-then-exit runs.")
 @click.option("--quiet", is_flag=True, help="No messages except errors.")
-def preview(scene: Path | None, fullscreen: bool, screen: int | None, hide_cursor: bool, size: str | None,
-            fps: float | None, start: float, save_dir: Path, no_vsync: bool, frames_then_exit: int | None,
-            screenshot: Path | None, headless: bool, quiet: bool) -> None:
+def preview(scene: Path | None, size: tuple[int, int] | None, fps: float | None, no_vsync: bool, quiet: bool,
+            **options: Any) -> None:
     """Show SCENE (default: the default piece) live; it loops until you quit.
 
     Keys: space pause · left/right step a frame (paused) or scrub 1 s (shift: 10 s) ·
@@ -35,20 +40,15 @@ def preview(scene: Path | None, fullscreen: bool, screen: int | None, hide_curso
     Late frames are dropped, never slowed down. Without a display use `entropic render`.
     """
     from render.cli import default_piece
-    from render.export import load_render_scene, parse_size
+    from render.export import load_render_scene
     from render.live_window import PreviewOptions, check_display, run_preview
 
-    check_display(headless)  # before loading anything: the answer without a screen is immediate
+    check_display(options["headless"])  # before loading anything: the answer without a screen is immediate
     the_scene = load_render_scene(
-        scene if scene is not None else default_piece.scene_path("preview"), parse_size(size), fps,
+        scene if scene is not None else default_piece.scene_path("preview"), size, fps,
         named_stores=default_piece.named_stores(progress=not quiet),
     )
-    stats = run_preview(
-        the_scene,
-        PreviewOptions(fullscreen=fullscreen, screen=screen, hide_cursor=hide_cursor, start=start,
-                       frames_then_exit=frames_then_exit, screenshot=screenshot, headless=headless,
-                       vsync=not no_vsync, save_dir=save_dir, quiet=quiet),
-    )
+    stats = run_preview(the_scene, PreviewOptions(vsync=not no_vsync, quiet=quiet, **params.given(options)))
     if not quiet:
         click.echo(
             f"presented {stats.presented} frames in {stats.seconds:.1f} s ({stats.presented_per_second:.1f}/s), "

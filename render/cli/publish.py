@@ -1,4 +1,4 @@
-"""`entropic publish RUN OUT`: the shareable part of a run (how assets/model is made)."""
+"""`entropic publish RUN OUT`: the shareable part of a run (how assets/model is made), by diffusion.training.publish."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ from pathlib import Path
 
 import click
 
+from render.cli import params
+
 
 @click.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
-@click.option("--weights", "weights_dtype", type=click.Choice(["float16", "float32"]), default="float16",
-              show_default=True, help="Precision of the published EMA weights (float16: half the size).")
+@click.argument("run", type=params.PATH)
+@click.argument("out", type=params.PATH)
+@params.option("--weights", "weights_dtype", defaults=params.defaults_of("diffusion.training.publish:publish_run"),
+               resolve=True, type=params.LibraryChoice("diffusion.training.publish:WEIGHT_DTYPES"),
+               help="Precision of the published EMA weights (float16: half the size).")
 @click.option("--reproduce", multiple=True, metavar="COMMAND",
               help="A command that rebuilds the run from nothing, for the card (repeat, in order).")
 def publish(run: Path, out: Path, weights_dtype: str, reproduce: tuple[str, ...]) -> None:
     """Copy what sampling and `entropic report` need from RUN into OUT: config, EMA weights,
     model card, loss history and curve, contact sheets (no training state)."""
-    from diffusion.training.publish import publish_run
     from diffusion.runs.layout import WEIGHTS_FILE
+    from diffusion.training.publish import publish_run
 
     path = publish_run(run, out, weights_dtype=weights_dtype, reproduce=reproduce)
     size = (path / WEIGHTS_FILE).stat().st_size

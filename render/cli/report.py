@@ -9,20 +9,23 @@ from pathlib import Path
 
 import click
 
+from render.cli import params
+
 
 @click.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+@click.argument("run", type=params.PATH)
+@click.option("--output", "-o", type=params.PATH, default=None,
               help="File to write (default: report.html, or report.md with --format md).")
 @click.option("--format", "fmt", type=click.Choice(["html", "md"]), default=None,
               help="html: one self-contained file; md: Markdown plus a <name>_files/ folder of PNGs. "
                    "Default: md if --output ends in .md, else html.")
-@click.option("--evaluation", type=click.Path(path_type=Path), default=None,
+@click.option("--evaluation", type=params.PATH, default=None,
               help="JSON from `entropic evaluate RUN --data HELDOUT --json FILE` (default: RUN/evaluation.json if present).")
-@click.option("--audit", type=click.Path(path_type=Path), default=None,
+@click.option("--audit", type=params.PATH, default=None,
               help="JSON from `entropic audit` (default: RUN/audit.json if present).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
-def report(run, output, fmt, evaluation, audit, overwrite) -> None:
+def report(run: Path, output: Path | None, fmt: str | None, evaluation: Path | None, audit: Path | None,
+           overwrite: bool) -> None:
     """Write the process report of RUN: data and credits, training and energy, loss, samples, bits/dim, audit."""
     from diffusion.evidence.report import write_report
 

@@ -1,40 +1,43 @@
-"""`entropic sample`, `entropic evaluate`, `entropic audit`: record trajectories and check the model.
-
-Thin wrappers: diffusion.record, diffusion.store.merge.merge_stores, diffusion.evidence.evaluate and
-diffusion.evidence.audit do the work (and are what the tests call). torch is imported only inside the
-commands that need it.
-"""
+"""`entropic sample [RUN] --out STORE` (diffusion.record.record_run) and `entropic sample --merge PART... --out STORE`
+(diffusion.store.merge.merge_stores). torch is imported only to record."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import click
 
 from diffusion.common.errors import EntropicError
+from render.cli import params
+
+# An option whose default is RecordSettings' (diffusion.record): left to it unless given.
+_record_option = functools.partial(params.option, defaults=params.defaults_of("diffusion.record:RecordSettings"))
 
 
 @click.command()
-@click.argument("sources", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN] | --merge PART...")
-@click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path), help="Trajectory store to create, resume or append to.")
+@click.argument("sources", nargs=-1, type=params.PATH, metavar="[RUN] | --merge PART...")
+@click.option("--out", "-o", "out", required=True, type=params.PATH, help="Trajectory store to create, resume or append to.")
 @click.option("--count", "-n", type=int, default=None, help="Number of samples (more than the store has: append). Default: the store's count when resuming.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Base seed; sample i uses a seed derived from (seed, i).")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default="ddpm", show_default=True)
-@click.option("--steps", type=int, default=None, help="DDIM steps (default: all T). DDPM always walks all T steps.")
-@click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM noise (0 = deterministic, 1 = DDPM-like).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Samples per batch (a multiple of 16, the images per model call, wastes no work).")
-@click.option("--dtype", type=click.Choice(["float16", "uint8", "float32"]), default="float16", show_default=True,
-              help="Stored precision; uint8 is compact, lossy, with its per-step value mapping in the header.")
+@_record_option("--seed", type=int, help="Base seed; sample i uses a seed derived from (seed, i).")
+@_record_option("--sampler", type=params.LibraryChoice("diffusion.model.samplers:SAMPLERS"))
+@_record_option("--steps", type=int, help="DDIM steps (default: all T). DDPM always walks all T steps.")
+@_record_option("--eta", type=float, help="DDIM noise (0 = deterministic, 1 = DDPM-like).")
+@_record_option("--batch-size", type=int, help="Samples per batch (a multiple of 16, the images per model call, wastes no work).")
+@_record_option("--dtype", type=params.LibraryChoice("diffusion.store.format:DTYPES"),
+                help="Stored precision; uint8 is compact, lossy, with its per-step value mapping in the header.")
 @click.option("--record-x0", is_flag=True, help="Also record the model's predicted x_0 at every step.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
-              help="Precision of the network's forward pass. auto: bfloat16 where the CPU/GPU computes it natively "
-                   "(about 1.7x faster, drawings within a fraction of a grey level), float32 elsewhere; "
-                   "a resumed store keeps its own.")
-@click.option("--shard", default=None, metavar="K/N", help="Record only samples i with i % N == K (into its own store; merge with --merge).")
+@_record_option("--precision", type=params.LibraryChoice("diffusion.record:PRECISIONS"),
+                help="Precision of the network's forward pass. auto: bfloat16 where the CPU/GPU computes it natively "
+                     "(about 1.7x faster, drawings within a fraction of a grey level), float32 elsewhere; "
+                     "a resumed store keeps its own.")
+@click.option("--shard", type=params.Shard(), help="Record only samples i with i % N == K (into its own store; merge with --merge).")
 @click.option("--merge", is_flag=True, help="Merge the shard stores given as arguments into --out.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, record_x0, precision, shard, merge, threads, quiet) -> None:
+def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool, threads: int | None, quiet: bool,
+           **settings: Any) -> None:
     """Record every denoising step of COUNT samples of RUN into the store OUT.
 
     Without RUN, the default model in assets/ is used. Re-running the same command resumes
@@ -54,71 +57,20 @@ def sample(sources, out, count, seed, sampler, steps, eta, batch_size, dtype, re
         count = _existing_count(out)
     import torch
 
-    from diffusion.record import RecordSettings, parse_shard, record_run
-
-    if threads is not None:
-        if threads < 1:
-            raise EntropicError(f"--threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
-    settings = RecordSettings(
-        count=count,
-        seed=seed,
-        sampler=sampler,
-        steps=steps,
-        eta=eta,
-        batch_size=batch_size,
-        dtype=dtype,
-        record_x0=record_x0,
-        shard=parse_shard(shard),
-        precision=precision,
-    )
+    from diffusion.record import RecordSettings, record_run
     from render.cli import default_piece
 
-    report = record_run(sources[0] if sources else default_piece.model_dir(), out, settings, progress=not quiet)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    run = sources[0] if sources else default_piece.model_dir()
+    report = record_run(run, out, RecordSettings(count=count, **params.given(settings)), progress=not quiet)
     click.echo(report.summary())
 
 
 def _existing_count(out: Path) -> int:
+    """The sample count of the store ``out`` (a resume without --count)."""
     from diffusion.store.format import read_header
 
     if not (out / "header.json").is_file():
         raise EntropicError("--count is required when creating a new store (e.g. --count 144)")
     return int(read_header(out)["num_samples"])
-
-
-@click.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder of held-out images (with provenance.json).")
-@click.option("--count", type=int, default=None, help="Use only the first COUNT images.")
-@click.option("--timesteps-subset", type=int, default=None,
-              help="Estimate the sum over t from this many stratified timesteps (faster; default: all T).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise (and of the stratified timesteps).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the report as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate(run, data, count, timesteps_subset, batch_size, seed, json_out, quiet) -> None:
-    """Report the DDPM variational bound of RUN in bits/dim on the images in --data."""
-    from diffusion.common.atomic import atomic_write_json
-    from diffusion.evidence.evaluate import evaluate_run
-
-    report = evaluate_run(
-        run, data, count=count, timesteps_subset=timesteps_subset, batch_size=batch_size, seed=seed, progress=not quiet
-    )
-    click.echo(report.summary())
-    if json_out is not None:
-        atomic_write_json(json_out, {"format": "entropic-evaluation", "version": 1, **report.to_dict()})
-
-
-@click.command()
-@click.argument("store", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="The training images folder (with provenance.json).")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Sheet PNG (default: STORE-audit.png); the JSON report goes next to it.")
-@click.option("--threshold", type=float, default=0.5, show_default=True,
-              help="Flag when d(nearest) < THRESHOLD x mean distance to the nearest 50 (Carlini et al. 2023).")
-@click.option("--max-rows", type=int, default=64, show_default=True, help="Rows on the sheet (flagged samples always shown).")
-def audit(store, data, out, threshold, max_rows) -> None:
-    """Find each sample's nearest training images and flag near-copies."""
-    from diffusion.evidence.audit import audit_store
-
-    report = audit_store(store, data, out=out, threshold=threshold, max_rows=max_rows)
-    click.echo(report.summary())

@@ -1,77 +1,75 @@
 """`entropic train DATA --out RUN`: train a U-Net from scratch on a verified folder (resumes RUN).
 
-Only the options given on the command line are passed on: for a new run the rest take their
-defaults, for an existing run they are read from RUN/config.json, so
-`entropic train DATA --out RUN --steps 40000` continues a run whatever it was started with.
+Only the options given on the command line are passed on to diffusion.training.loop.train:
+for a new run the rest take the defaults of UNetConfig, ScheduleConfig and TrainConfig, for an
+existing run they are read from RUN/config.json, so `entropic train DATA --out RUN --steps 40000`
+continues a run whatever it was started with. --help shows those defaults, read from the
+dataclasses (which imports torch, for the help page only).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import click
 
-from diffusion.common.errors import EntropicError
-
-# Shown in --help; the dataclasses in diffusion.model.unet / diffusion.training are the source of truth
-# (kept in step by tests/test_train.py).
-_DEFAULTS = {
-    "resolution": 64, "base_channels": 16, "channel_mults": "1,2,4,8", "attention_resolutions": "16",
-    "num_res_blocks": 2, "head_channels": 32, "dropout": 0.0, "schedule": "cosine", "timesteps": 1000, "prediction": "v",
-    "steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup": 500, "ema_decay": 0.999, "grad_clip": 1.0,
-    "sample_every": 1000, "sample_count": 16, "sample_steps": 50, "checkpoint_every": 500, "seed": 0,
-}
+from render.cli import params
 
 
-def _d(name: str) -> str:
-    return f"[default: {_DEFAULTS[name]}; when resuming: the run's]"
+@functools.cache
+def run_defaults() -> dict[str, Any]:
+    """The default of every training option: the dataclasses' fields under the options' names."""
+    from diffusion.common.validation import defaults
+    from diffusion.model.objective import DEFAULT_PREDICTION
+    from diffusion.model.schedules import ScheduleConfig
+    from diffusion.model.unet import UNetConfig
+    from diffusion.training.settings import SCHEDULE_KEYS, TrainConfig
+
+    schedule = defaults(ScheduleConfig)
+    return {
+        **defaults(UNetConfig),
+        **{name: schedule[field] for name, field in SCHEDULE_KEYS.items()},
+        "prediction": DEFAULT_PREDICTION,
+        **defaults(TrainConfig),
+    }
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    """"1,2,2,4" -> (1, 2, 2, 4); "none" or "" -> () (for attention resolutions)."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text in ("", "none"):
-        return ()
-    try:
-        items = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise EntropicError(
-            f"--{param.name.replace('_', '-')} {value!r}: expected comma-separated integers such as 1,2,2,4"
-        ) from None
-    return items
+RESUMING = "; when resuming: the run's"
+# An option whose default is the run's defaults (run_defaults), or the run's own settings when resuming.
+_run_option = functools.partial(params.option, defaults=run_defaults, note=RESUMING)
 
 
 @click.command()
-@click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run directory (created, or resumed if it holds a run).")
-@click.option("--resolution", type=int, help=f"Image side in pixels. {_d('resolution')}")
-@click.option("--steps", type=int, help=f"Total steps the run should reach. {_d('steps')}")
-@click.option("--batch-size", type=int, help=f"Global batch size. {_d('batch_size')}")
-@click.option("--lr", type=float, help=f"AdamW learning rate. {_d('lr')}")
-@click.option("--warmup", type=int, help=f"Linear learning-rate warm-up steps. {_d('warmup')}")
-@click.option("--ema-decay", type=float, help=f"Decay of the EMA weights that are saved. {_d('ema_decay')}")
-@click.option("--grad-clip", type=float, help=f"Max gradient norm, 0 = off. {_d('grad_clip')}")
-@click.option("--schedule", type=click.Choice(["cosine", "linear"]), help=f"Noise schedule. {_d('schedule')}")
-@click.option("--timesteps", type=int, help=f"Diffusion steps T. {_d('timesteps')}")
-@click.option("--prediction", type=click.Choice(["eps", "v"]), help=f"What the net predicts. {_d('prediction')}")
-@click.option("--base-channels", type=int, help=f"Width of the first U-Net level. {_d('base_channels')}")
-@click.option("--channel-mults", callback=_int_list, help=f"Width multiplier per level (its length = depth). {_d('channel_mults')}")
-@click.option("--attention-resolutions", callback=_int_list, help=f"Resolutions with self-attention, or 'none'. {_d('attention_resolutions')}")
-@click.option("--num-res-blocks", type=int, help=f"ResBlocks per level. {_d('num_res_blocks')}")
-@click.option("--head-channels", type=int, help=f"Channels per attention head (must divide the attended widths). {_d('head_channels')}")
-@click.option("--dropout", type=float, help=f"Dropout in the ResBlocks. {_d('dropout')}")
-@click.option("--sample-every", type=int, help=f"Contact sheet of EMA samples every N steps, 0 = never. {_d('sample_every')}")
-@click.option("--sample-count", type=int, help=f"Samples per contact sheet (seeds 0..N-1). {_d('sample_count')}")
-@click.option("--sample-steps", type=int, help=f"DDIM steps for the contact sheets. {_d('sample_steps')}")
-@click.option("--checkpoint-every", type=int, help=f"Resumable checkpoint every N steps (and at the end). {_d('checkpoint_every')}")
-@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (CPU and CUDA). [default: off]")
-@click.option("--channels-last/--no-channels-last", default=None, help="NHWC memory layout (often faster). [default: off]")
-@click.option("--flip/--no-flip", default=None, help="Random left-right flips of training images. [default: on]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="auto = cuda, else mps, else cpu. [default: auto]")
-@click.option("--seed", type=int, help=f"Seed of weights, data order and noise. {_d('seed')}")
+@click.argument("data", type=params.PATH)
+@click.option("--out", "-o", required=True, type=params.PATH, help="Run directory (created, or resumed if it holds a run).")
+@_run_option("--resolution", type=int, help="Image side in pixels.")
+@_run_option("--steps", type=int, help="Total steps the run should reach.")
+@_run_option("--batch-size", type=int, help="Global batch size.")
+@_run_option("--lr", type=float, help="AdamW learning rate.")
+@_run_option("--warmup", type=int, help="Linear learning-rate warm-up steps.")
+@_run_option("--ema-decay", type=float, help="Decay of the EMA weights that are saved.")
+@_run_option("--grad-clip", type=float, help="Max gradient norm, 0 = off.")
+@_run_option("--schedule", type=params.LibraryChoice("diffusion.model.schedules:SCHEDULE_KINDS"), help="Noise schedule.")
+@_run_option("--timesteps", type=int, help="Diffusion steps T.")
+@_run_option("--prediction", type=params.LibraryChoice("diffusion.model.objective:PREDICTIONS"), help="What the net predicts.")
+@_run_option("--base-channels", type=int, help="Width of the first U-Net level.")
+@_run_option("--channel-mults", type=params.IntList(), help="Width multiplier per level (its length = depth).")
+@_run_option("--attention-resolutions", type=params.IntList(), help="Resolutions with self-attention, or 'none'.")
+@_run_option("--num-res-blocks", type=int, help="ResBlocks per level.")
+@_run_option("--head-channels", type=int, help="Channels per attention head (must divide the attended widths).")
+@_run_option("--dropout", type=float, help="Dropout in the ResBlocks.")
+@_run_option("--sample-every", type=int, help="Contact sheet of EMA samples every N steps, 0 = never.")
+@_run_option("--sample-count", type=int, help="Samples per contact sheet (seeds 0..N-1).")
+@_run_option("--sample-steps", type=int, help="DDIM steps for the contact sheets.")
+@_run_option("--checkpoint-every", type=int, help="Resumable checkpoint every N steps (and at the end).")
+@_run_option("--bf16/--no-bf16", default=None, note="", help="bfloat16 autocast (CPU and CUDA).")
+@_run_option("--channels-last/--no-channels-last", default=None, note="", help="NHWC memory layout (often faster).")
+@_run_option("--flip/--no-flip", default=None, note="", help="Random left-right flips of training images.")
+@_run_option("--device", note="", type=params.LibraryChoice("diffusion.training.settings:DEVICES"),
+             help="auto = cuda, else mps, else cpu.")
+@_run_option("--seed", type=int, help="Seed of weights, data order and noise.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages (errors still print).")
 def train(data: Path, out: Path, quiet: bool, **options: Any) -> None:
     """Train a diffusion model from scratch on the images in DATA (a folder with a verified
@@ -83,5 +81,15 @@ def train(data: Path, out: Path, quiet: bool, **options: Any) -> None:
     """
     from diffusion.training.loop import train as run_training
 
-    explicit = {key: value for key, value in options.items() if value is not None}
-    run_training(data, out, explicit, quiet=quiet)
+    run_training(data, out, params.given(options), quiet=quiet)
+
+
+def __getattr__(name: str) -> Any:
+    """``_DEFAULTS``: {option: default as --help shows it} for the options whose default a resumed run overrides."""
+    if name == "_DEFAULTS":
+        return {
+            p.name: params.show_value(p.library_default())
+            for p in train.params
+            if isinstance(p, params.LibraryOption) and p.note == RESUMING
+        }
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

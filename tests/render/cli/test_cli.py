@@ -1,13 +1,20 @@
-"""The command line as a whole: starts light, reports errors as one line, matches the README."""
+"""The command line as a whole: starts light, one module per command, parses with the library's parsers and
+defaults, reports errors as one line, matches the README."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from render.cli import COMMANDS
+import click
+import pytest
+from click.testing import CliRunner
+
+from render.cli import COMMANDS, cli, main, params
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,6 +39,132 @@ def test_help_lists_every_command_without_importing_torch():
     assert out.strip().endswith("NO-TORCH")
     for name in COMMANDS:
         assert name in out
+
+
+def test_help_imports_no_library_module_beyond_the_errors():
+    """`entropic --help` imports every command module: they must leave the library (numpy included) alone."""
+    probe = (
+        "import sys; from render.cli import cli; "
+        "from click.testing import CliRunner; CliRunner().invoke(cli, ['--help']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'scenes', 'render', 'diffusion')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded = set(eval(out))
+    commands = {spec.split(":")[0] for spec in COMMANDS.values()}
+    assert commands <= loaded  # every command was asked for its help line
+    allowed = {"render", "render.cli", "render.cli.params", "diffusion", "diffusion.common", "diffusion.common.errors"}
+    assert loaded - commands <= allowed, sorted(loaded - commands - allowed)
+
+
+def test_every_command_has_its_own_module_named_after_it():
+    for name, spec in COMMANDS.items():
+        module, attr = spec.split(":")
+        assert module == f"render.cli.{name}" and attr == name
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command) and command.name == name
+    dataset = importlib.import_module("render.cli.dataset").dataset
+    assert sorted(dataset.commands) == ["check", "default", "init"]
+
+
+def test_value_types_parse_with_the_library_parsers():
+    assert params.Size().convert("1280x720", None, None) == (1280, 720)
+    assert params.FrameRange().convert("900:1800", None, None) == (900, 1800)
+    assert params.FrameRange().convert("900:", None, None) == (900, None)  # to the end, whatever the timeline
+    assert params.FrameRange().convert(":900", None, None) == (0, 900)
+    assert params.Shard().convert("1/4", None, None) == (1, 4)
+    assert params.IntList().convert("1,2,4", None, None) == (1, 2, 4)
+    assert params.IntList().convert("none", None, None) == ()
+    for kind, text in ((params.Size(), "1280"), (params.FrameRange(), "a:b"), (params.Shard(), "4/4"), (params.IntList(), "1,x")):
+        with pytest.raises(params.ValueRefused):
+            kind.convert(text, None, None)
+
+
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (["render", "--size", "0x90"], "--size 0x90 is empty: width and height must be at least 1"),
+        (["render", "--size", "big"], "--size 'big' is not WIDTHxHEIGHT (e.g. 1920x1080)"),
+        (["render", "--frames", "1-2"], "--frames '1-2' is not START:STOP (e.g. 900:1800, half-open, first frame 0)"),
+        (["preview", "--size", "16x"], "--size '16x' is not WIDTHxHEIGHT (e.g. 1920x1080)"),
+        (["train", "data", "--out", "run", "--channel-mults", "1,x"],
+         "--channel-mults '1,x': expected comma-separated integers such as 1,2,2,4"),
+    ],
+)
+def test_refused_values_are_the_parsers_own_one_line_messages(args, line, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"entropic: error: {line}\n"
+
+
+def test_click_checked_values_are_one_line_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "--preset", "fastest"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'fastest' is not one of 'ultrafast'" in err[0] and "entropic render --help" in err[0]
+
+
+def test_vocabularies_are_the_librarys():
+    from render.cli.render import render
+    from render.video_sink import X264_PRESETS
+
+    preset = next(p for p in render.params if p.name == "preset")
+    assert preset.type.choices == X264_PRESETS
+
+
+@pytest.mark.parametrize(
+    "module,command,spec",
+    [
+        ("render.cli.render", "render", "render.export:RenderOptions"),
+        ("render.cli.preview", "preview", "render.live_window:PreviewOptions"),
+        ("render.cli.dataset", "default", "diffusion.data.hershey_glyphs:GlyphStyle"),
+    ],
+)
+def test_help_shows_the_librarys_defaults(module, command, spec):
+    from diffusion.common.validation import defaults
+
+    cmd = getattr(importlib.import_module(module), command)
+    library = defaults(params.library_object(spec))
+    shown = [p for p in cmd.params if isinstance(p, params.LibraryOption) and p.name in library]
+    assert shown
+    ctx = cmd.make_context(command, ["folder"] if command == "default" else [])
+    for p in shown:
+        assert ctx.params[p.name] is None  # not copied: what is not given is left to the library
+        assert f"default: {params.show_value(library[p.name])}" in p.get_help_record(ctx)[1]
+
+
+def test_every_library_vocabulary_and_default_a_command_names_exists():
+    """The commands name library constants and defaults as "module:NAME" strings: all must resolve."""
+    commands = [importlib.import_module(spec.split(":")[0]).__dict__[name] for name, spec in COMMANDS.items()]
+    commands += list(importlib.import_module("render.cli.dataset").dataset.commands.values())
+    checked = 0
+    for command in commands:
+        for p in command.params:
+            if isinstance(p.type, params.LibraryChoice):
+                assert p.type.choices, (command.name, p.name)
+                checked += 1
+            if isinstance(p, params.LibraryOption):
+                assert p.name in p.defaults(), (command.name, p.name)
+                checked += 1
+    assert checked > 40
+
+
+def test_render_passes_on_only_what_was_given(monkeypatch, tmp_path):
+    import render.export
+    from render.export import RenderOptions
+
+    calls = []
+
+    def fake_render(scene, options, named_stores=None):
+        calls.append((scene, options))
+        return SimpleNamespace(path=options.output, kind="video", codec="h264", width=2, height=2, fps=1.0, start=0,
+                               stop=1, frames_written=1, seconds=0.0, exact=False)
+
+    monkeypatch.setattr(render.export, "render", fake_render)
+    result = CliRunner().invoke(cli, ["render", str(tmp_path / "s.toml"), "--crf", "20", "--frames", "3:", "--size", "8x6"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(tmp_path / "s.toml", RenderOptions(crf=20, frames=(3, None), size=(8, 6)))]
 
 
 def test_scenes_package_never_imports_torch():
