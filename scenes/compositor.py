@@ -258,11 +258,10 @@ def checked_tiles(
 class Compositor:
     """Draws one grid's tiles (all the same size) onto a :class:`WorkCanvas`, in one compiled pass.
 
-    See the module docstring for the blend formulas. ``batch`` is not used (tiles are drawn
-    one after another); it is accepted for callers that still pass it.
+    See the module docstring for the blend formulas.
     """
 
-    def __init__(self, geo: TileGeometry, mode: str, batch: int | None = None) -> None:
+    def __init__(self, geo: TileGeometry, mode: str) -> None:
         if mode not in BLEND_MODES:
             raise ValueError(f"unknown blend mode {mode!r}")
         self.geo = geo

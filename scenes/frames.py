@@ -36,11 +36,6 @@ from scenes.tile_cache import TileCache
 from scenes.timeline import TimelinePlan, displayed_steps
 from scenes.tone import Q, Q_BITS, dither_thresholds, tone_levels
 
-# Most tiles blended in one batch: enough to amortise numpy's per-call cost (about 2.5 us,
-# the price of blending a whole tile), few enough that a batch's buffers stay cache-sized.
-BATCH = 16
-
-
 class ContentMaker:
     """Makes tile contents for the cache: key (sample * S + step) -> tone-mapped, resampled pixels.
 
@@ -81,7 +76,7 @@ class GridRenderer:
         self.geo = TileGeometry(self.th, self.tw)
         self.resampler = Resampler((store.height, store.width), (self.th, self.tw), grid.resampling)
         self.cache = TileCache(2 * n + 8, self.th, self.tw, ContentMaker(store, grid, self.resampler))
-        self.compositor = Compositor(self.geo, grid.blend, min(BATCH, n))
+        self.compositor = Compositor(self.geo, grid.blend)
         self.compositor.repeated_rows = self.resampler.repeated_rows()
         self.order = stacking_order(grid.rows, grid.cols)
 

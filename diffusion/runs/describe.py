@@ -51,7 +51,7 @@ def describe_run(path: str | os.PathLike) -> str:
     if weights.is_file():
         lines.append(f"  weights:   {WEIGHTS_FILE} (EMA) sha256 {sha256_file(weights)}")
     else:
-        lines.append(f"  weights:   none yet (no checkpoint written)")
+        lines.append("  weights:   none yet (no checkpoint written)")
     lic = ds.get("license_summary") or {}
     lines.append(f"  dataset:   {ds.get('path')} — {ds.get('images')} images, manifest sha256 {ds.get('manifest_sha256')}")
     lines.append(f"  licences:  {', '.join(f'{k} ({v})' for k, v in sorted(lic.items())) or 'unknown'}")

@@ -237,8 +237,7 @@ def test_overlapping_pairs_finds_exactly_the_overlaps(n):
 def draw_both(geo, mode, slots, args, below, margin, repeated_rows=None):
     """The canvas (margin included) drawn by the compositor and by the numpy reference passes, from ``below``."""
     out = []
-    for cls in (ReferenceCompositor, Compositor):
-        comp = cls(geo, mode, batch=4)
+    for comp in (ReferenceCompositor(geo, mode, batch=4), Compositor(geo, mode)):
         if repeated_rows is not None:
             comp.repeated_rows = repeated_rows
         canvas = WorkCanvas(*below.shape, margin)
