@@ -74,8 +74,15 @@ def _reach(start: str) -> set[str]:
     return seen
 
 
+# Settings and vocabularies that configs, help pages and the default piece's recipe read.
+TORCH_FREE_SETTINGS = {
+    "diffusion.model.config", "diffusion.model.schedules", "diffusion.record_settings",
+    "diffusion.training.settings", "diffusion.runs.layout",
+}
+
+
 def _torch_free(name: str) -> bool:
-    return name.startswith(("diffusion.store", "scenes")) or (
+    return name in TORCH_FREE_SETTINGS or name.startswith(("diffusion.store", "scenes")) or (
         name.startswith("render") and not name.startswith("render.cli")
     )
 
@@ -141,3 +148,20 @@ def test_importing_the_torch_free_half_leaves_torch_out():
     probe = f"import sys; import {', '.join(names)}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_help_pages_and_the_default_recipe_leave_torch_out():
+    """`train --help`, `sample --help` and reading the default piece's recipe (every render of it) need no torch."""
+    probe = (
+        "import sys\n"
+        "from render.cli import main, default_piece\n"
+        "default_piece.sampling_recipe()\n"
+        "for command in ('train', 'sample', 'render'):\n"
+        "    try:\n"
+        "        main([command, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stderr.strip() == "False"

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from diffusion.common.errors import EntropicError
-from diffusion.model.objective import check_prediction, predict_eps_and_x0, schedule_tensors
+from diffusion.model.config import check_prediction
+from diffusion.model.objective import predict_eps_and_x0, schedule_tensors
 from diffusion.model.schedules import NoiseSchedule
 
 __all__ = ["BoundReport", "variational_bound", "evaluate_run", "stratified_timesteps"]

@@ -34,15 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffusion.common.errors import EntropicError
+from diffusion.model.config import check_prediction
 from diffusion.model.schedules import NoiseSchedule
 
-PREDICTIONS = ("eps", "v")
-DEFAULT_PREDICTION = "v"
 
 __all__ = [
-    "PREDICTIONS",
-    "DEFAULT_PREDICTION",
     "ScheduleTensors",
     "schedule_tensors",
     "q_sample",
@@ -50,15 +46,7 @@ __all__ = [
     "training_loss",
     "predict_eps_and_x0",
     "eps_from_x0",
-    "check_prediction",
 ]
-
-
-def check_prediction(prediction: str) -> str:
-    """Return ``prediction`` if it is "eps" or "v", else raise EntropicError."""
-    if prediction not in PREDICTIONS:
-        raise EntropicError(f"prediction {prediction!r} is unknown; use 'eps' or 'v'")
-    return prediction
 
 
 @dataclass(frozen=True, eq=False)

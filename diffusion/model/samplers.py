@@ -29,11 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusion.common.errors import EntropicError
-from diffusion.model.objective import ScheduleTensors, check_prediction, eps_from_x0, predict_eps_and_x0, schedule_tensors
+from diffusion.model.config import SAMPLERS, check_prediction
+from diffusion.model.objective import ScheduleTensors, eps_from_x0, predict_eps_and_x0, schedule_tensors
 from diffusion.model.schedules import NoiseSchedule
 
 __all__ = [
-    "SAMPLERS",
     "ddpm_step",
     "ddim_step",
     "ddim_timesteps",
@@ -43,7 +43,6 @@ __all__ = [
     "sample",
 ]
 
-SAMPLERS = ("ddpm", "ddim")
 
 OnStep = Callable[[int, np.ndarray, torch.Tensor, torch.Tensor], None]
 

@@ -12,9 +12,8 @@ import numpy as np
 
 from diffusion.common.errors import EntropicError
 from diffusion.common.validation import config_from_dict, config_to_dict
-from diffusion.model.objective import DEFAULT_PREDICTION, PREDICTIONS
+from diffusion.model.config import DEFAULT_PREDICTION, PREDICTIONS, UNetConfig
 from diffusion.model.schedules import ScheduleConfig
-from diffusion.model.unet import UNetConfig
 from diffusion.runs.layout import CONFIG_FILE
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -98,7 +98,7 @@ def named_stores(progress: bool = True) -> dict[str, Callable[[], Path]]:
 
 def sampling_recipe() -> dict[str, Any]:
     """assets/model/sampling.json without its ``about`` note: RecordSettings fields, checked."""
-    from diffusion.record import RecordSettings
+    from diffusion.record_settings import RecordSettings
 
     path = MODEL_DIR / RECIPE
     try:

@@ -218,7 +218,7 @@ class Shard(LibraryType):
 
     def parse(self, text: str, param: click.Parameter | None) -> tuple[int, int] | None:
         """``"0/4"`` → (0, 4)."""
-        from diffusion.record import parse_shard
+        from diffusion.record_settings import parse_shard
 
         return parse_shard(text)
 

@@ -13,7 +13,7 @@ from diffusion.common.errors import EntropicError
 from render.cli import params
 
 # An option whose default is RecordSettings' (diffusion.record): left to it unless given.
-_record_option = functools.partial(params.option, defaults=params.defaults_of("diffusion.record:RecordSettings"))
+_record_option = functools.partial(params.option, defaults=params.defaults_of("diffusion.record_settings:RecordSettings"))
 
 
 @click.command()
@@ -21,14 +21,14 @@ _record_option = functools.partial(params.option, defaults=params.defaults_of("d
 @click.option("--out", "-o", "out", required=True, type=params.PATH, help="Trajectory store to create, resume or append to.")
 @click.option("--count", "-n", type=int, default=None, help="Number of samples (more than the store has: append). Default: the store's count when resuming.")
 @_record_option("--seed", type=int, help="Base seed; sample i uses a seed derived from (seed, i).")
-@_record_option("--sampler", type=params.LibraryChoice("diffusion.model.samplers:SAMPLERS"))
+@_record_option("--sampler", type=params.LibraryChoice("diffusion.model.config:SAMPLERS"))
 @_record_option("--steps", type=int, help="DDIM steps (default: all T). DDPM always walks all T steps.")
 @_record_option("--eta", type=float, help="DDIM noise (0 = deterministic, 1 = DDPM-like).")
 @_record_option("--batch-size", type=int, help="Samples per batch (a multiple of 16, the images per model call, wastes no work).")
 @_record_option("--dtype", type=params.LibraryChoice("diffusion.store.format:DTYPES"),
                 help="Stored precision; uint8 is compact, lossy, with its per-step value mapping in the header.")
 @click.option("--record-x0", is_flag=True, help="Also record the model's predicted x_0 at every step.")
-@_record_option("--precision", type=params.LibraryChoice("diffusion.record:PRECISIONS"),
+@_record_option("--precision", type=params.LibraryChoice("diffusion.record_settings:PRECISIONS"),
                 help="Precision of the network's forward pass. auto: bfloat16 where the CPU/GPU computes it natively "
                      "(about 1.7x faster, drawings within a fraction of a grey level), float32 elsewhere; "
                      "a resumed store keeps its own.")

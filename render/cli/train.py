@@ -22,9 +22,8 @@ from render.cli import params
 def run_defaults() -> dict[str, Any]:
     """The default of every training option: the dataclasses' fields under the options' names."""
     from diffusion.common.validation import defaults
-    from diffusion.model.objective import DEFAULT_PREDICTION
+    from diffusion.model.config import DEFAULT_PREDICTION, UNetConfig
     from diffusion.model.schedules import ScheduleConfig
-    from diffusion.model.unet import UNetConfig
     from diffusion.training.settings import SCHEDULE_KEYS, TrainConfig
 
     schedule = defaults(ScheduleConfig)
@@ -53,7 +52,7 @@ _run_option = functools.partial(params.option, defaults=run_defaults, note=RESUM
 @_run_option("--grad-clip", type=float, help="Max gradient norm, 0 = off.")
 @_run_option("--schedule", type=params.LibraryChoice("diffusion.model.schedules:SCHEDULE_KINDS"), help="Noise schedule.")
 @_run_option("--timesteps", type=int, help="Diffusion steps T.")
-@_run_option("--prediction", type=params.LibraryChoice("diffusion.model.objective:PREDICTIONS"), help="What the net predicts.")
+@_run_option("--prediction", type=params.LibraryChoice("diffusion.model.config:PREDICTIONS"), help="What the net predicts.")
 @_run_option("--base-channels", type=int, help="Width of the first U-Net level.")
 @_run_option("--channel-mults", type=params.IntList(), help="Width multiplier per level (its length = depth).")
 @_run_option("--attention-resolutions", type=params.IntList(), help="Resolutions with self-attention, or 'none'.")
