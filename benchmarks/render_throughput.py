@@ -114,7 +114,7 @@ def ffmpeg_alone(raw: Path, out: Path, width: int, height: int, fps: float, sett
     muxer = codec.muxers[out.suffix]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray",
            "-s", f"{width}x{height}", "-framerate", str(fps), "-i", str(raw), "-map", "0:v:0", "-an",
-           *encoder_args(codec, settings, fps, muxer), "-f", muxer, "-y", str(out)]
+           *encoder_args(codec, settings, width, height, fps, muxer), "-f", muxer, "-y", str(out)]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - t
@@ -136,7 +136,7 @@ def imageio_write_frames(frames: np.ndarray, out: Path, fps: float, settings) ->
     from render.video_sink import CODECS, encoder_args
 
     codec = CODECS[settings.codec]
-    args = encoder_args(codec, settings, fps, codec.muxers[out.suffix])
+    args = encoder_args(codec, settings, frames.shape[2], frames.shape[1], fps, codec.muxers[out.suffix])
     # write_frames adds its own -vcodec/-pix_fmt; pass ours as output_params after them
     t = time.perf_counter()
     gen = imageio_ffmpeg.write_frames(str(out), (frames.shape[2], frames.shape[1]), fps=fps, pix_fmt_in="gray",

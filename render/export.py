@@ -39,6 +39,7 @@ from diffusion.common.atomic import atomic_path
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
 from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video
+from render.h264_levels import rate_control
 from render.image_sequence import ImageSequenceSink
 from render.video_sink import (
     CODECS,
@@ -116,6 +117,7 @@ class RenderOptions:
     crf: int = 18
     preset: str = "veryfast"
     full_range: bool = False
+    target: str = "player"  # H.264: the level and rate cap (render.h264_levels)
     overwrite: bool = False
     quiet: bool = False
 
@@ -180,7 +182,8 @@ def plan_output(options: RenderOptions) -> OutputPlan:
     codec_name = options.codec or ("gif" if fmt == "gif" else codec_for_extension(out) or "h264")
     if fmt == "gif" and codec_name != "gif":
         raise EntropicError(f"--format gif cannot use --codec {codec_name}")
-    settings = VideoSettings(codec=codec_name, crf=options.crf, preset=options.preset, full_range=options.full_range)
+    settings = VideoSettings(codec=codec_name, crf=options.crf, preset=options.preset, full_range=options.full_range,
+                             target=options.target)
     codec = settings.validate()
     if options.full_range and codec.name != "h264":
         raise EntropicError(f"--full-range applies to --codec h264 only; {codec.name} {'is exact already' if codec.exact else 'is always limited range'}")
@@ -386,8 +389,10 @@ def render(
     if plan.codec is not None:
         output_doc["codec"] = plan.codec.name
         if plan.codec.name == "h264":
+            rc = rate_control(plan.settings.target, width, height, fps)  # refuses a size beyond every level
             output_doc.update(crf=plan.settings.crf, preset=plan.settings.preset,
-                              range="full" if plan.settings.full_range else "limited")
+                              range="full" if plan.settings.full_range else "limited",
+                              target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)
     doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
     t0 = time.perf_counter()
     if plan.kind == "png":

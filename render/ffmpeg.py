@@ -84,6 +84,8 @@ class VideoFacts:
     frames: int
     tags: dict[str, str]
     duration: float  # seconds, from the container (GIF frame delays are whole 1/100 s)
+    profile: str | None = None  # the stream's declared profile ("High"), where the codec has one
+    level: int | None = None  # the declared level as the stream writes it (41 = H.264 level 4.1)
 
 
 def _av() -> Any:
@@ -183,7 +185,62 @@ def probe_video(path: str | os.PathLike) -> VideoFacts:
             frames=frames,
             tags=tags,
             duration=duration,
+            profile=ctx.profile or None,
+            level=int(ctx.level) if getattr(ctx, "level", 0) and ctx.level > 0 else None,
         )
+
+
+@dataclass(frozen=True)
+class PacketTimeline:
+    """Every packet of a video stream in decoding order: presentation time (s), size (bytes), keyframe."""
+
+    times: np.ndarray  # float64 [N]
+    sizes: np.ndarray  # int64 [N]
+    keyframes: np.ndarray  # bool [N]
+
+    def peak_bitrate(self, window: float = 1.0) -> float:
+        """The most bits in any ``window`` seconds of presentation, per second.
+
+        Every window starting at a packet is counted (a sliding window, not fixed one-second
+        bins, which would split a burst between two bins).
+        """
+        if self.times.size == 0:
+            return 0.0
+        order = np.argsort(self.times, kind="stable")
+        times, sizes = self.times[order], self.sizes[order]
+        cumulative = np.concatenate([[0], np.cumsum(sizes)])
+        ends = np.searchsorted(times, times + window - 1e-9, side="right")
+        return float((cumulative[ends] - cumulative[:-1]).max() * 8 / window)
+
+    def buffer_underflows(self, rate: float, buffer: float, fps: float, initial: float = 0.9) -> int:
+        """Frames a decoder's buffer would not hold in time: bits arrive at ``rate`` bit/s into a
+        ``buffer``-bit buffer (never beyond full), starting ``initial`` full, and frame i leaves
+        it whole at i / fps, in decoding order (the VBV model x264 encodes against). 0 = the
+        stream plays from a player with that rate and buffer without a stall."""
+        fullness, late = initial * buffer, 0
+        for size in self.sizes * 8:
+            if size > fullness:
+                late += 1
+            fullness = min(buffer, max(fullness - size, 0.0) + rate / fps)
+        return late
+
+
+def packet_timeline(path: str | os.PathLike) -> PacketTimeline:
+    """The packets of a video's first stream, read from the container (no decoding)."""
+    path = Path(path)
+    av = _av()
+    rows = []
+    try:
+        with _open(av, path) as container:
+            stream = container.streams.video[0]
+            base = float(stream.time_base)
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    rows.append((packet.pts * base, packet.size, bool(packet.is_keyframe)))
+    except (av.error.FFmpegError, OSError, UnicodeError, IndexError) as err:
+        raise EntropicError(f"{path}: not a readable video ({_why(err)})") from None
+    times, sizes, keys = zip(*rows) if rows else ((), (), ())
+    return PacketTimeline(np.array(times, np.float64), np.array(sizes, np.int64), np.array(keys, bool))
 
 
 def _why(err: BaseException) -> str:

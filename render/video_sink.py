@@ -46,6 +46,10 @@ import numpy as np
 
 from diffusion.common.errors import EntropicError
 from render.ffmpeg import check_encoder, ffmpeg_exe
+from render.h264_levels import TARGETS, rate_control
+
+#: x264 options for a moving field of grain, chosen by measurement (benchmarks/video_conformance.py).
+X264_GRAIN: tuple[str, ...] = ()
 
 #: x264 presets accepted by ``--preset`` (slowest last).
 X264_PRESETS = (
@@ -122,13 +126,16 @@ class VideoSettings:
 
     ``crf``/``preset`` apply to ``h264`` (``preset`` also to ``lossless``). ``full_range`` applies
     to ``h264``: the stream keeps 0–255 and is flagged full (PC) range; most players honour
-    the flag, a few old ones show it slightly washed out, hence off by default.
+    the flag, a few old ones show it slightly washed out, hence off by default. ``target``
+    applies to ``h264``: the level it declares and the rate cap that keeps it there
+    (:mod:`render.h264_levels`).
     """
 
     codec: str = "h264"
     crf: int = 18
     preset: str = "veryfast"
     full_range: bool = False
+    target: str = "player"
     faststart: bool = True  # moov atom first in .mp4/.mov so players start before the end arrives
     extra_output_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -142,6 +149,8 @@ class VideoSettings:
             raise EntropicError(f"--crf {self.crf} is outside 0..51 (lower is better quality; 18 is visually lossless)")
         if self.preset not in X264_PRESETS:
             raise EntropicError(f"unknown --preset {self.preset!r}: choose one of {', '.join(X264_PRESETS)}")
+        if self.target not in TARGETS:
+            raise EntropicError(f"unknown --target {self.target!r}: choose one of {', '.join(TARGETS)}")
         return CODECS[self.codec]
 
 
@@ -175,12 +184,13 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(str(fps)).limit_denominator(100_000)
 
 
-def encoder_args(codec: Codec, settings: VideoSettings, fps: float, muxer: str) -> list[str]:
-    """The ffmpeg output options (after ``-i``) that encode gray frames with ``codec``."""
+def encoder_args(codec: Codec, settings: VideoSettings, width: int, height: int, fps: float, muxer: str) -> list[str]:
+    """The ffmpeg output options (after ``-i``) that encode ``width`` x ``height`` gray frames with ``codec``."""
     if codec.name == "h264":
         args = ["-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
         # gray is full range; ffmpeg converts to limited (16..235) unless the output is tagged full.
         args += ["-color_range", "pc" if settings.full_range else "tv"]
+        args += rate_control(settings.target, width, height, fps).x264_args() + list(X264_GRAIN)
     elif codec.name == "lossless":
         args = ["-c:v", "libx264", "-preset", settings.preset, "-qp", "0", "-pix_fmt", "gray"]
     elif codec.name == "ffv1":
@@ -251,7 +261,7 @@ class VideoSink:
             "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
             "-map", "0:v:0", "-an",
         ]
-        cmd += encoder_args(self.codec, self.settings, self.fps, self.muxer)
+        cmd += encoder_args(self.codec, self.settings, self.width, self.height, self.fps, self.muxer)
         for key, value in self.metadata.items():
             cmd += ["-metadata", f"{key}={value}"]
         # bitexact: no random Matroska segment UID or date, so the same frames give the same file.

@@ -1,7 +1,7 @@
 """frame(scene, t): the pure function from a scene, its stores and a time to a uint8 frame.
 
 Per grid and frame: the timeline gives each tile a continuous step position k; the motion
-gives its displacement (diffuse motion scales with sqrt(1 - alphabar) at k); the tile cache
+gives its displacement (diffuse motion grows with sqrt(1 - alphabar) at k); the tile cache
 supplies the contents of the recorded steps around k (crossfaded or held); the compositor
 places every visible tile at its sub-pixel position and blends it onto a fixed-point canvas,
 which is finally quantised (with the canvas's dithering) to 8 bits.
@@ -67,7 +67,8 @@ class GridRenderer:
         self.num_steps = store.num_steps
         loops = scene.loop or grid.timeline.direction == "ping-pong"
         self.timeline = TimelinePlan.build(grid.timeline, n, scene.duration, store.alphas_cumprod)
-        self.motion = MotionPlan.build(grid.motion, n, grid.index, scene.duration if loops else None)
+        runs = (self.timeline.run_start, self.timeline.run_start + self.timeline.run_length)
+        self.motion = MotionPlan.build(grid.motion, n, grid.index, scene.duration if loops else None, runs)
         sx, sy = scene.scale
         self.scale = np.array([sx, sy])
         self.cells = cell_positions(grid.rows, grid.cols, grid.tile, grid.spacing, grid.origin)

@@ -20,6 +20,7 @@ from diffusion.common.validation import (
     text,
 )
 from scenes.spec import (
+    AFTER_RUN,
     BETWEEN_STEPS,
     BLEND_MODES,
     DIRECTIONS,
@@ -126,6 +127,7 @@ SCHEMA_MOTION: dict[str, Key] = {
     "timescale": Key(number(0.0, MAX_DURATION, lo_open=True), 4.0, only_for=("diffuse",)),
     "center": Key(number(0.0, 1.0), 0.5, only_for=("gaussian-glide",)),
     "width": Key(number(0.001, 10.0), 0.15, only_for=("gaussian-glide",)),
+    "after_run": Key(choice(AFTER_RUN), "rest", only_for=("diffuse",)),
 }
 
 

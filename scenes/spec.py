@@ -25,9 +25,11 @@ MAX_DURATION = 24 * 3600.0
 TILE_MEMORY_LIMIT = 2 << 30
 DIRECTIONS = ("to-noise", "to-image", "ping-pong")
 EASINGS = ("linear", "ease-in", "ease-out", "ease-in-out", "cosine", "smootherstep")
-PACINGS = ("signal", "step", "log-snr")
+PACINGS = ("signal", "noise", "step", "log-snr")
 BETWEEN_STEPS = ("crossfade", "hold")
 MOTION_KINDS = ("diffuse", "gaussian-glide", "still")
+# What a diffuse tile does once its run is over: come to rest, or keep wandering.
+AFTER_RUN = ("rest", "drift")
 RESAMPLING = ("nearest", "bilinear", "lanczos")
 # The order is the compositor kernel's mode code (scenes.fused.MODES).
 BLEND_MODES = ("over", "darken", "lighten", "multiply", "add")
@@ -74,6 +76,7 @@ class MotionSpec:
     timescale: float
     center: float
     width: float
+    after_run: str = "rest"
 
 
 @dataclass(frozen=True)

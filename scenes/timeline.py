@@ -11,7 +11,8 @@ Vocabulary:
   ``u`` eased, then mapped into ``span`` (the part of the trajectory that is played).
 * **pacing** turns ``n`` into a continuous step position ``k`` (store steps: 0 = x_T noise,
   S-1 = x_0): by ``step`` (uniform in step index), by ``signal`` (uniform in the signal level
-  sqrt(alphabar)) or by ``log-snr`` (uniform in log(alphabar / (1 - alphabar)), clipped to
+  sqrt(alphabar)), by ``noise`` (uniform in the noise level sqrt(1 - alphabar): the drawing
+  stays legible longest and the grain keeps rising to the end of the run) or by ``log-snr`` (uniform in log(alphabar / (1 - alphabar)), clipped to
   [-10, 10], beyond which frames look alike). With the linear schedule a third of all steps
   hold less than 10 % signal; pacing by step spends a third of the piece on near-noise.
 * Between recorded steps a tile either **holds** the nearest step or **crossfades** the two
@@ -82,6 +83,8 @@ def noise_levels(alphas_cumprod: np.ndarray, pacing: str) -> np.ndarray:
         return np.zeros(1)
     if pacing == "signal":
         level = np.sqrt(a)
+    elif pacing == "noise":
+        level = -np.sqrt(1.0 - a)
     elif pacing == "log-snr":
         eps = 1e-12
         ac = np.clip(a, eps, 1.0 - eps)

@@ -74,3 +74,20 @@ def write_synthetic_store(
     """Write a complete synthetic store at ``path`` (see the module docstring)."""
     x, t, a = trajectories(count, steps, size, seed, schedule)
     return write_store(path, x, t, a, meta={"synthetic": True, "seed": seed, "schedule": schedule}, dtype=dtype)
+
+
+def write_default_shaped_store(path: str | os.PathLike, size: int = 8) -> Path:
+    """A store timed like the default piece's (144 samples, the default model's schedule at the
+    default recipe's DDIM steps) with tiny flat frames: for tests of where tiles are and when."""
+    import json
+
+    import assets
+    from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps
+
+    config = json.loads((assets.MODEL_DIR / "config.json").read_text(encoding="utf-8"))
+    recipe = json.loads((assets.MODEL_DIR / "sampling.json").read_text(encoding="utf-8"))
+    schedule = NoiseSchedule.from_config(ScheduleConfig.from_dict(config["schedule"]))
+    t = recorded_timesteps(schedule.timesteps, recipe["sampler"], recipe["steps"])
+    a = recorded_alphas_cumprod(schedule, t)
+    x = np.zeros((recipe["count"], t.size, size, size), dtype=np.float32)
+    return write_store(path, x, t, a, meta={"synthetic": True}, dtype="float16")

@@ -30,6 +30,9 @@ _render_option = functools.partial(params.option, defaults=params.defaults_of("r
 @_render_option("--crf", type=int, help="H.264 quality: lower is better, 18 ~ visually lossless.")
 @_render_option("--preset", type=params.LibraryChoice("render.video_sink:X264_PRESETS"), metavar="PRESET",
                 help="x264 speed/size trade-off (ultrafast ... veryslow); veryfast keeps 1080p near 30 fps here.")
+@_render_option("--target", type=params.LibraryChoice("render.h264_levels:TARGETS"),
+                help="H.264: player (the level hardware players decode: 1080p30 at 4.1, peak 40 Mbit/s; 4K at 5.1, "
+                     "100 Mbit/s) or archive (level 5.1, peak 300 Mbit/s).")
 @click.option("--full-range", is_flag=True,
               help="H.264: keep all 256 grey levels (full/PC range flag) instead of 16-235 (limited/TV).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (it is replaced only when the new one is complete).")
