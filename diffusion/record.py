@@ -44,9 +44,11 @@ import numpy as np
 import torch
 
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import published_path
 from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps, sample
 from diffusion.model.schedules import NoiseSchedule
 from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, RecordSettings, parse_shard
+from diffusion.runs.layout import published_dataset
 from diffusion.store.format import HEADER_FILE, StoreSpec, sample_seed
 from diffusion.store.writer import FrameEncoder, StoreWriter
 
@@ -144,9 +146,17 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def run_model_info(run: Any) -> dict[str, Any]:
-    """The store header's "model" entry for a LoadedRun: weights hash, run path/config, dataset provenance."""
+def run_model_info(run: Any, store: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The store header's "model" entry for a LoadedRun: weights hash, run name and config, dataset provenance.
+
+    The run is named by its path relative to the ``store`` folder, which in practice is its
+    final name (a store is never around the run it samples): a store travels without the
+    machine's folders. The run's dataset record is written as this version writes it, so an
+    older run's absolute dataset path is reduced to the folder's name here too.
+    """
     config = dict(run.config)
+    if "dataset" in config:
+        config["dataset"] = published_dataset(config["dataset"], run.path)
     dataset = dict(config.get("dataset") or {})
     card_ds = (run.card or {}).get("dataset") or {}
     for key in ("manifest_sha256", "license_summary", "images", "creators"):
@@ -154,7 +164,7 @@ def run_model_info(run: Any) -> dict[str, Any]:
             dataset[key] = card_ds[key]
     return {
         "weights_sha256": run.weights_sha256,
-        "run": str(run.path),
+        "run": published_path(run.path, store),
         "training_step": int(getattr(run, "step", 0)),
         "config": config,
         "dataset": dataset,
@@ -407,7 +417,7 @@ def record_run(
         loaded.schedule,
         loaded.prediction,
         settings,
-        model_info=run_model_info(loaded),
+        model_info=run_model_info(loaded, out),
         schedule_config=dict(loaded.config.get("schedule") or {}) or None,
         progress=progress,
     )

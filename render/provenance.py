@@ -9,6 +9,13 @@ reads it back for ``entropic info VIDEO``.
 Store facts are read through :mod:`diffusion.store` (numpy only). A field a store
 header does not have (a store written by ``write_store`` has no model) is reported as
 ``"unknown"``, never guessed.
+
+The document travels with the video, so it locates nothing on the machine that rendered it
+(:mod:`diffusion.common.paths`): the scene is named by its file name and sha256, each store
+by its path relative to the scene file's folder (where the scene's own ``store = ...`` paths
+start) or, outside it, by its folder's name, beside its header's sha256. ``paths_relative_to``
+says so in the document. Documents of older versions, which wrote absolute paths, are read
+back with those paths reduced the same way.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from diffusion.common.atomic import sha256_file
+from diffusion.common.paths import published_path, republished_path
 from render.ffmpeg import probe_video, read_tags
 
 FORMAT = "entropic-render"
 VERSION = 1
 UNKNOWN = "unknown"
 SIDECAR_SUFFIX = ".json"
+# The root of the document's relative paths, stated in it for its readers.
+PATHS_RELATIVE_TO = "the scene file's folder; a store outside it is named by its folder's name"
 
 
 def sidecar_path(video: str | os.PathLike) -> Path:
@@ -46,8 +56,18 @@ def _known(value: Any) -> Any:
     return UNKNOWN if value is None or value == "" or value == {} else value
 
 
-def store_provenance(path: str | os.PathLike) -> dict[str, Any]:
-    """Hashes and origin of one trajectory store, from its header (absent fields → "unknown")."""
+def _republished(value: Any, root: Any = None) -> Any:
+    """A recorded path of an older document (absolute) as this version writes it; other values as they are."""
+    return republished_path(value, root) if isinstance(value, str) else value
+
+
+def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Hashes and origin of one trajectory store, from its header (absent fields → "unknown").
+
+    ``path`` is written relative to ``scene_dir`` (the scene file's folder) when inside it,
+    else as the store folder's name; the header's run (an absolute path in stores of older
+    versions) as its name.
+    """
     from diffusion.store.format import HEADER_FILE, read_header
 
     root = Path(path)
@@ -57,7 +77,7 @@ def store_provenance(path: str | os.PathLike) -> dict[str, Any]:
     dataset = model.get("dataset") or {} if isinstance(model, dict) else {}
     sampler = header.get("sampler") or {}
     return {
-        "path": str(root),
+        "path": published_path(root, scene_dir),
         "header_sha256": sha256_file(header_file),
         "num_samples": header.get("num_samples"),
         "num_steps": header.get("num_steps"),
@@ -65,7 +85,7 @@ def store_provenance(path: str | os.PathLike) -> dict[str, Any]:
         "sampler": _known(sampler.get("name")) if isinstance(sampler, dict) else UNKNOWN,
         "sampler_steps": _known(sampler.get("steps")) if isinstance(sampler, dict) else UNKNOWN,
         "seed": _known((header.get("seeds") or {}).get("base")),
-        "run": _known(model.get("run")) if isinstance(model, dict) else UNKNOWN,
+        "run": _known(_republished(model.get("run"))) if isinstance(model, dict) else UNKNOWN,
         "weights_sha256": _known(model.get("weights_sha256")) if isinstance(model, dict) else UNKNOWN,
         "dataset_manifest_sha256": _known(dataset.get("manifest_sha256")),
         "license_summary": _known(dataset.get("license_summary")),
@@ -102,8 +122,9 @@ def collect_provenance(
 ) -> dict[str, Any]:
     """The provenance document of a render of ``scene`` (after --size/--fps), frames [start, stop)."""
     source = getattr(scene, "source_path", None)
+    scene_dir = Path(source).parent if source else None
     scene_doc = {
-        "path": str(source) if source else UNKNOWN,
+        "path": published_path(source, scene_dir) if source else UNKNOWN,
         "sha256": sha256_file(source) if source and Path(source).is_file() else UNKNOWN,
         "width": int(scene.width),
         "height": int(scene.height),
@@ -111,11 +132,12 @@ def collect_provenance(
         "duration": float(scene.duration),
         "frame_count": int(scene.frame_count),
     }
-    stores = [store_provenance(p) for p in _unique(getattr(scene, "stores", []) or [])]
+    stores = [store_provenance(p, scene_dir) for p in _unique(getattr(scene, "stores", []) or [])]
     return {
         "format": FORMAT,
         "version": VERSION,
         "software": f"entropic {entropic_version()}",
+        "paths_relative_to": PATHS_RELATIVE_TO,
         "scene": scene_doc,
         "frames": {"start": int(frames[0]), "stop": int(frames[1])},
         "output": dict(output),
@@ -142,27 +164,64 @@ def metadata_comment(doc: Mapping[str, Any]) -> str:
 # -- reading back -------------------------------------------------------------------------------
 
 
+def _republished_store(store: Any, scene_dir: str | None) -> Any:
+    """A ``stores`` entry of an older document: its path relative to ``scene_dir`` (or its name), its run's name."""
+    if not isinstance(store, Mapping):
+        return store
+    out = dict(store)
+    if "path" in out:
+        out["path"] = _republished(out["path"], scene_dir)
+    if "run" in out:
+        out["run"] = _republished(out["run"])
+    return out
+
+
+def republished_provenance(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` with the absolute paths an older version wrote reduced as this version writes them.
+
+    The scene becomes its file name, each store its path relative to the old scene's folder
+    (or its name), each store's run its name. A document of this version comes back equal,
+    so one that is read and written again (``entropic join``) publishes no path of a machine.
+    """
+    out = dict(doc)
+    scene = out.get("scene")
+    scene_dir = None
+    if isinstance(scene, Mapping) and isinstance(scene.get("path"), str):
+        if Path(scene["path"]).is_absolute():  # the old scene's folder: the root of the old store paths
+            scene_dir = str(Path(scene["path"]).parent)
+        out["scene"] = {**scene, "path": _republished(scene["path"], scene_dir)}
+    if isinstance(out.get("stores"), list):
+        out["stores"] = [_republished_store(s, scene_dir) for s in out["stores"]]
+    out.setdefault("paths_relative_to", PATHS_RELATIVE_TO)
+    return out
+
+
 def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str]:
-    """The provenance of a video and where it came from ("embedded", "sidecar" or "none")."""
+    """The provenance of a video and where it came from ("embedded", "sidecar" or "none").
+
+    Older documents come back as :func:`republished_provenance` makes them.
+    """
     path = Path(path)
     if path.is_dir():
         from render.image_sequence import read_manifest
 
         manifest = read_manifest(path)
-        return ((manifest or {}).get("provenance") or None), ("sequence manifest" if manifest else "none")
+        doc = (manifest or {}).get("provenance") or None
+        return (republished_provenance(doc) if isinstance(doc, Mapping) else doc), ("sequence manifest" if manifest else "none")
     comment = read_tags(path).get("comment", "")
     try:
         doc = json.loads(comment) if comment else None
     except ValueError:
         doc = None
     if isinstance(doc, dict) and doc.get("format") == FORMAT:
-        return doc, "embedded"
+        return republished_provenance(doc), "embedded"
     side = sidecar_path(path)
     if side.is_file():
         try:
             data = json.loads(side.read_text(encoding="utf-8"))
-            return data.get("provenance"), "sidecar"
-        except (OSError, ValueError):
+            doc = data.get("provenance")
+            return (republished_provenance(doc) if isinstance(doc, Mapping) else doc), "sidecar"
+        except (OSError, ValueError, AttributeError):
             pass
     return None, "none"
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from diffusion.common.atomic import atomic_path, atomic_write_json
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import published_path
 
 __all__ = ["AuditReport", "nearest_neighbours", "audit_samples", "audit_store", "DEFAULT_THRESHOLD", "NEIGHBOURHOOD"]
 
@@ -180,7 +181,9 @@ def audit_store(
 
     Writes a PNG sheet (one row per sample, most suspicious first, at most ``max_rows`` rows
     plus every flagged sample: sample | nearest | 2nd nearest) to ``out`` (default
-    ``<STORE>-audit.png`` next to the store) and a JSON report next to it (same name, .json).
+    ``<STORE>-audit.png`` next to the store) and a JSON report next to it (same name, .json),
+    which names the store, the images and the sheet relative to its own folder (or, outside
+    it, by their names); the returned report keeps the paths as given, for the command line.
     ``scale``: tile magnification (default: tiles at least 96 px wide, room for the labels).
     """
     from diffusion.figures.contact_sheet import contact_sheet, to_uint8
@@ -216,20 +219,24 @@ def audit_store(
     with atomic_path(sheet_path, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     report.sheet, report.report = str(sheet_path), str(json_path)
+    # The JSON is published beside the model: it locates the store, the images and its sheet
+    # relative to its own folder (the sheet is beside it), or names them, never absolutely.
+    root = json_path.parent
     atomic_write_json(
         json_path,
         {
             "format": "entropic-audit",
             "version": 1,
-            "store": report.store,
+            "paths_relative_to": "this file's folder",
+            "store": published_path(store, root),
             "store_weights_sha256": (st.header.get("model") or {}).get("weights_sha256"),
-            "data": report.data,
+            "data": published_path(data, root),
             "data_manifest_sha256": ds.manifest_sha256,
             "metric": "pixel L2 in [-1, 1], reported as RMS per pixel",
             "criterion": f"flagged if d1 / mean(d to the {report.neighbourhood} nearest) < {report.threshold} "
             "(Carlini et al. 2023)",
             **{k: v for k, v in asdict(report).items() if k not in ("store", "data", "sheet", "report")},
-            "sheet": report.sheet,
+            "sheet": published_path(sheet_path, root),
         },
     )
     return report

@@ -31,13 +31,13 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import published_path
 from diffusion.model.config import check_prediction
 from diffusion.model.objective import predict_eps_and_x0, schedule_tensors
 from diffusion.model.schedules import NoiseSchedule
@@ -246,12 +246,15 @@ def evaluate_run(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = False,
+    root: str | os.PathLike | None = None,
 ) -> BoundReport:
     """Load a run and a (held-out) dataset folder and compute :func:`variational_bound`.
 
     ``count``: use the first ``count`` images of the folder (manifest order). The report's
     ``data`` says whether the folder is the run's own training set (then the number measures
-    fit, not generalisation).
+    fit, not generalisation). ``root``: the folder the report is written into; ``data``
+    names the image folder and the run relative to it when inside it, else by their names
+    (the report is published beside the model, without the machine's folders).
     """
     from diffusion.data.dataset import load_dataset
     from diffusion.runs.load import load_run
@@ -276,9 +279,9 @@ def evaluate_run(
     trained_on = (loaded.config.get("dataset") or {}).get("manifest_sha256")
     same = trained_on is not None and trained_on == ds.manifest_sha256
     report.data = {
-        "folder": str(Path(data)),
+        "folder": published_path(data, root),
         "manifest_sha256": ds.manifest_sha256,
-        "run": str(Path(run)),
+        "run": published_path(run, root),
         "weights_sha256": loaded.weights_sha256,
         "is_training_set": same,
         "note": "these are the run's training images: the bound measures fit, not generalisation; "

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import republished_path
 
 RUN_FORMAT = "entropic-run"
 RUN_VERSION = 1
@@ -53,6 +54,24 @@ def read_config(run: str | os.PathLike) -> dict[str, Any]:
         if key not in config:
             raise EntropicError(f"{path}: missing key {key!r}")
     return config
+
+
+def published_dataset(record: Any, run: str | os.PathLike) -> Any:
+    """A ``dataset`` record (config.json, model card) with its ``path`` as this version writes it.
+
+    The path is relative to the run directory ``run``, which in practice means the dataset
+    folder's name (training refuses a run inside its dataset and starts one only in a new or
+    empty folder, so the dataset lies outside the run).
+    Older runs recorded the absolute path: it is reduced here, so a resumed or published old
+    run and the stores recorded from it carry no path of the machine that trained it.
+    Anything but a mapping comes back as it is (its readers judge the record's shape).
+    """
+    if not isinstance(record, Mapping):
+        return record
+    out = dict(record)
+    if isinstance(out.get("path"), str):
+        out["path"] = republished_path(out["path"], run)
+    return out
 
 
 # Files inside one checkpoint directory.

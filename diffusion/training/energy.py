@@ -92,7 +92,8 @@ class EnergyMeter:
 
     @property
     def source(self) -> str:
-        return ", ".join(str(d.path) for d in self.domains)
+        """The counters read, by their powercap names (the card is published: no path of the machine)."""
+        return ", ".join(d.path.parent.name for d in self.domains)
 
     def poll(self) -> None:
         """Add the energy used since the last poll (handles one counter wrap-around)."""
@@ -122,7 +123,7 @@ class EnergyMeter:
                 "kind": "measured",
                 "joules": round(self.joules, 3),
                 "seconds": round(seconds, 3),
-                "source": f"RAPL CPU-package counters ({self.source}); excludes DRAM, GPU and the rest of the machine",
+                "source": f"RAPL CPU-package counters (Linux powercap {self.source}); excludes DRAM, GPU and the rest of the machine",
             }
         w = self.assumed_w
         return {

@@ -49,6 +49,7 @@ from diffusion.common.atomic import (
     sha256_file,
 )
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.model.objective import schedule_tensors, training_loss
@@ -74,6 +75,7 @@ from diffusion.runs.layout import (
     RUN_VERSION,
     WEIGHTS_FILE,
     inspect_out,
+    published_dataset,
     sample_sheet_path,
 )
 from diffusion.runs.loss_history import format_loss_history, parse_loss_history
@@ -156,9 +158,11 @@ def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: Mapping[str, torc
         raise EntropicError(f"{where}: optimizer state does not fit this model ({err})") from None
 
 
-def _dataset_record(dataset: ImageDataset, data: Path) -> dict[str, Any]:
+def _dataset_record(dataset: ImageDataset, data: Path, out: Path) -> dict[str, Any]:
+    """config.json's ``dataset``: what the run is trained on, named but not located (the path
+    is relative to the run directory: in practice the folder's name)."""
     return {
-        "path": str(Path(data).resolve()),
+        "path": published_path(data, out),
         "manifest_sha256": dataset.manifest_sha256,
         "images": int(len(dataset.images)),
         "resolution": int(dataset.images.shape[-1]),
@@ -303,7 +307,10 @@ def _train(
         "schedule": settings.schedule.to_dict(),
         "prediction": settings.prediction,
         "train": cfg.to_dict(),
-        "dataset": existing["dataset"] if existing is not None else _dataset_record(dataset, data),
+        # A resumed run keeps its record (an older run's absolute path reduced to the name).
+        "dataset": (
+            published_dataset(existing["dataset"], out) if existing is not None else _dataset_record(dataset, data, out)
+        ),
     }
     n_params = parameter_count(model)
     dev_name = device_name(device)

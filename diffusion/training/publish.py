@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
-from diffusion.common.atomic import atomic_write_bytes, sha256_file
+from diffusion.common.atomic import atomic_write_bytes, atomic_write_json, sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
@@ -30,6 +30,7 @@ from diffusion.runs.layout import (
     LOSS_FILE,
     SAMPLES_DIR,
     WEIGHTS_FILE,
+    published_dataset,
     read_config,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
@@ -56,7 +57,7 @@ def publish_run(
     run, out = Path(run), Path(out)
     if weights_dtype not in WEIGHT_DTYPES:
         raise EntropicError(f"--weights {weights_dtype!r} is unknown; use one of {', '.join(WEIGHT_DTYPES)}")
-    read_config(run)
+    config = read_config(run)
     for name in (WEIGHTS_FILE, CARD_JSON, LOSS_FILE):
         if not (run / name).is_file():
             raise EntropicError(f"{run / name}: missing; a run is published after its first checkpoint")
@@ -77,8 +78,12 @@ def publish_run(
     sheets = sorted((run / SAMPLES_DIR).glob("step_*.png")) if (run / SAMPLES_DIR).is_dir() else []
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / WEIGHTS_FILE, converted, {**metadata, "dtype": weights_dtype})
-    card = published_card(run_card, out, weights_dtype, reproduce)
-    atomic_write_bytes(out / CONFIG_FILE, (run / CONFIG_FILE).read_bytes())
+    card = published_card(run_card, run, out, weights_dtype, reproduce)
+    published_config = {**config, "dataset": published_dataset(config["dataset"], run)}
+    if published_config == config:
+        atomic_write_bytes(out / CONFIG_FILE, (run / CONFIG_FILE).read_bytes())
+    else:  # an older run's absolute dataset path, reduced to the folder's name
+        atomic_write_json(out / CONFIG_FILE, published_config)
     atomic_write_bytes(out / LOSS_FILE, (run / LOSS_FILE).read_bytes())
     atomic_write_bytes(out / LOSS_CURVE, curve)
     _replace_samples(out / SAMPLES_DIR, sheets)
@@ -111,9 +116,13 @@ def read_run_card(run: Path) -> dict[str, Any]:
     return card
 
 
-def published_card(card: dict[str, Any], out: Path, weights_dtype: str, reproduce: Sequence[str]) -> dict[str, Any]:
-    """The run's ``card``, pointing at the published weights in ``out`` and saying how they were made."""
+def published_card(
+    card: dict[str, Any], run: Path, out: Path, weights_dtype: str, reproduce: Sequence[str]
+) -> dict[str, Any]:
+    """The ``card`` of ``run``, pointing at the published weights in ``out`` and saying how they were made."""
     card = dict(card)
+    if isinstance(card.get("dataset"), dict):
+        card["dataset"] = published_dataset(card["dataset"], run)
     card["weights"] = {
         **card["weights"],
         "kind": f"EMA weights, published as {weights_dtype}",

@@ -29,7 +29,9 @@ def evaluate(run: Path, data: Path, json_out: Path | None, quiet: bool, **option
     from diffusion.common.atomic import atomic_write_json
     from diffusion.evidence.evaluate import evaluate_run
 
-    report = evaluate_run(run, data, progress=not quiet, **params.given(options))
+    root = json_out.parent if json_out is not None else None
+    report = evaluate_run(run, data, progress=not quiet, root=root, **params.given(options))
     click.echo(report.summary())
     if json_out is not None:
-        atomic_write_json(json_out, {"format": "entropic-evaluation", "version": 1, **report.to_dict()})
+        atomic_write_json(json_out, {"format": "entropic-evaluation", "version": 1,
+                                     "paths_relative_to": "this file's folder", **report.to_dict()})

@@ -332,7 +332,7 @@ def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli
     assert r.returncode == 0, r.stderr
     assert "recorded 3 samples" in r.stdout
     header = json.loads((out / HEADER_FILE).read_text())
-    assert header["model"]["run"] == str(tiny_run)
+    assert header["model"]["run"] == tiny_run.name  # named, not located: the store travels without the folders
     assert header["model"]["dataset"]["manifest_sha256"]
     info = cli("info", str(out))
     assert info.returncode == 0, info.stderr

@@ -1,4 +1,10 @@
-"""Building the report's sections from its inputs (:func:`build_report`), with their formatting helpers."""
+"""Building the report's sections from its inputs (:func:`build_report`), with their formatting helpers.
+
+The page is published beside the model, so it locates nothing on the machine that made it
+(:mod:`diffusion.common.paths`): the run is named by its folder's name, the files in it
+relative to it, anything else by its name; paths that older inputs recorded absolutely are
+reduced the same way. The commands it suggests are written for the folder that holds the run.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ from typing import Any, Mapping, Sequence
 
 from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
+from diffusion.common.paths import published_path, republished_path
 from diffusion.figures.loss_curve import loss_curve_png
-from diffusion.runs.layout import CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE
+from diffusion.runs.layout import CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, published_dataset
 
 from .document import Block, Code, Figure, FigureGrid, Inline, Paragraph, Report, Section, Table
 from .inputs import (
@@ -92,6 +99,11 @@ def _q(path: Any) -> str:
     return shlex.quote(str(path))
 
 
+def _recorded(value: Any, root: Path | None) -> str:
+    """A path an input recorded (relative to ``root``, its file's folder), shown without a machine's folders."""
+    return republished_path(value, root) if isinstance(value, str) else _plain(value)
+
+
 # ----------------------------------------------------------------------------- the sections
 
 
@@ -116,8 +128,8 @@ def _summary_section(card: Mapping[str, Any], config: Mapping[str, Any]) -> Sect
     return Section("Model", tuple(blocks))
 
 
-def _dataset_section(card: Mapping[str, Any]) -> Section:
-    ds = card["dataset"]
+def _dataset_section(card: Mapping[str, Any], run: Path) -> Section:
+    ds = published_dataset(card["dataset"], run)
     licences = ds.get("license_summary") or {}
     creators = ds.get("creators") or []
     res = ds.get("resolution")
@@ -227,7 +239,7 @@ def _sessions_table(sessions: Sequence[Mapping[str, Any]]) -> Table:
 def _loss_section(run: Path, prediction: Any) -> Section:
     path = run / LOSS_FILE
     if not path.is_file():
-        return Section("Loss curve", (_para(f"No loss history yet ({path} is missing).", tone="note"),))
+        return Section("Loss curve", (_para(f"No loss history yet ({LOSS_FILE} is missing).", tone="note"),))
     png = loss_curve_png(path)
     figure = Figure(
         png,
@@ -245,7 +257,7 @@ def _samples_section(run: Path) -> Section:
     if not sheets:
         return Section(
             "Samples over time",
-            (_para(f"No sample sheets in {run / SAMPLES_DIR} (training writes one every sample_every steps).", tone="note"),),
+            (_para(f"No sample sheets in {SAMPLES_DIR}/ (training writes one every sample_every steps).", tone="note"),),
         )
     shown = select_sheets(sheets)
     figures = tuple(
@@ -270,11 +282,11 @@ def _weights_warning(recorded: Any, current: str | None, what: str) -> Paragraph
 
 
 def _evaluation_section(
-    run: Path, evaluation: Path | None, data: Mapping[str, Any] | None, weights_sha: str | None
+    run: Path, name: str, evaluation: Path | None, data: Mapping[str, Any] | None, weights_sha: str | None
 ) -> Section:
     title = "Likelihood (bits per dimension)"
     if data is None:
-        command = f"entropic evaluate {_q(run)} --data HELDOUT --json {_q(run / EVALUATION_FILE)}"
+        command = f"entropic evaluate {_q(name)} --data HELDOUT --json {_q(f'{name}/{EVALUATION_FILE}')}"
         return Section(
             title,
             (_para("Not measured yet — run ", Code(command), " on a folder of held-out images.", tone="note"),),
@@ -294,7 +306,10 @@ def _evaluation_section(
     )
     rows = [
         _row("Variational bound", f"{data['bits_per_dim']:.4f} ± {data['stderr']:.4f} bits/dim (standard error over images)"),
-        _row("Measured on", *((images + " from ", Code(str(where["folder"]))) if where.get("folder") else (images,))),
+        _row(
+            "Measured on",
+            *((images + " from ", Code(_recorded(where["folder"], evaluation.parent))) if where.get("folder") else (images,)),
+        ),
         _row("Timesteps", how),
         _row(
             "Terms",
@@ -319,26 +334,31 @@ def _evaluation_section(
     warning = _weights_warning(where.get("weights_sha256"), weights_sha, "figures")
     if warning:
         blocks.append(warning)
-    blocks.append(_para("Source: ", Code(str(evaluation))))
+    blocks.append(_para("Source: ", Code(published_path(evaluation, run))))
     return Section(title, tuple(blocks))
 
 
 def _audit_section(
-    run: Path, config: Mapping[str, Any], audit: Path | None, data: Mapping[str, Any] | None, weights_sha: str | None
+    run: Path,
+    name: str,
+    config: Mapping[str, Any],
+    audit: Path | None,
+    data: Mapping[str, Any] | None,
+    weights_sha: str | None,
 ) -> Section:
     title = "Memorisation audit"
     if data is None:
-        dataset = (config.get("dataset") or {}).get("path") or "DATA"
-        store = Path(f"{run}-samples")
+        dataset = (published_dataset(config.get("dataset") or {}, run)).get("path") or "DATA"
+        store = f"{name}-samples"
         return Section(
             title,
             (
                 _para(
                     "Not audited yet — record samples with ",
-                    Code(f"entropic sample {_q(run)} --out {_q(store)} --count 64"),
+                    Code(f"entropic sample {_q(name)} --out {_q(store)} --count 64"),
                     " and compare them with the training images: ",
-                    Code(f"entropic audit {_q(store)} --data {_q(dataset)} --out {_q(run / 'audit.png')}"),
-                    f" (writes {run / AUDIT_FILE}).",
+                    Code(f"entropic audit {_q(store)} --data {_q(dataset)} --out {_q(f'{name}/audit.png')}"),
+                    f" (writes {name}/{AUDIT_FILE}).",
                     tone="note",
                 ),
             ),
@@ -369,7 +389,7 @@ def _audit_section(
         rows.append(_row("Relative distance", f"min {min(rel):.3f}, median {statistics.median(rel):.3f}"))
         rows.append(_row("Nearest RMS distance", f"min {min(d1):.4f}, median {statistics.median(d1):.4f}"))
     if data.get("data"):
-        rows.append(_row("Compared with", Code(str(data["data"]))))
+        rows.append(_row("Compared with", Code(_recorded(data["data"], audit.parent))))
     blocks: list[Block] = [
         _para(
             "Every sample is compared with every training image by pixel distance. A sample is flagged when its "
@@ -402,12 +422,13 @@ def _audit_section(
             )
         )
     else:
-        blocks.append(_para(f"The audit sheet {data.get('sheet') or '(none recorded)'} was not found.", tone="note"))
-    blocks.append(_para("Source: ", Code(str(audit))))
+        recorded = _recorded(data["sheet"], audit.parent) if data.get("sheet") else "(none recorded)"
+        blocks.append(_para(f"The audit sheet {recorded} was not found.", tone="note"))
+    blocks.append(_para("Source: ", Code(published_path(audit, run))))
     return Section(title, tuple(blocks))
 
 
-def _footer(run: Path, weights_sha: str | None) -> tuple[tuple[Inline, ...], ...]:
+def _footer(run: Path, name: str, weights_sha: str | None) -> tuple[tuple[Inline, ...], ...]:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -415,7 +436,7 @@ def _footer(run: Path, weights_sha: str | None) -> tuple[tuple[Inline, ...], ...
     except PackageNotFoundError:
         ver = "unknown"
     return (
-        (f"Made with entropic {ver} from the run directory ", Code(str(run)), "."),
+        (f"Made with entropic {ver} from the run directory ", Code(name), "; files in it are named relative to it."),
         (f"{CONFIG_FILE} sha256 ", Code(sha256_file(run / CONFIG_FILE))),
         (f"{WEIGHTS_FILE} sha256 ", Code(weights_sha) if weights_sha else "(no weights yet)"),
     )
@@ -456,12 +477,12 @@ def build_report(
         lead=f"How the diffusion model of the run “{name}” was made: on what, how, at what cost, and what it learned.",
         sections=(
             _summary_section(card, config),
-            _dataset_section(card),
+            _dataset_section(card, run),
             _training_section(card, config),
             _loss_section(run, card["model"].get("prediction", config.get("prediction"))),
             _samples_section(run),
-            _evaluation_section(run, eval_path, eval_data, weights_sha),
-            _audit_section(run, config, audit_path, audit_data, weights_sha),
+            _evaluation_section(run, name, eval_path, eval_data, weights_sha),
+            _audit_section(run, name, config, audit_path, audit_data, weights_sha),
         ),
-        footer=_footer(run, weights_sha),
+        footer=_footer(run, name, weights_sha),
     )

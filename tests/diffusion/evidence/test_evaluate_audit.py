@@ -182,6 +182,9 @@ def test_audit_flags_a_copy_and_not_a_random_sample(tmp_path: Path, dataset):
     assert sheet.mode == "L" and sheet.width > 3 * 16 * 2
     saved = json.loads((tmp_path / "audit" / "sheet.json").read_text())
     assert saved["flagged"] == [1, 2] and saved["data_manifest_sha256"] and len(saved["entries"]) == 3
+    # Located relative to the JSON's own folder, or named: the audit is published beside the model.
+    assert (saved["sheet"], saved["store"], saved["data"]) == ("sheet.png", "s", folder.name)
+    assert saved["paths_relative_to"] == "this file's folder" and str(tmp_path) not in json.dumps(saved)
     assert "FLAGGED 2" in report.summary()
 
 
@@ -222,7 +225,10 @@ def test_cli_evaluate_and_audit(tmp_path: Path, dataset, capsys):
                          "--json", str(tmp_path / "ev.json"))
     assert code == 0, err
     assert "bits/dim" in out and "estimated from 5 of 10" in out
-    assert json.loads((tmp_path / "ev.json").read_text())["num_images"] == 4
+    saved = json.loads((tmp_path / "ev.json").read_text())
+    assert saved["num_images"] == 4
+    # The run lies in the JSON's folder (relative); the held-out images too, given as an absolute path.
+    assert (saved["data"]["run"], saved["data"]["folder"]) == ("run", "held") and str(tmp_path) not in json.dumps(saved)
     code, out, err = run("evaluate", str(tmp_path / "run"), "--data", str(folder), "--count", "2", "--quiet")
     assert code == 0 and "training images" in out  # honest about evaluating on the training set
     code, out, err = run("evaluate", str(tmp_path / "nope"), "--data", str(held))

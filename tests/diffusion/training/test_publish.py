@@ -47,3 +47,31 @@ def test_publish_refuses_unfinished_or_self(tiny_run, tmp_path, cli):
     r = cli("publish", str(half), str(tmp_path / "out"))
     assert r.returncode == 1 and "model.safetensors: missing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_an_older_run_with_an_absolute_dataset_path_is_published_and_sampled_with_its_name(tiny_run, tmp_path, cli):
+    """Runs written before this version recorded the dataset folder's absolute path: still valid input."""
+    import shutil
+
+    from diffusion.record import RecordSettings, record_run
+
+    old = tmp_path / "old-run"
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("training_state"))
+    for name in ("config.json", "model_card.json"):
+        doc = json.loads((old / name).read_text())
+        doc["dataset"]["path"] = "/home/someone/data/glyphs"
+        (old / name).write_text(json.dumps(doc))
+    out = tmp_path / "published"
+    assert cli("publish", str(old), str(out)).returncode == 0
+    assert json.loads((out / "config.json").read_text())["dataset"]["path"] == "glyphs"
+    assert json.loads((out / "model_card.json").read_text())["dataset"]["path"] == "glyphs"
+    assert "`glyphs`" in (out / "model_card.md").read_text()
+    record_run(old, tmp_path / "store", RecordSettings(count=1, sampler="ddim", steps=2), progress=False)
+    header = (tmp_path / "store" / "header.json").read_text()
+    model = json.loads(header)["model"]
+    assert model["run"] == "old-run" and model["dataset"]["path"] == model["config"]["dataset"]["path"] == "glyphs"
+    for text in (header, *(p.read_text() for p in out.iterdir() if p.suffix in (".json", ".md"))):
+        assert "/home/someone" not in text and str(tmp_path) not in text
+    # A new run's config is copied byte for byte.
+    assert cli("publish", str(tiny_run), str(tmp_path / "new")).returncode == 0
+    assert (tmp_path / "new" / "config.json").read_bytes() == (tiny_run / "config.json").read_bytes()

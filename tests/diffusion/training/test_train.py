@@ -190,6 +190,22 @@ def test_run_directory_layout_config_and_card(train_runs, train_data):
     assert sheet.mode == "L" and sheet.size == (2 + 2 * (16 * 8 + 2),) * 2  # 2x2 tiles, 8x scale, pad 2
 
 
+def test_config_names_the_dataset_and_an_older_runs_absolute_path_resumes_into_the_name(train_runs, train_data, tmp_path):
+    config = json.loads((train_runs["straight"] / "config.json").read_text())
+    assert config["dataset"]["path"] == train_data.name  # named, not located: the run is published as it is
+    # An older version recorded the absolute path; such a run still resumes, and says only the name from then on.
+    run = tmp_path / "old"
+    shutil.copytree(train_runs["straight"], run)
+    config["dataset"]["path"] = "/home/someone/work/drawings"
+    (run / "config.json").write_text(json.dumps(config))
+    result = train(train_data, run, {"steps": 13}, quiet=True)
+    assert (result.start_step, result.step) == (12, 13)
+    for name in ("config.json", "model_card.json", "model_card.md"):
+        text = (run / name).read_text()
+        assert "/home/someone" not in text and str(tmp_path) not in text, name
+    assert json.loads((run / "model_card.json").read_text())["dataset"]["path"] == "drawings"
+
+
 def test_load_run_gives_an_eval_model_that_samples(train_runs):
     from diffusion.model.samplers import sample
 
