@@ -187,6 +187,8 @@ def test_unknown_keys_name_the_key_with_a_did_you_mean(scene_file, patch, key, h
         (("cols = 3", 'cols = 3\n[grid.motion]\nkind = "still"\ntimescale = 2'), "grid[1].motion.timescale", "does not apply"),
         (("cols = 3", 'cols = 3\n[grid.motion]\nkind = "diffuse"\ncenter = 0.5'), "grid[1].motion.center", "gaussian-glide"),
         (("cols = 3", 'cols = 3\n[grid.motion]\nkind = "brownian"'), "grid[1].motion.kind", '"diffuse"'),
+        (("cols = 3", 'cols = 3\n[grid.motion]\nkind = "diffuse"\nafter_run = "stop"'), "grid[1].motion.after_run", '"rest"'),
+        (("cols = 3", 'cols = 3\n[grid.motion]\nkind = "gaussian-glide"\nafter_run = "rest"'), "grid[1].motion.after_run", "does not apply"),
         (("cols = 3", "cols = 3\n[grid.tone]\ngamma = 0"), "grid[1].tone.gamma", ">= 0.01"),
         (("cols = 3", "cols = 3\n[grid.tone]\nlo = 1\nhi = 1"), "grid[1].tone.hi", "greater than tone.lo"),
         (("cols = 3", "cols = 3\n[grid.tone]\nhi = -inf"), "grid[1].tone.hi", "finite"),

@@ -82,6 +82,20 @@ def test_pacing_by_signal_lowers_the_signal_level_at_a_steady_rate(schedule):
         assert near_noise_step > 0.25
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_pacing_by_noise_raises_the_noise_level_at_a_steady_rate(schedule):
+    a = alphabar(schedule, steps=1001)
+    plan = TimelinePlan.build(spec(pacing="noise"), 1, 10.0, a)
+    ts = np.linspace(0, 10, 201)
+    k = np.array([plan.step_position(t)[0] for t in ts])
+    noise = np.sqrt(1.0 - np.interp(k, np.arange(a.size), a))
+    assert np.max(np.abs(noise - np.sqrt(1.0 - a[0]) * ts / 10.0)) < 0.01
+    # ... so the drawing keeps more of its signal at mid-run than when paced by signal.
+    by_signal = TimelinePlan.build(spec(pacing="signal"), 1, 10.0, a)
+    mid = lambda p: np.interp(p.step_position(5.0)[0], np.arange(a.size), a)  # noqa: E731
+    assert mid(plan) > mid(by_signal)
+
+
 def test_pacing_by_log_snr_is_uniform_in_clipped_log_snr():
     a = alphabar("cosine", steps=1001)
     plan = TimelinePlan.build(spec(pacing="log-snr"), 1, 10.0, a)
