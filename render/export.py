@@ -39,7 +39,7 @@ from diffusion.common.atomic import atomic_path
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
 from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video
-from render.h264_levels import rate_control
+from render.h264_levels import x264_target
 from render.image_sequence import ImageSequenceSink
 from render.video_sink import (
     CODECS,
@@ -389,7 +389,7 @@ def render(
     if plan.codec is not None:
         output_doc["codec"] = plan.codec.name
         if plan.codec.name == "h264":
-            rc = rate_control(plan.settings.target, width, height, fps)  # refuses a size beyond every level
+            rc = x264_target(plan.settings.target, width, height, fps)  # refuses a size beyond every level
             output_doc.update(crf=plan.settings.crf, preset=plan.settings.preset,
                               range="full" if plan.settings.full_range else "limited",
                               target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)

@@ -15,10 +15,17 @@ kept wherever the stream stays under that ceiling:
   frame rate, the rate capped at the level's High-profile limit and at what Blu-ray-class
   players are specified for — 40 Mbit/s peak with a 30 Mbit buffer up to level 4.2 (x264's
   ``--bluray-compat`` values: 1080p30 at level 4.1), 100 Mbit/s with a 100 Mbit buffer at
-  level 5.x (4K).
+  level 5.x (4K). Pictures are refreshed by periodic intra refresh instead of keyframes: a
+  keyframe re-codes every still part of the picture at once, which on the default piece made
+  each one a one-frame tick (+100 % frame-to-frame change; benchmarks/RESULTS.md, "The piece
+  as a player and a viewer receive it"); intra refresh sweeps a column of intra blocks across
+  the picture over 250 frames. Each sweep starts at a recovery point that the container marks
+  as a sync sample, so a player still seeks (the picture heals within one sweep, ~8 s at
+  30 fps) and recovers from a damaged packet; the file's first frame is a keyframe, so a
+  loop restarts cleanly.
 * ``archive``: for masters kept as files. At least level 5.1 (300 Mbit/s peak for High), the
-  rate capped only by that level: the quality of unconstrained CRF, declared honestly. (An
-  exact master is ``--codec ffv1``.)
+  rate capped only by that level: the quality of unconstrained CRF, declared honestly, with
+  a keyframe every 250 frames for seeking and editing. (An exact master is ``--codec ffv1``.)
 """
 
 from __future__ import annotations
@@ -92,17 +99,20 @@ _ARCHIVE_LEVEL = "5.1"
 
 
 @dataclass(frozen=True)
-class RateControl:
-    """What a target asks of x264: the level to declare and the VBV that keeps the stream inside it."""
+class X264Target:
+    """What a target asks of x264: the level to declare, the VBV that keeps the stream inside
+    it, and how pictures are refreshed (keyframes, or intra refresh)."""
 
     target: str
     level: Level
     max_rate: int  # kbit/s
     buffer: int  # kbit
+    intra_refresh: bool
 
     def x264_args(self) -> list[str]:
-        """ffmpeg's libx264 options for this rate control."""
-        return ["-level:v", self.level.name, "-maxrate", f"{self.max_rate}k", "-bufsize", f"{self.buffer}k"]
+        """ffmpeg's libx264 options for this target."""
+        args = ["-level:v", self.level.name, "-maxrate", f"{self.max_rate}k", "-bufsize", f"{self.buffer}k"]
+        return args + (["-x264-params", "intra-refresh=1"] if self.intra_refresh else [])
 
     def describe(self) -> str:
         """One line for logs and metadata, e.g. "player: level 4.1, peak 40 Mbit/s"."""
@@ -120,17 +130,17 @@ def minimum_level(width: int, height: int, fps: float) -> Level:
     )
 
 
-def rate_control(target: str, width: int, height: int, fps: float) -> RateControl:
+def x264_target(target: str, width: int, height: int, fps: float) -> X264Target:
     """The level and rate cap of ``target`` for a ``width`` x ``height`` stream at ``fps``."""
     if target not in TARGETS:
         raise EntropicError(f"unknown --target {target!r}: choose one of {', '.join(TARGETS)}")
     level = minimum_level(width, height, fps)
     if target == "archive":
         level = _at_least(level, _ARCHIVE_LEVEL)
-        return RateControl(target, level, level.high_max_br, level.high_max_cpb)
+        return X264Target(target, level, level.high_max_br, level.high_max_cpb, intra_refresh=False)
     level = _at_least(level, _PLAYER_LEVEL)
     rate, buffer = _PLAYER_CEILING.get(level.idc // 10, (level.high_max_br, level.high_max_cpb))
-    return RateControl(target, level, min(rate, level.high_max_br), min(buffer, level.high_max_cpb))
+    return X264Target(target, level, min(rate, level.high_max_br), min(buffer, level.high_max_cpb), intra_refresh=True)
 
 
 def _at_least(level: Level, name: str) -> Level:

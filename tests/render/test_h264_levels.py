@@ -7,7 +7,7 @@ import pytest
 
 from diffusion.common.errors import EntropicError
 from render.ffmpeg import packet_timeline, probe_video
-from render.h264_levels import LEVELS, minimum_level, rate_control
+from render.h264_levels import LEVELS, minimum_level, x264_target
 from render.export import write_video
 from render.video_sink import VideoSettings
 
@@ -32,19 +32,21 @@ def test_beyond_every_level_is_one_clear_error():
     with pytest.raises(EntropicError, match=r"16384x16384 at 30 fps is beyond every H.264 level"):
         minimum_level(16384, 16384, 30)
     with pytest.raises(EntropicError, match="unknown --target 'tv'"):
-        rate_control("tv", 1920, 1080, 30)
+        x264_target("tv", 1920, 1080, 30)
 
 
 def test_targets():
-    player = rate_control("player", 1920, 1080, 30)
+    player = x264_target("player", 1920, 1080, 30)
     assert (player.level.name, player.max_rate, player.buffer) == ("4.1", 40000, 30000)
-    assert rate_control("player", 640, 360, 30).level.name == "4.1"  # players are 1080p players
-    assert rate_control("player", 3840, 2160, 30).max_rate == 100000
-    archive = rate_control("archive", 1920, 1080, 30)
+    assert x264_target("player", 640, 360, 30).level.name == "4.1"  # players are 1080p players
+    assert x264_target("player", 3840, 2160, 30).max_rate == 100000
+    assert "intra-refresh=1" in player.x264_args()  # no keyframe ticks for players
+    archive = x264_target("archive", 1920, 1080, 30)
     assert (archive.level.name, archive.max_rate, archive.buffer) == ("5.1", 300000, 300000)
+    assert "intra-refresh=1" not in archive.x264_args()  # keyframes for seeking and editing
     for target in ("player", "archive"):  # never more than the declared level allows
         for size in ((640, 360, 30), (1920, 1080, 60), (3840, 2160, 60), (7680, 4320, 30)):
-            rc = rate_control(target, *size)
+            rc = x264_target(target, *size)
             assert rc.max_rate <= rc.level.high_max_br and rc.buffer <= rc.level.high_max_cpb
 
 
@@ -58,7 +60,7 @@ def test_a_stream_of_pure_noise_stays_inside_its_declared_level(tmp_path):
     facts = probe_video(out)
     assert (facts.profile, facts.level) == ("High", 41)
     packets = packet_timeline(out)
-    rc = rate_control("player", 1920, 1080, 30)
+    rc = x264_target("player", 1920, 1080, 30)
     assert packets.buffer_underflows(rc.max_rate * 1000, rc.buffer * 1000, 30) == 0
     assert packets.peak_bitrate(1.0) <= (rc.max_rate + rc.buffer) * 1000
     assert packets.peak_bitrate(1.0) > 20e6  # it did have to be capped
