@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 from diffusion.common.atomic import sha256_file
 from diffusion.common.paths import published_path, republished_path
-from render.ffmpeg import probe_video, read_tags
+from render.ffmpeg import packet_timeline, probe_video, read_tags
 
 FORMAT = "entropic-render"
 VERSION = 1
@@ -299,6 +299,10 @@ def describe_video(path: str | os.PathLike) -> str:
             f"{path}: {facts.codec} {facts.pix_fmt}, {facts.width}x{facts.height}, {facts.fps:g} fps, "
             f"{facts.frames} frames ({facts.duration:.2f} s)"
         ]
+        if facts.profile or facts.level:
+            level = f" level {facts.level // 10}.{facts.level % 10}" if facts.level else ""
+            peak = packet_timeline(path).peak_bitrate(1.0)
+            lines.append(f"  stream: {facts.profile or ''}{level}, peak {peak / 1e6:.1f} Mbit/s over any second")
         side = sidecar_path(path)
         if side.is_file():
             try:

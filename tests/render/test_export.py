@@ -138,8 +138,10 @@ def test_default_h264_mp4_with_provenance_in_file_and_sidecar(render_scene, scen
     assert side["provenance"] == doc
     assert side["video_sha256"] == __import__("hashlib").sha256(out.read_bytes()).hexdigest()
     text = describe_video(out)
-    for needle in (WEIGHTS, MANIFEST, "CC0-1.0 (12 images)", "runs/first", "sidecar piece.mp4.json: matches"):
+    for needle in (WEIGHTS, MANIFEST, "CC0-1.0 (12 images)", "runs/first", "sidecar piece.mp4.json: matches",
+                   "stream: High level 4.1, peak"):
         assert needle in text
+    assert doc["output"]["target"] == "player" and doc["output"]["level"] == "4.1"
     code, err = run_cli("info", str(out))
     assert code == 0
 
