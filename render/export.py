@@ -278,27 +278,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete ``.NAME.<pid>.tmp*`` left by a killed render whose process no longer exists."""
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.tmp")
-    if not out.parent.is_dir():
-        return
-    for entry in os.scandir(out.parent):
-        m = pattern.match(entry.name)
-        if not m:
-            continue
-        pid = int(m.group(1))
-        try:
-            os.kill(pid, 0)
-            continue  # still running (another render of the same name): leave it
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-
-
 def _progress(total: int | None, desc: str, quiet: bool, initial: int = 0):
     from tqdm import tqdm
 
@@ -329,7 +308,6 @@ def write_video(
     path = Path(path)
     codec = settings.validate()
     muxer = check_extension(codec, path)
-    _remove_stale_temporaries(path)
     written = 0
     with _sigterm_as_interrupt(), atomic_path(path, suffix=path.suffix) as tmp:
         bar = _progress(total, path.name, quiet)
@@ -514,7 +492,6 @@ def join_videos(
         ]
 
     total = sum(f.frames for f in facts)
-    _remove_stale_temporaries(out)
     with _sigterm_as_interrupt(), atomic_path(out, suffix=out.suffix) as tmp:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix=".entropic-concat-", dir=out.parent,
                                          delete=False, encoding="utf-8") as lst:
