@@ -37,6 +37,7 @@ the batch size, or on the shard that drew it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -341,12 +342,21 @@ def read_header(path: str | os.PathLike) -> dict:
             raise EntropicError(f"{hp}: 'arrays.{kind}.file' must be a plain file name, got {fname!r}")
         if entry.get("dtype") != h["dtype"]:
             raise EntropicError(f"{hp}: 'arrays.{kind}.dtype' disagrees with 'dtype'")
+        if fname != f"{kind}.{DTYPES[h['dtype']][1]}":
+            raise EntropicError(
+                f"{hp}: 'arrays.{kind}.file' is {fname!r} but a {h['dtype']} {kind} array is "
+                f"{kind}.{DTYPES[h['dtype']][1]}; the header disagrees with its arrays"
+            )
         if h["dtype"] == "uint8":
             for key in ("lo", "hi"):
                 v = entry.get(key)
                 if not isinstance(v, list) or len(v) != s:
                     raise EntropicError(f"{hp}: uint8 store needs 'arrays.{kind}.{key}' with {s} values")
-    del n
+    seeds = h.get("seeds")
+    if seeds is not None:
+        values = seeds.get("values") if isinstance(seeds, dict) else None
+        if not isinstance(values, list) or len(values) != n:
+            raise EntropicError(f"{hp}: 'seeds.values' must list one seed for each of num_samples = {n} samples")
     return h
 
 
@@ -358,6 +368,78 @@ def array_bytes(header: Mapping) -> int:
         * int(header["width"])
         * DTYPES[header["dtype"]][0].itemsize
     )
+
+
+def sample_bytes(header: Mapping) -> int:
+    """Bytes of one sample's whole trajectory in an array file of ``header``'s store."""
+    return int(header["num_steps"]) * int(header["height"]) * int(header["width"]) * DTYPES[header["dtype"]][0].itemsize
+
+
+def _blank_from(fd: int, offset: int, size: int, chunk: int = 1 << 20) -> bool:
+    """Whether bytes [offset, size) of ``fd`` are all zero (holes are skipped, not read)."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    pos = offset
+    while pos < size:
+        if seek_data is not None:
+            try:
+                pos = os.lseek(fd, pos, seek_data)
+            except OSError as err:
+                if err.errno == errno.ENXIO:
+                    return True  # nothing but a hole up to the end
+                seek_data = None  # no hole support here: read everything
+            if pos >= size:
+                return True
+        data = os.pread(fd, min(chunk, size - pos), pos)
+        if not data:
+            return True
+        if np.frombuffer(data, np.uint8).any():
+            return False
+        pos += len(data)
+    return True
+
+
+def check_array_files(root: str | os.PathLike, header: Mapping) -> dict[str, bool]:
+    """Check every array file of a store against its header; kind -> whether an append was interrupted.
+
+    Each file must be a regular file of exactly num_samples x num_steps x height x width x
+    itemsize bytes. One longer by whole samples of blank bytes is what a killed append leaves
+    (files grown sparse, header not yet rewritten: ``True``); anything else (shorter, longer
+    by a part of a sample, or longer with recorded bytes beyond the header's samples) means the
+    header disagrees with its arrays and is an EntropicError naming the file. Nothing is changed.
+    """
+    root = Path(root)
+    expected = array_bytes(header)
+    per_sample = sample_bytes(header)
+    shape = f"[{header['num_samples']}, {header['num_steps']}, {header['height']}, {header['width']}] x {header['dtype']}"
+    grown: dict[str, bool] = {}
+    for kind, entry in header["arrays"].items():
+        fp = root / entry["file"]
+        if not fp.exists():
+            raise EntropicError(f"{fp}: array file named in the header is missing; record the store again")
+        if not fp.is_file():
+            raise EntropicError(f"{fp}: not a regular file; the store is damaged — record it again")
+        size = fp.stat().st_size
+        if size < expected:
+            raise EntropicError(
+                f"{fp}: array file is truncated: {size} bytes, the header's shape {shape} needs {expected}"
+            )
+        grown[kind] = size > expected
+        if not grown[kind]:
+            continue
+        extra = size - expected
+        if extra % per_sample:
+            why = f"{extra} bytes more than the header's shape {shape} needs ({expected}), not a whole number of samples"
+        else:
+            with open(fp, "rb") as f:
+                if _blank_from(f.fileno(), expected, size):
+                    continue
+            why = (f"{size // per_sample} samples, and those beyond the header's num_samples "
+                   f"{header['num_samples']} hold recorded bytes")
+        raise EntropicError(
+            f"{fp}: array file holds {why}: {HEADER_FILE} disagrees with its arrays; nothing was changed — "
+            "restore the store's own header or record into a new --out"
+        )
+    return grown
 
 
 def read_complete(path: str | os.PathLike, num_samples: int) -> np.ndarray:

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from diffusion.common.atomic import fsync_dir
 from diffusion.common.errors import EntropicError
 from diffusion.store.format import describe_missing, identity_difference, read_header
 from diffusion.store.reader import open_store
-from diffusion.store.writer import StoreWriter, create_store_dir
+from diffusion.store.writer import StoreWriter, building_store
 
 
 def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chunk_samples: int = 8) -> Path:
@@ -54,12 +52,8 @@ def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chu
     if (owner < 0).any():
         raise EntropicError(f"merge: {describe_missing(owner >= 0)}; finish or add the missing shards")
     header = {**first, "shard": None}
-    # Build under a temporary name so that `out` is never a half-merged store.
-    build = out.parent / f".{out.name}.{os.getpid()}.merge"
-    if build.exists():
-        shutil.rmtree(build)
-    try:
-        create_store_dir(build, header)
+    # Built under a temporary name so that `out` is never a half-merged store.
+    with building_store(out, header) as build:
         with StoreWriter(build, header) as writer:
             block = header["num_steps"] * writer._frame_bytes
             for kind, entry in header["arrays"].items():
@@ -72,9 +66,4 @@ def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chu
                     for fd in srcs:
                         os.close(fd)
             writer.commit(range(n))
-        os.rename(build, out)
-        fsync_dir(out.parent)
-    finally:
-        if build.exists():
-            shutil.rmtree(build, ignore_errors=True)
     return out

@@ -26,6 +26,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.store.format import (
     DTYPES,
     array_bytes,
+    check_array_files,
     describe_missing,
     read_complete,
     read_header,
@@ -283,28 +284,21 @@ def open_store(path: str | os.PathLike, allow_incomplete: bool = False, read_thr
     root = Path(path)
     header = read_header(root)
     complete = read_complete(root, header["num_samples"])
+    grown = check_array_files(root, header)
     fds: dict[str, int] = {}
     try:
-        expected = array_bytes(header)
         for kind, entry in header["arrays"].items():
             fp = root / entry["file"]
+            if grown[kind]:
+                raise EntropicError(
+                    f"{fp}: array file is {fp.stat().st_size} bytes but the header says {array_bytes(header)}: "
+                    "an append was interrupted; re-run the same `entropic sample` command to finish it"
+                )
             try:
                 fd = os.open(fp, os.O_RDONLY)
             except FileNotFoundError:
                 raise EntropicError(f"{fp}: array file named in the header is missing; record the store again") from None
             fds[kind] = fd
-            size = os.fstat(fd).st_size
-            if size < expected:
-                raise EntropicError(
-                    f"{fp}: array file is truncated: {size} bytes, the header's shape "
-                    f"[{header['num_samples']}, {header['num_steps']}, {header['height']}, {header['width']}] "
-                    f"x {header['dtype']} needs {expected}"
-                )
-            if size > expected:
-                raise EntropicError(
-                    f"{fp}: array file is {size} bytes but the header says {expected}: an append was "
-                    "interrupted; re-run the same `entropic sample` command to finish it"
-                )
             if hasattr(os, "posix_fadvise"):
                 # Random frame gathers: readahead would read (and cache) 16x more than asked.
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)

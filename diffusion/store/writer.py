@@ -2,29 +2,42 @@
 
 Writing and crash safety (see :class:`StoreWriter`):
 
-* A new store is built in a temporary folder next to STORE and renamed into place, so a
-  directory named STORE always has a header.
+* A new store is built in a temporary folder next to STORE (``.STORE.<pid>.tmp``) and renamed
+  into place, so a directory named STORE always has a header. A process killed before the
+  rename leaves that folder; the next writer of STORE removes it (its pid no longer exists).
+* Everything is checked before anything is written: an existing store's identity, every
+  array file against the header (size, hence dtype and shape) and ``complete.json``. A store
+  that disagrees with itself is refused, naming the file, and left byte for byte.
 * Frames are written with ``os.pwrite`` (not through a writable memory map: a full disk
   under a sparse memory map kills the process with SIGBUS, while pwrite raises ENOSPC).
   After a batch of samples has been written the file is fdatasync'ed and only then are the
   samples added to ``complete.json`` (atomic rename). A crash loses at most the batch in flight.
 * Growing N (appending samples) extends the array files in place with ``ftruncate`` (sparse:
   instant, no copy of what is already there), then rewrites the header atomically. A crash
-  between the two leaves the file larger than the header says: readers refuse it and the
-  next ``entropic sample`` finishes the append.
+  between the two leaves the file larger than the header says by whole samples of blank
+  (never written) bytes: readers refuse it and the next ``entropic sample`` finishes the
+  append. A file longer by recorded bytes is not an interrupted append but a header that
+  disagrees with its arrays: refused, never truncated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from diffusion.common.atomic import atomic_write_json, fsync_dir
+from diffusion.common.atomic import (
+    atomic_write_json,
+    fsync_dir,
+    remove_stale_temporaries,
+    replace_dir,
+    temporary_path,
+)
 from diffusion.common.errors import EntropicError
 from diffusion.store.format import (
     COMPLETE_FILE,
@@ -35,6 +48,7 @@ from diffusion.store.format import (
     VERSION,
     StoreSpec,
     array_bytes,
+    check_array_files,
     identity_difference,
     make_header,
     ranges_from_mask,
@@ -110,6 +124,7 @@ class StoreWriter:
         """
         root = Path(path)
         wanted = make_header(spec, num_samples)
+        remove_stale_temporaries(root)  # a store killed while it was being created
         if root.exists() and not (root / HEADER_FILE).exists():
             if root.is_dir() and not any(root.iterdir()):
                 root.rmdir()  # an empty folder the user made: take its place
@@ -132,31 +147,28 @@ class StoreWriter:
 
     @staticmethod
     def _reopen(root: Path, wanted: dict, num_samples: int) -> dict:
-        """Check an existing store (under its lock) against ``wanted``; repair or grow it; its header."""
+        """Check an existing store (under its lock) against ``wanted``; repair or grow it; its header.
+
+        Everything is checked before anything is written: the identity, every array file
+        against the header, the completeness record. A refused store is left byte for byte.
+        """
         existing = read_header(root)
         diff = identity_difference(existing, wanted)
         if diff:
             raise EntropicError(f"{root}: holds a different recording: {diff}; use another --out")
+        grown = check_array_files(root, existing)
+        read_complete(root, existing["num_samples"])  # damaged: refused here, before the store grows
+        for name in (HEADER_FILE, COMPLETE_FILE):
+            remove_stale_temporaries(root / name)  # dead writers' half-written records
         if existing.get("meta") != wanted.get("meta"):
             wanted["meta"] = existing.get("meta")  # meta is descriptive, not identity: keep the first
         expected = array_bytes(existing)
-        for kind, entry in existing["arrays"].items():
-            fp = root / entry["file"]
-            if not fp.is_file():
-                raise EntropicError(f"{fp}: array file named in the header is missing; record into a new --out")
-            size = fp.stat().st_size
-            if size < expected:
-                raise EntropicError(
-                    f"{fp}: array file is truncated ({size} of {expected} bytes); the store cannot be "
-                    "resumed — record into a new --out"
-                )
         n_old = int(existing["num_samples"])
         if num_samples <= n_old:
-            # Undo a half-done append (file grown, header not yet rewritten).
-            for entry in existing["arrays"].values():
-                fp = root / entry["file"]
-                if fp.stat().st_size != expected:
-                    os.truncate(fp, expected)
+            # Undo a half-done append (file grown with blank samples, header not yet rewritten).
+            for kind, entry in existing["arrays"].items():
+                if grown[kind]:
+                    os.truncate(root / entry["file"], expected)
             return existing
         # Append: grow the files first (sparse), then publish the new header.
         new_bytes = array_bytes(wanted)
@@ -245,12 +257,20 @@ def write_complete(root: Path, mask: np.ndarray) -> None:
     )
 
 
-def create_store_dir(root: Path, header: dict) -> None:
-    """Build an empty store (sparse arrays, nothing complete) in a temp folder, rename into place."""
+@contextlib.contextmanager
+def building_store(root: Path, header: dict, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty store (sparse arrays, nothing complete) built under a temporary name; rename it onto ``root``.
+
+    The block fills it; ``root`` appears only when the block succeeds, so a folder named
+    ``root`` always has a header, and a kill leaves a temporary that the next writer of
+    ``root`` removes. An existing ``root`` is an EntropicError unless ``replace``.
+    """
+    root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.{os.getpid()}.tmp"
+    remove_stale_temporaries(root)
+    tmp = temporary_path(root)
     if tmp.exists():
-        shutil.rmtree(tmp)
+        shutil.rmtree(tmp)  # this very pid's leftover (pids are reused)
     tmp.mkdir()
     try:
         nbytes = array_bytes(header)
@@ -259,6 +279,11 @@ def create_store_dir(root: Path, header: dict) -> None:
                 f.truncate(nbytes)
         write_complete(tmp, np.zeros(header["num_samples"], dtype=bool))
         atomic_write_json(tmp / HEADER_FILE, header)
+        yield tmp
+        fsync_dir(tmp)
+        if replace:
+            replace_dir(tmp, root)
+            return
         try:
             os.rename(tmp, root)
         except OSError as err:
@@ -269,6 +294,12 @@ def create_store_dir(root: Path, header: dict) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_store_dir(root: Path, header: dict) -> None:
+    """Build an empty store (sparse arrays, nothing complete) in a temp folder, rename into place."""
+    with building_store(root, header):
+        pass
 
 
 def write_store(
@@ -311,12 +342,8 @@ def write_store(
     header = make_header(spec, n)
     if root.exists() and not overwrite:
         raise EntropicError(f"{root}: already exists; pass overwrite=True or choose another path")
-    build = root.parent / f".{root.name}.{os.getpid()}.build"
-    if build.exists():
-        shutil.rmtree(build)
-    try:
-        create_store_dir(build, header)
-        enc = FrameEncoder(header)
+    enc = FrameEncoder(header)
+    with building_store(root, header, replace=overwrite) as build:
         with StoreWriter(build, header) as writer:
             steps = np.arange(s)
             for kind, arr in (("x", x), ("x0", x0_predictions)):
@@ -325,15 +352,4 @@ def write_store(
                 for i in range(n):
                     writer.write_trajectories(kind, [i], enc.encode(np.asarray(arr[i])[None], steps, kind))
             writer.commit(range(n))
-        if root.exists():
-            old = root.parent / f".{root.name}.{os.getpid()}.old"
-            os.rename(root, old)
-            os.rename(build, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(build, root)
-        fsync_dir(root.parent)
-    finally:
-        if build.exists():
-            shutil.rmtree(build, ignore_errors=True)
     return root

@@ -376,3 +376,71 @@ def test_cli_shards_and_merge(tmp_path: Path, tiny_run: Path, cli):
     r = cli("sample", str(tiny_run), "--out", str(tmp_path / "single"), *common)
     assert r.returncode == 0, r.stderr
     assert files(tmp_path / "m") == files(tmp_path / "single")
+
+
+# The real command line with a kill at one write point: ``entropic sample`` SIGKILLs itself right
+# after the new store's header is written into its temporary folder (before the rename).
+KILL_AT_CREATION = """
+import os, signal, sys
+from pathlib import Path
+import diffusion.store.writer as writer
+real = writer.atomic_write_json
+def write_then_die(path, obj):
+    real(path, obj)
+    path = Path(path)
+    if path.name == "header.json" and path.parent.name.endswith(".tmp"):
+        os.kill(os.getpid(), signal.SIGKILL)
+writer.atomic_write_json = write_then_die
+from render.cli import main
+main(sys.argv[1:])
+"""
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_sample_killed_while_creating_the_store_leaves_nothing_behind(tmp_path: Path, tiny_run: Path, cli):
+    args = ["sample", str(tiny_run), "--count", "3", "--sampler", "ddim", "--steps", "3", "--quiet", "--threads", "1"]
+    out = tmp_path / "killed" / "traj"
+    out.parent.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_CREATION, *args, "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists() and len(hidden(out.parent)) == 1  # the temporary folder of the dead process
+    again = cli(*args, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert hidden(out.parent) == [] and hidden(out) == []
+    whole = cli(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    assert files(out) == files(tmp_path / "whole")
+
+
+def test_a_store_whose_header_disagrees_with_its_arrays_is_refused_untouched(tmp_path: Path, model: UNet,
+                                                                            reference: Path):
+    path = tmp_path / "store"
+    path.mkdir()
+    for name, data in files(reference).items():
+        (path / name).write_bytes(data)
+    header = json.loads((path / HEADER_FILE).read_text())
+    header["num_samples"] = 4  # the arrays hold 6 recorded samples
+    header["seeds"]["values"] = header["seeds"]["values"][:4]
+    (path / HEADER_FILE).write_text(json.dumps(header))
+    (path / COMPLETE_FILE).write_text(json.dumps({"format": "entropic-trajectories-complete", "version": 1,
+                                                   "ranges": [[0, 4]]}))
+    before = files(path)
+    for count in (4, 6):
+        with pytest.raises(EntropicError, match=r"x\.f16: array file holds 6 samples.*disagrees with its arrays"):
+            rec(path, model, count=count)
+        assert files(path) == before and hidden(tmp_path) == []
+    with pytest.raises(EntropicError, match="disagrees with its arrays"):
+        open_store(path)
+    # A damaged completeness record is refused before an append grows anything.
+    header["num_samples"] = 6
+    header["seeds"]["values"] = json.loads((reference / HEADER_FILE).read_text())["seeds"]["values"]
+    (path / HEADER_FILE).write_text(json.dumps(header))
+    (path / COMPLETE_FILE).write_text("{")
+    before = files(path)
+    with pytest.raises(EntropicError, match=r"complete\.json"):
+        rec(path, model, count=8)
+    assert files(path) == before
