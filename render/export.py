@@ -9,7 +9,11 @@ bad command changes nothing on disk. Then:
 * the video is written under a hidden temporary name (``.piece.mp4.<pid>.tmp.mp4``) and
   renamed onto ``piece.mp4`` only once ffmpeg has finished it; Ctrl-C or SIGTERM stops
   ffmpeg, removes the temporary file and leaves any previous ``piece.mp4`` untouched;
+* ffmpeg dies with the render, SIGKILL included (:mod:`diffusion.common.children`); a killed
+  render's temporary is removed by the next render of the same name (its pid is gone);
 * the sidecar ``piece.mp4.json`` (provenance + the video's sha256) is written after the rename.
+  A render killed between the two leaves a video without a sidecar: the same command then
+  finds the video it would make (same embedded provenance, every frame) and writes the sidecar.
 
 ``--frames A:B`` renders the half-open range [A, B) of the timeline (Python slice rules).
 Shards of one scene, each rendered with its own range, are put back together by
@@ -36,9 +40,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from diffusion.common.atomic import atomic_path
+from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
-from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video
+from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video, read_tags
 from render.h264_levels import x264_target
 from render.image_sequence import ImageSequenceSink
 from render.video_sink import (
@@ -75,28 +80,49 @@ def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
+#: A timeline no range exceeds: :func:`parse_frames` with it (or more) checks the syntax only,
+#: and its messages never quote it as the scene's length.
+UNBOUNDED_FRAMES = 2**62
+
+
+def parse_frame_range(text: str | tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    """``"A:B"`` → (A, B) with None for an omitted end; the syntax and START < STOP, no timeline."""
+    if isinstance(text, tuple):
+        a, b = text
+    else:
+        m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", str(text))
+        if not m:
+            raise EntropicError(f"--frames {text!r} is not START:STOP (e.g. 900:1800, half-open, first frame 0)")
+        a = int(m.group(1)) if m.group(1) else None
+        b = int(m.group(2)) if m.group(2) else None
+    a = None if a is None else int(a)
+    b = None if b is None else int(b)
+    if (a is not None and a < 0) or (b is not None and b < 0):
+        raise EntropicError(f"--frames {a}:{b} has a negative frame; frames count from 0")
+    if b is not None and (0 if a is None else a) >= b:
+        raise EntropicError(
+            f"--frames {'' if a is None else a}:{b} is empty: START must be less than STOP (half-open START:STOP, "
+            "first frame 0)"
+        )
+    return a, b
+
+
 def parse_frames(text: str | tuple[int | None, int | None] | None, frame_count: int) -> tuple[int, int]:
     """``"A:B"`` → the half-open range [A, B) checked against a timeline of ``frame_count`` frames.
 
-    ``A:`` runs to the end, ``:B`` starts at 0, None is the whole timeline.
+    ``A:`` runs to the end, ``:B`` starts at 0, None is the whole timeline. With
+    ``frame_count`` >= :data:`UNBOUNDED_FRAMES` only the syntax is checked.
     """
-    if text is None:
-        start, stop = 0, frame_count
-    else:
-        if isinstance(text, tuple):
-            a, b = text
-        else:
-            m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", str(text))
-            if not m:
-                raise EntropicError(f"--frames {text!r} is not START:STOP (e.g. 900:1800, half-open, first frame 0)")
-            a = int(m.group(1)) if m.group(1) else None
-            b = int(m.group(2)) if m.group(2) else None
-        start = 0 if a is None else int(a)
-        stop = frame_count if b is None else int(b)
+    a, b = (None, None) if text is None else parse_frame_range(text)
+    start = 0 if a is None else a
+    stop = frame_count if b is None else b
     if not 0 <= start < stop <= frame_count:
+        shown = f"{'' if a is None else a}:{'' if b is None else b}"
+        if frame_count >= UNBOUNDED_FRAMES:
+            raise EntropicError(f"--frames {shown} is beyond any timeline")
         raise EntropicError(
-            f"--frames {start}:{stop} is outside the timeline 0:{frame_count} "
-            f"(the scene has {frame_count} frames; ranges are half-open START:STOP with START < STOP)"
+            f"--frames {shown} is outside the timeline 0:{frame_count} "
+            f"(the scene has {frame_count} frames, 0 to {frame_count - 1}; ranges are half-open START:STOP)"
         )
     return start, stop
 
@@ -131,6 +157,9 @@ class OutputPlan:
     codec: Codec | None
     muxer: str | None
     settings: VideoSettings
+    # The video exists without its sidecar: refused unless it is this very render, finished by
+    # a run killed before it wrote the sidecar (decided by :func:`render` once the provenance is known).
+    existing: bool = False
 
     @property
     def exact(self) -> bool:
@@ -193,11 +222,26 @@ def plan_output(options: RenderOptions) -> OutputPlan:
     if out.is_dir():
         raise EntropicError(f"{out}: is a folder; give a file name for a video")
     side = prov.sidecar_path(out)
+    existing = False
     if not options.overwrite:
-        for existing in (out, side):
-            if existing.exists():
-                raise EntropicError(f"{existing}: already exists; pass --overwrite to replace it")
-    return OutputPlan("video", out, codec, muxer, settings)
+        if side.exists():
+            raise EntropicError(f"{out if out.exists() else side}: already exists; pass --overwrite to replace it")
+        existing = out.exists()
+    return OutputPlan("video", out, codec, muxer, settings, existing)
+
+
+def _already_rendered(path: Path, doc: Mapping[str, Any], frames: int) -> bool:
+    """Whether ``path`` is the video this render makes (same embedded provenance, all its frames).
+
+    That is what a render killed between renaming its video and writing the sidecar leaves;
+    the same command then only writes the sidecar.
+    """
+    if read_tags(path).get("comment") != prov.metadata_comment(doc):
+        return False
+    try:
+        return probe_video(path).frames == frames
+    except EntropicError:
+        return False
 
 
 # -- the scene --------------------------------------------------------------------------------------
@@ -355,7 +399,7 @@ def render(
     size = parse_size(options.size)
     # Cheap checks before the scene is loaded (which may sample the default piece for minutes).
     if options.frames is not None:
-        parse_frames(options.frames, 2**62)  # the syntax; the range is checked below
+        parse_frame_range(options.frames)  # the syntax; the range is checked below
     if plan.codec is not None and size is not None:
         plan.codec.check_size(*size)
     the_scene = load_render_scene(scene, size, options.fps, named_stores=named_stores)
@@ -373,6 +417,12 @@ def render(
                               target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)
     doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
     t0 = time.perf_counter()
+    if plan.existing:
+        if not _already_rendered(plan.path, doc, stop - start):
+            raise EntropicError(f"{plan.path}: already exists; pass --overwrite to replace it")
+        side = _write_video_sidecar(plan, doc, width, height, fps, stop - start)
+        return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, 0,
+                            time.perf_counter() - t0, plan.exact, side)
     if plan.kind == "png":
         key = {
             "scene_sha256": doc["scene"]["sha256"],
@@ -406,13 +456,18 @@ def render(
         total=stop - start, metadata={"comment": prov.metadata_comment(doc)}, quiet=options.quiet,
     )
     seconds = time.perf_counter() - t0
-    side = prov.write_sidecar(
-        plan.path, doc,
-        {"codec": plan.codec.name, "width": width, "height": height, "fps": fps, "frames": written,
-         "exact": plan.exact},
-    )
+    side = _write_video_sidecar(plan, doc, width, height, fps, written)
     return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, written,
                         seconds, plan.exact, side)
+
+
+def _write_video_sidecar(plan: OutputPlan, doc: Mapping[str, Any], width: int, height: int, fps: float,
+                         frames: int) -> Path:
+    return prov.write_sidecar(
+        plan.path, doc,
+        {"codec": plan.codec.name, "width": width, "height": height, "fps": fps, "frames": frames,
+         "exact": plan.exact},
+    )
 
 
 # -- joining shards ---------------------------------------------------------------------------------
@@ -504,7 +559,7 @@ def join_videos(
             if muxer in ("mp4", "mov"):
                 cmd += ["-movflags", "+faststart"]
             cmd += ["-fflags", "+bitexact", "-f", muxer, "-y", str(tmp)]
-            proc = subprocess.run(cmd, capture_output=True, process_group=0)
+            proc = subprocess.run(cmd, capture_output=True, **dies_with_parent(own_process_group=True))
         finally:
             os.unlink(lst.name)
         if proc.returncode != 0:

@@ -13,6 +13,10 @@ from the caller's thread, so compositing waits while ffmpeg digests the pipe. He
   :class:`~diffusion.common.errors.EntropicError` message when it fails;
 * the exit status is checked on close; ffmpeg runs in its own process group so a Ctrl-C in
   the terminal reaches only Python, which then stops ffmpeg itself (see :meth:`VideoSink.abort`);
+* ffmpeg dies with Python, SIGKILL included (:mod:`diffusion.common.children`; on Linux, armed
+  by the thread that calls :meth:`VideoSink.open`, which must outlive the sink: ``render`` opens,
+  writes and closes on one thread). Where that is not possible (macOS, Windows) an orphaned
+  ffmpeg finishes its file under the dead run's temporary name, which the next render removes;
 * the size is passed exactly (``-s WxH``) with no scaling filter: 1920x1080 stays 1920x1080
   (imageio's writer would silently make it 1920x1088);
 * ``-fflags +bitexact``: the same frames give a byte-identical file (no random Matroska UID).
@@ -44,6 +48,7 @@ from typing import Mapping
 
 import numpy as np
 
+from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render.ffmpeg import check_encoder, ffmpeg_exe
 from render.h264_levels import TARGETS, x264_target
@@ -286,8 +291,9 @@ class VideoSink:
             bufsize=0,
             # Own process group: a terminal Ctrl-C reaches Python only; Python then decides
             # whether ffmpeg finishes (close) or is stopped (abort). ffmpeg killed by the
-            # terminal's SIGINT would leave an MP4 without its moov atom.
-            process_group=0,
+            # terminal's SIGINT would leave an MP4 without its moov atom. And it dies with
+            # Python (SIGKILL included): otherwise it would read EOF and finish a truncated file.
+            **dies_with_parent(own_process_group=True),
         )
         _enlarge_pipe(self._proc.stdin.fileno(), self.width * self.height)
         self._threads = [

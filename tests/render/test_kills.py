@@ -1,0 +1,143 @@
+"""`entropic render` killed with SIGKILL at chosen moments (the real command line in a child
+process that kills itself), then the same command again: its ffmpeg dies with it, nothing
+hidden is left, and the files equal an uninterrupted render's byte for byte."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diffusion.common.children import parent_death_signal_supported
+from render.cli import main as cli_main
+from tests.helpers import write_synthetic_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCENE = """version = 1
+[canvas]
+width = 160
+height = 90
+fps = 10
+duration = 2
+background = 255
+
+[[grid]]
+store = "store"
+rows = 2
+cols = 4
+tile = 32
+spacing = 4
+[grid.motion]
+kind = "diffuse"
+spread = 10
+seed = 1
+"""
+
+# After its 3rd frame the render hands ffmpeg's stdin to a `sleep` (so ffmpeg still waits for
+# frames, as in a long encode), writes ffmpeg's and the holder's pids to argv[1] and SIGKILLs itself.
+KILL_MID_ENCODE = """
+import os, signal, subprocess, sys
+import render.video_sink as video_sink
+real = video_sink.VideoSink.write
+def write(self, frame):
+    real(self, frame)
+    if self.frames_written == 3:
+        holder = subprocess.Popen(["sleep", "30"], pass_fds=[self._proc.stdin.fileno()], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(sys.argv[1], "w") as f:
+            f.write(f"{self._proc.pid} {holder.pid}")
+        os.kill(os.getpid(), signal.SIGKILL)
+video_sink.VideoSink.write = write
+from render.cli import main
+main(sys.argv[2:])
+"""
+
+# Dies right after the video is renamed into place, before its sidecar is written.
+KILL_BEFORE_SIDECAR = """
+import os, signal, sys
+import render.provenance as provenance
+provenance.write_sidecar = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from render.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kill-scene")
+    write_synthetic_store(root / "store", 8, steps=12, size=16, seed=1)
+    (root / "scene.toml").write_text(SCENE)
+    return root / "scene.toml"
+
+
+@pytest.fixture(scope="module")
+def reference(scene, tmp_path_factory) -> Path:
+    """The uninterrupted render: piece.mp4 and its sidecar."""
+    out = tmp_path_factory.mktemp("reference") / "piece.mp4"
+    _render(scene, out)
+    return out
+
+
+def _render(scene: Path, out: Path, *extra: str) -> None:
+    try:
+        cli_main(["render", str(scene), "-o", str(out), "--quiet", *extra])
+    except SystemExit as exit_:
+        assert exit_.code == 0, f"render exited with {exit_.code}"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (waiting for whoever adopted it to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not parent_death_signal_supported(), reason="no parent-death signal on this system")
+def test_ffmpeg_dies_with_a_killed_render_and_the_same_command_finishes(scene, reference, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out, pids = out_dir / "piece.mp4", tmp_path / "pids"
+    proc = subprocess.run([sys.executable, "-c", KILL_MID_ENCODE, str(pids), "render", str(scene), "-o", str(out),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    ffmpeg, holder = (int(v) for v in pids.read_text().split())
+    try:
+        deadline = time.monotonic() + 1.0
+        while not _gone(ffmpeg) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _gone(ffmpeg), "ffmpeg outlived the render that started it"
+    finally:
+        for pid in (ffmpeg, holder):
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not out.exists()
+    assert [p.name for p in out_dir.iterdir() if p.name.startswith(".piece.mp4.")]  # the dead run's temporary
+    _render(scene, out)
+    assert _files(out_dir) == _files(reference.parent)
+
+
+def test_render_killed_before_its_sidecar_is_finished_by_the_same_command(scene, reference, tmp_path):
+    out = tmp_path / "piece.mp4"
+    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, "render", str(scene), "-o", str(out), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.mp4"]
+    # Another render into it is still refused, and changes nothing.
+    with pytest.raises(SystemExit) as refused:
+        cli_main(["render", str(scene), "-o", str(out), "--quiet", "--frames", "0:10"])
+    assert refused.value.code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.mp4"]
+    _render(scene, out)
+    assert _files(tmp_path) == _files(reference.parent)
