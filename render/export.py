@@ -30,7 +30,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from diffusion.common.atomic import atomic_path
+from diffusion.common.atomic import atomic_path, remove_stale_temporaries, temporary_path
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
@@ -169,9 +168,12 @@ class OutputPlan:
 def _check_folder_writable(folder: Path) -> None:
     if not folder.is_dir():
         raise EntropicError(f"{folder}: output folder does not exist; create it first")
-    # os.access is not enough (root passes it on read-only mounts): try to create a file.
+    # os.access is not enough (root passes it on read-only mounts): try to create a file,
+    # named as a temporary so that one left by a kill right here is removed by the next check.
+    probe = temporary_path(folder / "entropic-write-test")
+    remove_stale_temporaries(probe)
     try:
-        fd, probe = tempfile.mkstemp(prefix=".entropic-write-test-", dir=folder)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
     except OSError as err:
         raise EntropicError(f"{folder}: output folder is not writable ({err.strerror})") from None
     os.close(fd)
@@ -524,10 +526,9 @@ def join_videos(
     if out.resolve() in [p.resolve() for p in paths]:
         raise EntropicError(f"join: output {out} is also one of the parts")
     _check_folder_writable(out.parent)
-    if not overwrite:
-        for existing in (out, prov.sidecar_path(out)):
-            if existing.exists():
-                raise EntropicError(f"{existing}: already exists; pass --overwrite to replace it")
+    side = prov.sidecar_path(out)
+    if not overwrite and side.exists():
+        raise EntropicError(f"{out if out.exists() else side}: already exists; pass --overwrite to replace it")
 
     docs = [prov.read_provenance(p)[0] for p in paths]
     doc: dict[str, Any] | None = None
@@ -547,13 +548,18 @@ def join_videos(
         ]
 
     total = sum(f.frames for f in facts)
+    if not overwrite and out.exists():
+        # Only this very join, killed before its sidecar, may be found here: then only the sidecar is left to write.
+        if doc is None or not _already_rendered(out, doc, total):
+            raise EntropicError(f"{out}: already exists; pass --overwrite to replace it")
+        return JoinResult(out, total, paths, _write_join_sidecar(out, doc, first, total))
     with _sigterm_as_interrupt(), atomic_path(out, suffix=out.suffix) as tmp:
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix=".entropic-concat-", dir=out.parent,
-                                         delete=False, encoding="utf-8") as lst:
-            lst.writelines(_concat_line(p) for p in paths)
+        # Named as a temporary of `out` (not a random name), so a killed join's list is removed by the next join.
+        lst = temporary_path(out, ".concat.txt")
         try:
+            lst.write_text("".join(_concat_line(p) for p in paths), encoding="utf-8")
             cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0",
-                   "-i", lst.name, "-map", "0:v:0", "-c", "copy"]
+                   "-i", str(lst), "-map", "0:v:0", "-c", "copy"]
             if doc is not None:
                 cmd += ["-metadata", f"comment={prov.metadata_comment(doc)}"]
             if muxer in ("mp4", "mov"):
@@ -561,21 +567,23 @@ def join_videos(
             cmd += ["-fflags", "+bitexact", "-f", muxer, "-y", str(tmp)]
             proc = subprocess.run(cmd, capture_output=True, **dies_with_parent(own_process_group=True))
         finally:
-            os.unlink(lst.name)
+            lst.unlink(missing_ok=True)
         if proc.returncode != 0:
             why = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:2]
             raise EntropicError(f"join: ffmpeg failed: {'; '.join(why) or proc.returncode}")
         joined = probe_video(tmp).frames
         if joined != total:
             raise EntropicError(f"join: the joined file has {joined} frames, the parts {total}; nothing written")
-    side = None
     if doc is None:
         # An old sidecar (when overwriting) would describe another file.
-        prov.sidecar_path(out).unlink(missing_ok=True)
-    else:
-        side = prov.write_sidecar(
-            out, doc,
-            {"codec": doc.get("output", {}).get("codec"), "width": first.width, "height": first.height,
-             "fps": first.fps, "frames": total, "exact": doc.get("output", {}).get("exact")},
-        )
-    return JoinResult(out, total, paths, side)
+        side.unlink(missing_ok=True)
+        return JoinResult(out, total, paths, None)
+    return JoinResult(out, total, paths, _write_join_sidecar(out, doc, first, total))
+
+
+def _write_join_sidecar(out: Path, doc: Mapping[str, Any], first: Any, total: int) -> Path:
+    return prov.write_sidecar(
+        out, doc,
+        {"codec": doc.get("output", {}).get("codec"), "width": first.width, "height": first.height,
+         "fps": first.fps, "frames": total, "exact": doc.get("output", {}).get("exact")},
+    )

@@ -19,6 +19,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -26,7 +27,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from diffusion.common.atomic import atomic_write_json
+from diffusion.common.atomic import (
+    atomic_write_json,
+    fsync_dir,
+    parse_temporary,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from diffusion.common.errors import EntropicError
 
 MANIFEST_NAME = "entropic-sequence.json"
@@ -86,7 +93,7 @@ def png_is_complete(path: Path) -> bool:
 def write_png_atomic(path: Path, frame: np.ndarray, level: int = 6) -> None:
     """Write ``frame`` to ``path`` under a temporary name, then rename it."""
     data = encode_png(frame, level)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -99,8 +106,10 @@ def write_png_atomic(path: Path, frame: np.ndarray, level: int = 6) -> None:
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The sequence manifest of ``folder``, or None when there is none."""
     path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    if not path.is_file():
+        raise EntropicError(f"{path}: is not a file; use another folder")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -126,9 +135,12 @@ class ImageSequenceSink:
 
     ``key`` identifies the render (scene + store hashes, size, fps); an existing folder is
     resumed only if its manifest has the same key, otherwise refused unless ``overwrite``,
-    which removes the old frames (only files named ``frame_*.png`` and the manifest).
-    Call :meth:`pending` to learn which indices still need frames, :meth:`write` for each,
-    then :meth:`close`. PNG encoding runs on a worker thread.
+    which replaces the old frames (only files named ``frame_*.png`` and the manifest; other
+    files stay). The new frames are drawn into a hidden staging folder inside it
+    (``.entropic-sequence.json.<pid>.tmp/``) and moved in by :meth:`close`, so an interrupted
+    or failed overwrite leaves the old sequence as it was; the next run removes the staging
+    folder of a dead process. Call :meth:`pending` to learn which indices still need frames,
+    :meth:`write` for each, then :meth:`close`. PNG encoding runs on a worker thread.
     """
 
     def __init__(
@@ -159,6 +171,7 @@ class ImageSequenceSink:
         self._inflight: list[concurrent.futures.Future] = []
         self.frames_written = 0
         self._existing: dict[int, Path] = {}
+        self._staging: Path | None = None  # where an overwrite draws its frames until close()
 
     def check(self) -> None:
         """Validate the folder without changing anything (called before rendering starts)."""
@@ -208,19 +221,26 @@ class ImageSequenceSink:
         """Create the folder, clear it if overwriting, and write the manifest (incomplete)."""
         self.check()
         self.folder.mkdir(exist_ok=True)
-        for entry in os.scandir(self.folder):
-            if entry.name.startswith(".frame_") and ".tmp" in entry.name:
-                os.unlink(entry.path)  # leftovers of a killed run: never final-named
-        if self.overwrite:
-            for path in existing_frames(self.folder).values():
-                path.unlink()
-            (self.folder / MANIFEST_NAME).unlink(missing_ok=True)
-        self._existing = {
-            i: p for i, p in existing_frames(self.folder).items() if png_is_complete(p)
-        }
-        self._write_manifest(complete=False)
+        self._remove_dead_runs_temporaries()
+        if self.overwrite and (existing_frames(self.folder) or read_manifest(self.folder) is not None):
+            self._staging = temporary_path(self.folder / MANIFEST_NAME)
+            shutil.rmtree(self._staging, ignore_errors=True)  # this very pid's leftover (pids are reused)
+            self._staging.mkdir()
+            self._existing = {}
+        else:
+            self._existing = {
+                i: p for i, p in existing_frames(self.folder).items() if png_is_complete(p)
+            }
+            self._write_manifest(complete=False)
         self._pool = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="png-writer")
         return self
+
+    def _remove_dead_runs_temporaries(self) -> None:
+        """Half-written frames and staging folders of killed runs (never final-named); a live run's stay."""
+        targets = {temp.name for entry in os.scandir(self.folder) if (temp := parse_temporary(entry.name))}
+        for name in sorted(targets):
+            if _FRAME_RE.match(name) or name == MANIFEST_NAME:
+                remove_stale_temporaries(self.folder / name)
 
     def pending(self, indices: range) -> list[int]:
         """Which of ``indices`` have no complete frame yet (all of them on a fresh folder)."""
@@ -237,7 +257,7 @@ class ImageSequenceSink:
         # Bound the frames in flight so memory stays flat; re-raise a worker's error here.
         while len(self._inflight) >= 2 * self._workers:
             self._inflight.pop(0).result()
-        path = self.folder / frame_name(index)
+        path = (self._staging or self.folder) / frame_name(index)
         # A copy: the caller may reuse its array while the worker still encodes this one.
         self._inflight.append(self._pool.submit(write_png_atomic, path, frame.copy(), self.compress_level))
         self.frames_written += 1
@@ -253,12 +273,35 @@ class ImageSequenceSink:
             self._inflight.clear()
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._staging is not None:
+            self._move_staged_frames_in()
         present = existing_frames(self.folder)
         complete = all(i in present for i in range(self.timeline_frames))
         self._write_manifest(complete=complete, frames_present=len(present))
 
+    def _move_staged_frames_in(self) -> None:
+        """Replace the old sequence by the staged one: old manifest out, old frames out, new frames in.
+
+        Only renames and unlinks, in an order where a kill part-way leaves a folder without a
+        manifest, which only the same ``--overwrite`` render accepts (and then draws whole again).
+        """
+        assert self._staging is not None
+        (self.folder / MANIFEST_NAME).unlink(missing_ok=True)
+        staged = existing_frames(self._staging)
+        for index, path in existing_frames(self.folder).items():
+            if index not in staged:
+                path.unlink()
+        for index, path in sorted(staged.items()):
+            os.replace(path, self.folder / frame_name(index))
+        fsync_dir(self.folder)
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging = None
+
     def abort(self) -> None:
-        """Stop after the frames in flight (each is either fully written or absent)."""
+        """Stop after the frames in flight (each is either fully written or absent).
+
+        An overwrite's staged frames are dropped: the old sequence stays as it was.
+        """
         if self._pool is None:
             return
         for fut in self._inflight:
@@ -266,6 +309,9 @@ class ImageSequenceSink:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._inflight.clear()
         self._pool = None
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
     def _write_manifest(self, complete: bool, frames_present: int | None = None) -> None:
         data = self._manifest_identity()

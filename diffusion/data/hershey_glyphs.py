@@ -190,11 +190,10 @@ def write_default_dataset(
     an interrupted run leaves nothing that looks like a dataset. An existing non-empty folder
     is kept unless ``overwrite`` is true.
     """
-    import os
     import shutil
     from pathlib import Path
 
-    from diffusion.common.atomic import sha256_bytes
+    from diffusion.common.atomic import remove_stale_temporaries, replace_dir, sha256_bytes, temporary_path
     from diffusion.data.manifest import ImageRecord, write_manifest
 
     targets = [Path(folder)] + ([Path(held_out)] if held_out is not None else [])
@@ -203,10 +202,11 @@ def write_default_dataset(
         if a == b or a.is_relative_to(b) or b.is_relative_to(a):
             raise EntropicError(f"--held-out {held_out} and {folder} must be separate folders, neither inside the other")
     for target in targets:
+        remove_stale_temporaries(target)  # a killed run's half-drawn folder; a killed swap's old folder put back
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise EntropicError(f"{target} already exists and is not empty; choose another folder or add --force")
     style.validate()
-    tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
+    tmps = [temporary_path(t) for t in targets]
     records: list[list] = [[] for _ in targets]
     try:
         for tmp in tmps:
@@ -228,9 +228,7 @@ def write_default_dataset(
             )
         for tmp, recs, target in zip(tmps, records, targets):
             write_manifest(tmp, recs)
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(tmp, target)
+            replace_dir(tmp, target)  # the old folder is deleted only once the new one is in place
     finally:
         for tmp in tmps:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -92,7 +92,12 @@ def _render(scene: Path, out: Path, *extra: str) -> None:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
+    """Every entry's bytes (a folder is an error: none belongs here)."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _visible(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
 
 def _gone(pid: int) -> bool:
@@ -141,3 +146,53 @@ def test_render_killed_before_its_sidecar_is_finished_by_the_same_command(scene,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.mp4"]
     _render(scene, out)
     assert _files(tmp_path) == _files(reference.parent)
+
+
+# Dies right after the 3rd PNG of the render is written (on the PNG worker thread).
+KILL_AFTER_THIRD_PNG = """
+import os, signal, sys
+import render.image_sequence as image_sequence
+real = image_sequence.write_png_atomic
+count = [0]
+def write(*args, **kwargs):
+    real(*args, **kwargs)
+    count[0] += 1
+    if count[0] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+image_sequence.write_png_atomic = write
+from render.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_png_overwrite_killed_midway_keeps_the_old_sequence_and_the_same_command_finishes(scene, tmp_path):
+    folder = tmp_path / "frames"
+    _render(scene, folder, "--format", "png", "--size", "80x44", "--frames", "0:6")  # another render's frames
+    (folder / "notes.txt").write_text("mine")
+    before = _files(folder)
+    args = ["render", str(scene), "-o", str(folder), "--format", "png", "--overwrite", "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_THIRD_PNG, *args], cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _visible(folder) == before  # only the dead run's hidden staging folder is new
+    _render(scene, folder, "--format", "png", "--overwrite")
+    _render(scene, tmp_path / "whole", "--format", "png")
+    assert _files(folder) == {**_files(tmp_path / "whole"), "notes.txt": b"mine"}
+
+
+def test_join_killed_before_its_sidecar_is_finished_by_the_same_command(scene, tmp_path):
+    parts = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for part, frames in zip(parts, ("0:8", "8:20")):
+        _render(scene, part, "--frames", frames)
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    killed_dir.mkdir()
+    whole_dir.mkdir()
+    args = ["join", *map(str, parts), "-o"]
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, *args, str(killed_dir / "full.mp4")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert sorted(p.name for p in killed_dir.iterdir()) == ["full.mp4"]
+    for out in (killed_dir, whole_dir):
+        with pytest.raises(SystemExit) as done:
+            cli_main([*args, str(out / "full.mp4")])
+        assert done.value.code in (0, None)
+    assert _files(killed_dir) == _files(whole_dir)

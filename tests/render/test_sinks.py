@@ -266,7 +266,11 @@ def test_png_sequence_resumes_where_it_stopped(tmp_path):
     sink.abort()  # as if interrupted after three frames: frames in flight are written whole or not at all
     done = sorted(seq.existing_frames(folder))
     assert done == list(range(len(done))) and len(done) >= 1
-    (folder / ".frame_000003.png.123.tmp").write_bytes(b"half")  # a killed write
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / f".frame_000003.png.{dead.pid}.tmp").write_bytes(b"half")  # a killed write
+    live = subprocess.Popen(["sleep", "30"])  # stands for another render writing into the folder
+    (folder / f".frame_000005.png.{live.pid}.tmp").write_bytes(b"live")
     (folder / seq.frame_name(4)).write_bytes(seq.encode_png(frames[4])[:100])  # a torn file
     assert json.loads((folder / seq.MANIFEST_NAME).read_text())["complete"] is False
     first = {i: (folder / seq.frame_name(i)).stat().st_mtime_ns for i in done}
@@ -277,6 +281,9 @@ def test_png_sequence_resumes_where_it_stopped(tmp_path):
         sink.write(i, frames[i])
     sink.close()
     assert {i: (folder / seq.frame_name(i)).stat().st_mtime_ns for i in done} == first
+    (folder / f".frame_000005.png.{live.pid}.tmp").unlink()  # left alone: its writer is alive
+    live.kill()
+    live.wait()
     names = sorted(p.name for p in folder.iterdir())
     assert names == [seq.MANIFEST_NAME] + [seq.frame_name(i) for i in range(8)]
     for i in range(8):

@@ -9,11 +9,10 @@ No torch is imported here.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Mapping
 
-from diffusion.common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from diffusion.common.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from diffusion.common.errors import EntropicError
 
 from .html import build_report_html
@@ -37,25 +36,20 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise EntropicError(f"{path}: already exists; pass --overwrite to replace it")
 
 
+def _holds_exactly(folder: Path, files: Mapping[str, bytes]) -> bool:
+    """Whether ``folder`` holds ``files`` and nothing else (what this very report writes)."""
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+        return names == sorted(files) and all((folder / n).read_bytes() == files[n] for n in names)
+    except OSError:
+        return False
+
+
 def _replace_folder(folder: Path, files: Mapping[str, bytes]) -> None:
     """Write ``files`` into ``folder`` as a whole: built under a temporary name, then swapped in."""
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-    for stale in (tmp, old):
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
-    try:
+    with atomic_dir(folder) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        fsync_dir(folder.parent)
-    finally:
-        for stale in (tmp, old):
-            if stale.exists():
-                shutil.rmtree(stale)
 
 
 def write_report(
@@ -82,14 +76,17 @@ def write_report(
     if format == "md":
         if folder.exists() and not folder.is_dir():
             raise EntropicError(f"{folder}: is a file; the Markdown report needs that name for its images")
-        if folder.exists() and not overwrite:
-            raise EntropicError(f"{folder}: already exists; pass --overwrite to replace it")
     report = build_report(run, evaluation=evaluation, audit=audit)
-    output.parent.mkdir(parents=True, exist_ok=True)
     if format == "html":
+        output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, build_report_html(report))
         return output
     text, files = build_report_markdown(report, folder.name)
+    # A folder holding exactly these images is this report's, left by a run killed before the
+    # Markdown file was written: the same command finishes it.
+    if folder.exists() and not overwrite and not _holds_exactly(folder, files):
+        raise EntropicError(f"{folder}: already exists; pass --overwrite to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
     _replace_folder(folder, files)
     atomic_write_bytes(output, text.encode("utf-8"))
     return output

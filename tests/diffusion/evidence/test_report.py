@@ -273,6 +273,32 @@ def test_markdown_variant_writes_the_same_pictures_beside_it(full_run, tmp_path)
     assert not (tmp_path / "report_files" / "extra.png").exists()  # replaced as a whole
 
 
+# Dies right after the images folder is swapped in, before the Markdown file is written.
+KILL_BEFORE_MARKDOWN = """
+import os, signal, sys
+import diffusion.evidence.report as report
+report.atomic_write_bytes = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from render.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_markdown_report_killed_before_its_page_is_finished_by_the_same_command(full_run, tmp_path):
+    import signal
+
+    args = ["report", str(full_run), "-o", str(tmp_path / "killed" / "report.md"), "--format", "md"]
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_MARKDOWN, *args], cwd=ROOT, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["report_files"]
+    write_report(full_run, tmp_path / "killed" / "report.md", format="md")  # what the same command calls
+    write_report(full_run, tmp_path / "whole" / "report.md", format="md")
+    for name in ("killed", "whole"):
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["report.md", "report_files"]
+    assert (tmp_path / "killed" / "report.md").read_bytes() == (tmp_path / "whole" / "report.md").read_bytes()
+    assert ({p.name: p.read_bytes() for p in (tmp_path / "killed" / "report_files").iterdir()}
+            == {p.name: p.read_bytes() for p in (tmp_path / "whole" / "report_files").iterdir()})
+
+
 def test_sheet_selection_spreads_evenly_with_both_ends():
     assert select_sheets(list(range(5))) == [0, 1, 2, 3, 4]
     picked = select_sheets(list(range(100)))
