@@ -36,6 +36,25 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# Upper bounds of the architecture (the reasons are in the messages), so that an absurd size is
+# refused with its reason instead of failing to allocate, or being killed for memory, later.
+# The default is far inside them.
+MAX_RESOLUTION = 1024
+MAX_CHANNELS = 4
+MAX_LEVEL_CHANNELS = 4096
+MAX_LEVELS = 8
+MAX_RES_BLOCKS = 16
+
+_UPPER_BOUNDS = {
+    "resolution": (MAX_RESOLUTION, "the dataset is held in memory at this side and every activation grows with its square"),
+    "channels": (MAX_CHANNELS, "image channels: gray, gray + alpha, RGB or RGBA"),
+    "base_channels": (MAX_LEVEL_CHANNELS, "a 3x3 convolution at this width already holds 151 M weights"),
+    "num_res_blocks": (MAX_RES_BLOCKS, "2 is usual (DDPM); every block adds two convolutions at each level"),
+    "head_channels": (MAX_LEVEL_CHANNELS, "no level is wider than this"),
+    "norm_groups": (MAX_LEVEL_CHANNELS, "no level is wider than this"),
+}
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Architecture of the U-Net. Validate once at the edge with ``validate()``.
@@ -93,14 +112,29 @@ class UNetConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise EntropicError(f"model {name} must be a positive integer, got {value!r}")
+            bound, why = _UPPER_BOUNDS[name]
+            if value > bound:
+                raise EntropicError(f"model {name} must be at most {bound:,}, got {value:,} ({why})")
         if not isinstance(self.channel_mults, tuple) or len(self.channel_mults) == 0:
             raise EntropicError(
                 f"model channel_mults must be a non-empty list of positive integers, got {self.channel_mults!r}"
+            )
+        if len(self.channel_mults) > MAX_LEVELS:
+            raise EntropicError(
+                f"model channel_mults has {len(self.channel_mults)} levels, at most {MAX_LEVELS} are allowed "
+                f"(each level halves the resolution: {MAX_LEVELS} levels take {MAX_RESOLUTION} px down to "
+                f"{MAX_RESOLUTION >> (MAX_LEVELS - 1)} px)"
             )
         for m in self.channel_mults:
             if not _is_int(m) or m < 1:
                 raise EntropicError(
                     f"model channel_mults must hold positive integers, got {m!r} in {list(self.channel_mults)}"
+                )
+            if self.base_channels * m > MAX_LEVEL_CHANNELS:
+                raise EntropicError(
+                    f"model base_channels x channel_mults must be at most {MAX_LEVEL_CHANNELS:,} channels per level, "
+                    f"got {self.base_channels} x {m} = {self.base_channels * m:,} (a 3x3 convolution at "
+                    f"{MAX_LEVEL_CHANNELS:,} channels already holds 151 M weights)"
                 )
         if not isinstance(self.attention_resolutions, tuple):
             raise EntropicError(

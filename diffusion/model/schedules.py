@@ -44,6 +44,9 @@ COSINE_MAX_BETA = 0.999
 # x_T is sampled from N(0, I): the schedule must actually end (almost) in noise, otherwise the
 # sampler starts from a distribution the model never saw at t = T-1.
 MAX_FINAL_ALPHABAR = 0.05
+# Upper bound of T: DDPM uses 1,000 and Improved DDPM 4,000; every DDPM sample costs T network
+# calls and every table of the schedule (and of a store's header) holds T numbers.
+MAX_TIMESTEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ class ScheduleConfig:
         if self.timesteps < 2:
             raise EntropicError(
                 f"schedule timesteps must be >= 2, got {self.timesteps}; 1000 is the usual value"
+            )
+        if self.timesteps > MAX_TIMESTEPS:
+            raise EntropicError(
+                f"schedule timesteps must be at most {MAX_TIMESTEPS:,}, got {self.timesteps:,} (1,000 is the usual "
+                "value; a DDPM sample costs T network calls and the schedule's tables hold T numbers each)"
             )
         if self.kind == "linear":
             for name in ("beta_start", "beta_end"):

@@ -12,12 +12,14 @@ average power draw, and says so, with the assumption, in both files.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from diffusion.common.atomic import atomic_write_json, atomic_write_text
+from diffusion.common.atomic import atomic_write_bytes
+from diffusion.runs.layout import CARD_JSON, CARD_MD
 
 CARD_FORMAT = "entropic-model-card"
 CARD_VERSION = 1
@@ -197,11 +199,21 @@ def _reproduce_lines(card: Mapping[str, Any]) -> list[str]:
     return ["## Reproduce", "", "```", *commands, "```", ""]
 
 
+def card_files(card: Mapping[str, Any]) -> dict[str, bytes]:
+    """The bytes of model_card.json and model_card.md for ``card``, in the order they are written.
+
+    The JSON is written like every JSON file of a run (indent 2, keys sorted, newline), so the
+    same card always gives the same bytes: a checkpoint keeps them and its exports are copies.
+    """
+    text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return {CARD_JSON: text.encode("utf-8"), CARD_MD: render_markdown(card).encode("utf-8")}
+
+
 def write_card(run: str | os.PathLike, card: Mapping[str, Any]) -> None:
-    """Write model_card.json and model_card.md into ``run`` (each atomically)."""
+    """Write model_card.json and model_card.md into ``run`` (each atomically, the JSON first)."""
     run = Path(run)
-    atomic_write_json(run / "model_card.json", card)
-    atomic_write_text(run / "model_card.md", render_markdown(card))
+    for name, data in card_files(card).items():
+        atomic_write_bytes(run / name, data)
 
 
 def utc_now() -> str:

@@ -6,11 +6,13 @@ readers that only look at a run's files (the process report, ``entropic info``) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from diffusion.common.atomic import is_stale_temporary, parse_temporary, pid_alive, remove_stale_temporaries
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import republished_path
 
@@ -32,6 +34,17 @@ STATE_DIR = "training_state"
 POINTER_FILE = "checkpoint.json"
 
 
+# config.json's sections and the JSON type each must have.
+SECTIONS: dict[str, type] = {"model": dict, "schedule": dict, "prediction": str, "train": dict, "dataset": dict}
+
+
+def _json_kind(kind: type) -> str:
+    """How a Python type read from JSON is named in a message."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(kind, kind.__name__)
+
+
 def read_config(run: str | os.PathLike) -> dict[str, Any]:
     """Read and check RUN/config.json: a JSON object of this format and version."""
     path = Path(run) / CONFIG_FILE
@@ -50,10 +63,36 @@ def read_config(run: str | os.PathLike) -> dict[str, Any]:
             f"{path}: run format version {config.get('version')!r} is not supported by this entropic "
             f"(it reads version {RUN_VERSION}); use the entropic version that wrote it"
         )
-    for key in ("model", "schedule", "prediction", "train", "dataset"):
+    for key, kind in SECTIONS.items():
         if key not in config:
             raise EntropicError(f"{path}: missing key {key!r}")
+        if not isinstance(config[key], kind):
+            raise EntropicError(f"{path}: key {key!r} must be {_json_kind(kind)}, got {_json_kind(type(config[key]))}")
     return config
+
+
+def config_section(config: Mapping[str, Any], section: str, cls: type, path: str | os.PathLike) -> Any:
+    """``config[section]`` of a run's config.json (``path``) as the config dataclass ``cls``, read strictly.
+
+    A run writes every setting, so a missing key is refused (naming the file and the key)
+    rather than filled in with a default the run was perhaps not made with; so are an unknown
+    key, a wrong type and a value out of range (``cls.from_dict`` validates).
+    """
+    data = config.get(section)
+    if not isinstance(data, Mapping):
+        raise EntropicError(f"{path}: key {section!r} must be {_json_kind(dict)}, got {_json_kind(type(data))}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    if missing:
+        raise EntropicError(
+            f"{path}: {section}: missing key {missing[0]!r} (a run's config.json holds every setting it was made "
+            "with; restore the file, or train a new run)"
+        )
+    try:
+        return cls.from_dict(data)
+    except EntropicError as err:
+        raise EntropicError(f"{path}: {section}: {err}") from None
+    except TypeError as err:
+        raise EntropicError(f"{path}: {section}: bad settings ({err})") from None
 
 
 def published_dataset(record: Any, run: str | os.PathLike) -> Any:
@@ -80,6 +119,7 @@ CKPT_EMA = "ema.safetensors"
 CKPT_OPTIMIZER = "optimizer.safetensors"
 CKPT_STATE = "state.json"
 CKPT_LOSS = "loss_history.csv"
+CKPT_CARD = "model_card.json"  # the card of this step, naming the exported weights
 
 
 def sample_sheet_path(run: str | os.PathLike, step: int) -> Path:
@@ -87,9 +127,25 @@ def sample_sheet_path(run: str | os.PathLike, step: int) -> Path:
     return Path(run) / SAMPLES_DIR / f"step_{step:07d}.png"
 
 
+def remove_dead_temporaries(folder: str | os.PathLike) -> None:
+    """Delete every temporary in ``folder`` left by a process that no longer exists, whatever
+    file it stood for (a run killed while writing one; see
+    :func:`diffusion.common.atomic.remove_stale_temporaries`, which this applies to each).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = {temp.name for entry in folder.iterdir() if (temp := parse_temporary(entry.name)) and not pid_alive(temp.pid)}
+    for name in sorted(names):
+        remove_stale_temporaries(folder / name)
+
+
 def inspect_out(out: str | os.PathLike) -> dict[str, Any] | None:
     """What ``train --out OUT`` would find: None for a fresh run (missing or empty folder), else
     the existing run's config. Refuses a file, or a non-empty folder that is not a run.
+
+    Temporaries of dead processes (a run killed while writing its first config.json) do not
+    count: the folder is as empty as it was before that run started.
     """
     out = Path(out)
     if not out.exists():
@@ -98,7 +154,7 @@ def inspect_out(out: str | os.PathLike) -> dict[str, Any] | None:
         raise EntropicError(f"--out {out} is a file, not a run directory; choose a new folder name")
     if (out / CONFIG_FILE).is_file():
         return read_config(out)
-    if any(out.iterdir()):
+    if any(not is_stale_temporary(entry.name) for entry in out.iterdir()):
         raise EntropicError(
             f"--out {out} is a non-empty folder that is not a run directory (no {CONFIG_FILE}); "
             "choose a new or empty folder so nothing in it is mixed up or overwritten"

@@ -19,6 +19,7 @@ from diffusion.runs.layout import (
     WEIGHTS_FILE,
     WEIGHTS_FORMAT,
     WEIGHTS_VERSION,
+    config_section,
     read_config,
 )
 from diffusion.runs.weights import load_tensors
@@ -65,13 +66,8 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
             f"resume it with `entropic train DATA --out {run}`"
         )
     cfg_path = run / CONFIG_FILE
-    try:
-        unet_config = UNetConfig.from_dict(config["model"])
-        schedule_config = ScheduleConfig.from_dict(config["schedule"])
-    except EntropicError as err:
-        raise EntropicError(f"{cfg_path}: {err}") from None
-    except TypeError as err:
-        raise EntropicError(f"{cfg_path}: bad model or schedule section ({err})") from None
+    unet_config = config_section(config, "model", UNetConfig, cfg_path)
+    schedule_config = config_section(config, "schedule", ScheduleConfig, cfg_path)
     prediction = config["prediction"]
     if prediction not in ("eps", "v"):
         raise EntropicError(f"{cfg_path}: prediction {prediction!r} is unknown (eps or v)")

@@ -17,8 +17,8 @@ from diffusion.common.errors import EntropicError
 from diffusion.runs.layout import METADATA_KEY, WEIGHTS_FORMAT, WEIGHTS_VERSION
 
 
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> None:
-    """Write ``tensors`` as a safetensors file atomically (CPU, contiguous copies; no pickle).
+def tensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> bytes:
+    """The safetensors file of ``tensors`` (CPU, contiguous copies; no pickle), as bytes.
 
     ``metadata`` is stored as ONE header entry, ``"entropic"``, holding key-sorted JSON: the
     safetensors writer keeps metadata in a hash map whose order changes from process to
@@ -26,7 +26,12 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], m
     """
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {METADATA_KEY: json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"))} if metadata else None
-    atomic_write_bytes(path, _save_tensors_bytes(flat, metadata=header))
+    return _save_tensors_bytes(flat, metadata=header)
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``tensors`` as a safetensors file atomically (see :func:`tensors_bytes`)."""
+    atomic_write_bytes(path, tensors_bytes(tensors, metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

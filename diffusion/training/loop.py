@@ -23,11 +23,15 @@ slice of every global batch, so the global batch size is what ``batch_size`` say
 rank 0 writes anything. The result is an ordinary run directory.
 
 Every setting is checked, the dataset verified and loaded, and an existing run compared with
-the request *before* anything is written to ``--out``.
+the request *before* anything is written to ``--out``. A session then first brings the run
+directory back to its committed checkpoint (what a kill at any write left: temporaries, an
+orphan checkpoint, exports behind the checkpoint, a sheet of an uncommitted step), so the same
+command after a SIGKILL gives the uninterrupted result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -36,18 +40,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from diffusion.common.atomic import (
-    atomic_path,
-    atomic_write_json,
-    atomic_write_text,
-    sha256_file,
-)
+from diffusion.common.atomic import atomic_path, atomic_write_json, sha256_bytes
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
@@ -55,31 +54,43 @@ from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
-from diffusion.model.unet import UNet, parameter_count
-from diffusion.runs.card import build_card, utc_now, write_card
+from diffusion.model.unet import UNet, UNetConfig, parameter_count
+from diffusion.runs.card import build_card, utc_now
 from diffusion.runs.checkpoint import (
+    Checkpoint,
     b64,
     read_checkpoint,
+    read_pointer,
+    remove_sheets_after,
     remove_stale_checkpoints,
+    run_exports,
     unb64,
     write_checkpoint,
+    write_exports,
 )
 from diffusion.runs.layout import (
+    CARD_JSON,
+    CARD_MD,
     CKPT_EMA,
     CKPT_LOSS,
     CKPT_MODEL,
     CKPT_OPTIMIZER,
+    CKPT_STATE,
     CONFIG_FILE,
     LOSS_FILE,
+    POINTER_FILE,
     RUN_FORMAT,
     RUN_VERSION,
+    SAMPLES_DIR,
+    STATE_DIR,
     WEIGHTS_FILE,
     inspect_out,
     published_dataset,
+    remove_dead_temporaries,
     sample_sheet_path,
 )
 from diffusion.runs.loss_history import format_loss_history, parse_loss_history
-from diffusion.runs.weights import load_tensors, save_tensors, weights_metadata
+from diffusion.runs.weights import load_tensors, tensors_bytes, weights_metadata
 from diffusion.training.devices import (
     Distributed,
     device_name,
@@ -87,7 +98,7 @@ from diffusion.training.devices import (
     setup_distributed,
 )
 from diffusion.training.energy import EnergyMeter, cpu_name
-from diffusion.training.settings import TrainResult, resolve_settings
+from diffusion.training.settings import RunSettings, TrainResult, resolve_settings
 
 
 def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
@@ -247,14 +258,154 @@ def _train(
             "images there; put the run directory somewhere else"
         )
     existing = inspect_out(out)
-    settings = resolve_settings(options, existing, out)
+    # A run is pinned to its settings and dataset by its first committed checkpoint; before
+    # that nothing was trained, so a new run takes the place of what a killed start left.
+    pinned = existing is not None and read_pointer(out) is not None
+    if existing is not None and not pinned:
+        _refuse_unpinned_model(out)
+    settings = resolve_settings(options, existing if pinned else None, out)
     cfg = settings.train
+    if settings.model.channels != 1:
+        raise EntropicError(
+            f"model channels must be 1 to train (the dataset's images are grayscale), got {settings.model.channels}"
+        )
+    n_params = check_model_size(settings.model)
     device = resolve_device(cfg.device, dist.local_rank)
     if cfg.batch_size % dist.world_size:
         raise EntropicError(
             f"--batch-size {cfg.batch_size} does not split evenly over {dist.world_size} processes; "
             f"use a multiple of {dist.world_size}"
         )
+    with out_of_memory_as_error(settings, n_params, device):
+        return _train_session(data, out, existing if pinned else None, settings, device, dist, quiet, say, wall_start)
+
+
+def _tidy_run(
+    out: Path,
+    ckpt: Checkpoint | None,
+    config: Mapping[str, Any] | None,
+    prediction: str,
+    n_params: int,
+    hardware: Mapping[str, Any],
+    say: Callable[[str], None],
+) -> None:
+    """Bring ``out`` back to exactly what its committed checkpoint ``ckpt`` (or, if None, no
+    checkpoint) says, whatever moment a kill interrupted: temporaries of dead processes, orphan
+    checkpoint folders and contact sheets of uncommitted steps go, and exports that are not
+    the checkpoint's (a kill after the pointer flip) are rewritten from it, byte for byte.
+    """
+    for folder in (out, out / SAMPLES_DIR):
+        remove_dead_temporaries(folder)
+    remove_stale_checkpoints(out)
+    remove_sheets_after(out, ckpt.step if ckpt else 0)
+    if ckpt is None or config is None:
+        return
+    weights = tensors_bytes(ckpt.ema, weights_metadata(ckpt.step, prediction))
+    card = _checkpoint_card(ckpt, config, out, weights, n_params, hardware)
+    rewritten = write_exports(out, run_exports(weights, ckpt.loss_history, card))
+    if rewritten:
+        say(
+            f"{out}: {', '.join(rewritten)} did not match the checkpoint of step {ckpt.step:,} (a session was "
+            "killed while writing them); rewritten from it"
+        )
+
+
+def _checkpoint_card(
+    ckpt: Checkpoint, config: Mapping[str, Any], out: Path, weights: bytes, n_params: int, hardware: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The model card of ``ckpt``: the one it keeps, or, for a checkpoint written before cards
+    were kept, one rebuilt from its state (with this machine's hardware)."""
+    sha = sha256_bytes(weights)
+    if ckpt.card is not None:
+        card = ckpt.card
+        if card["weights"].get("sha256") != sha:  # the weights serialised differently (another safetensors)
+            card = {**card, "weights": {**card["weights"], "sha256": sha}}
+        return card
+    rows = parse_loss_history(ckpt.loss_history, ckpt.path / CKPT_LOSS)
+    return build_card(
+        config={**config, "dataset": published_dataset(config["dataset"], out)},
+        parameters=n_params,
+        step=ckpt.step,
+        weights_sha256=sha,
+        sessions=list(ckpt.state["sessions"]),
+        final_loss=rows[-1][1] if rows else None,
+        hardware=hardware,
+    )
+
+
+def _refuse_unpinned_model(out: Path) -> None:
+    """Refuse a run folder that holds a model but no committed training state (e.g. a published
+    folder): training would start again from step 0 and overwrite that model."""
+    for name in (WEIGHTS_FILE, CARD_JSON, CARD_MD, LOSS_FILE):
+        if (out / name).exists():
+            raise EntropicError(
+                f"--out {out} holds {name} but no committed training state ({STATE_DIR}/{POINTER_FILE}), so it "
+                "cannot be resumed, and training would start again from step 0 over it; choose a new --out"
+            )
+
+
+# Training holds weights, gradients, EMA and AdamW's two moments: 20 bytes per parameter in
+# float32, 20 GB at this bound, before the first activation.
+MAX_PARAMETERS = 1_000_000_000
+
+
+def check_model_size(model_config: UNetConfig) -> int:
+    """The U-Net's parameter count, counted without allocating it (on torch's meta device);
+    an EntropicError naming the sizes above :data:`MAX_PARAMETERS`."""
+    with torch.device("meta"):
+        n_params = parameter_count(UNet(model_config))
+    if n_params > MAX_PARAMETERS:
+        c = model_config
+        raise EntropicError(
+            f"the U-Net of these settings has {n_params:,} parameters (base_channels {c.base_channels}, channel_mults "
+            f"{','.join(map(str, c.channel_mults))}, num_res_blocks {c.num_res_blocks}), more than the {MAX_PARAMETERS:,} "
+            "training can hold (weights, gradients, EMA and AdamW's two moments take 20 bytes per parameter); "
+            "lower --base-channels, --channel-mults or --num-res-blocks"
+        )
+    return n_params
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: MemoryError, torch's OutOfMemoryError (CUDA),
+    or the RuntimeError of torch's CPU and MPS allocators."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if isinstance(err, MemoryError) or (oom_type is not None and isinstance(err, oom_type)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(settings: RunSettings, n_params: int, device: torch.device) -> Iterator[None]:
+    """Turn an allocation failure inside the block into one EntropicError naming the sizes that
+    decide the memory a session needs (the committed checkpoint is untouched by it)."""
+    try:
+        yield
+    except BaseException as err:
+        if not is_out_of_memory(err):
+            raise
+        m, t = settings.model, settings.train
+        sheets = f", contact sheets of {t.sample_count}" if t.sample_every else ""
+        raise EntropicError(
+            f"out of memory on {device.type} (batch {t.batch_size} of {m.resolution}x{m.resolution} px, a U-Net of "
+            f"{n_params:,} parameters with widths {','.join(map(str, m.level_channels))}, "
+            f"{m.num_res_blocks} ResBlocks per level{sheets}); lower --batch-size, --resolution or --base-channels "
+            "(nothing committed is lost; a run without a checkpoint yet takes the new settings in the same --out)"
+        ) from None
+
+
+def _train_session(
+    data: Path,
+    out: Path,
+    existing: dict[str, Any] | None,
+    settings: RunSettings,
+    device: torch.device,
+    dist: Distributed,
+    quiet: bool,
+    say: Callable[[str], None],
+    wall_start: float,
+) -> TrainResult:
+    cfg = settings.train
     dataset = load_dataset(data, settings.model.resolution, progress=dist.main and not quiet)
     if existing is not None:
         stored = existing["dataset"].get("manifest_sha256")
@@ -268,9 +419,6 @@ def _train(
             load_tensors(weights)  # a corrupt export is refused, not silently replaced
     ckpt = read_checkpoint(out) if existing is not None else None
     start_step = ckpt.step if ckpt else 0
-    if start_step >= cfg.steps:
-        say(f"{out} is already at step {start_step:,} (--steps {cfg.steps:,}); nothing to do. Pass a larger --steps to train further.")
-        return TrainResult(out, start_step, start_step, None, None, 0.0)
 
     schedule = NoiseSchedule.from_config(settings.schedule)
     torch.manual_seed(cfg.seed)  # the initial weights
@@ -285,12 +433,15 @@ def _train(
                 module.load_state_dict(tensors, strict=True)
             except RuntimeError as err:
                 raise EntropicError(f"{ckpt.path / name}: does not fit the model in config.json ({str(err).splitlines()[0]})") from None
-        _optimizer_from_files(optimizer, ckpt.optimizer, ckpt.state.get("optimizer", {}), ckpt.path / CKPT_OPTIMIZER)
+        _optimizer_from_files(optimizer, ckpt.optimizer, ckpt.state["optimizer"], ckpt.path / CKPT_OPTIMIZER)
         loss_rows = parse_loss_history(ckpt.loss_history, ckpt.path / CKPT_LOSS)
-        sessions = list(ckpt.state.get("sessions", []))
-        rng = ckpt.state.get("rng", {})
+        sessions = list(ckpt.state["sessions"])
+        rng = ckpt.state["rng"]
         if "torch_cpu" in rng:
-            torch.set_rng_state(torch.frombuffer(bytearray(unb64(rng["torch_cpu"])), dtype=torch.uint8))
+            try:
+                torch.set_rng_state(torch.frombuffer(bytearray(unb64(rng["torch_cpu"])), dtype=torch.uint8))
+            except (RuntimeError, ValueError) as err:
+                raise EntropicError(f"{ckpt.path / CKPT_STATE}: rng.torch_cpu is not a torch CPU generator state ({err})") from None
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)
     ema.to(device, memory_format=memory_format).eval().requires_grad_(False)
@@ -327,10 +478,19 @@ def _train(
 
     # ---- 2. the run directory (rank 0 only) --------------------------------------------
     dist.barrier()  # every rank has read the old state before rank 0 touches anything
+    if dist.main and existing is not None:
+        # Before config.json is rewritten: a card rebuilt for an older checkpoint names the
+        # config of the session that wrote the checkpoint.
+        _tidy_run(out, ckpt, existing, settings.prediction, n_params, hardware, say)
+    if start_step >= cfg.steps:
+        dist.barrier()
+        say(f"{out} is already at step {start_step:,} (--steps {cfg.steps:,}); nothing to do. Pass a larger --steps to train further.")
+        return TrainResult(out, start_step, start_step, None, None, 0.0)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
+        if existing is None:
+            _tidy_run(out, None, None, settings.prediction, n_params, hardware, say)
         atomic_write_json(out / CONFIG_FILE, config)
-        remove_stale_checkpoints(out)
     dist.barrier()
 
     n = len(dataset.images)
@@ -383,21 +543,27 @@ def _train(
             "optimizer": opt_meta,
             "sessions": all_sessions,
         }
+        if dist.world_size == 1:
+            # The loss-history row in progress, so that a resume writes the row an uninterrupted
+            # run writes (under torchrun the other ranks' shares are not here: a resumed row
+            # averages the steps since the resume).
+            state["loss_window"] = {"steps": window_steps, "sum": float(window_loss.item())}
         csv_text = format_loss_history(loss_rows)
-        write_checkpoint(out, step, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt_tensors, state=state, loss_history=csv_text)
-        # Exports of the checkpoint just committed; each replaced atomically.
-        save_tensors(out / WEIGHTS_FILE, ema.state_dict(), weights_metadata(step, settings.prediction))
-        atomic_write_text(out / LOSS_FILE, csv_text)
+        weights = tensors_bytes(ema.state_dict(), weights_metadata(step, settings.prediction))
         card = build_card(
             config=config,
             parameters=n_params,
             step=step,
-            weights_sha256=sha256_file(out / WEIGHTS_FILE),
+            weights_sha256=sha256_bytes(weights),
             sessions=all_sessions,
             final_loss=loss_rows[-1][1] if loss_rows else None,
             hardware=hardware,
         )
-        write_card(out, card)
+        write_checkpoint(out, step, model=model.state_dict(), ema=ema.state_dict(), optimizer=opt_tensors, state=state,
+                         loss_history=csv_text, card=card)
+        # Exports of the checkpoint just committed; each replaced atomically, and rebuilt from
+        # the checkpoint by the next session if a kill lands between them.
+        write_exports(out, run_exports(weights, csv_text, card))
         remove_stale_checkpoints(out)
 
     def sample_sheet(step: int) -> None:
@@ -418,6 +584,9 @@ def _train(
     last_saved = start_step
     window_loss = torch.zeros((), device=device)
     window_steps = 0
+    if ckpt is not None and dist.world_size == 1 and "loss_window" in ckpt.state:
+        window_steps = ckpt.state["loss_window"]["steps"]
+        window_loss += ckpt.state["loss_window"]["sum"]
     window_start = time.perf_counter()
     excluded = 0.0  # seconds of sampling / checkpointing inside the current window
     lr = cfg.lr

@@ -8,6 +8,11 @@ in samples/. Left out: training_state/ (optimizer moments and raw weights, only 
 resume training). Files already in the folder that are not ours (e.g. sampling.json,
 evaluation.json, audit.*) are left as they are (the process report warns when evaluation or
 audit name other weights); each file we write is replaced atomically, samples/ as a whole.
+
+What publish writes it may write again, and nothing else: a folder already holding files of
+those names is refused unless they are a publish of the same run (:func:`check_target`).
+config.json, which names the run, is written first and the card last, so a publish killed
+half-way is recognised as such and the same command finishes it.
 """
 
 from __future__ import annotations
@@ -16,29 +21,42 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from diffusion.common.atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from diffusion.common.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    replace_dir,
+    sha256_file,
+    temporary_path,
+)
 from diffusion.common.errors import EntropicError
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
 from diffusion.runs.layout import (
     CARD_JSON,
+    CARD_MD,
     CONFIG_FILE,
     LOSS_FILE,
     SAMPLES_DIR,
+    STATE_DIR,
     WEIGHTS_FILE,
     published_dataset,
     read_config,
+    remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
+from diffusion.training.settings import CHANGEABLE_ON_RESUME
 
 __all__ = ["publish_run", "WEIGHT_DTYPES"]
 
 WEIGHT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LOSS_CURVE = "loss_curve.png"
+# Everything publish writes into its folder.
+PUBLISHED = (CONFIG_FILE, LOSS_FILE, LOSS_CURVE, WEIGHTS_FILE, SAMPLES_DIR, CARD_JSON, CARD_MD)
 
 
 def publish_run(
@@ -52,7 +70,8 @@ def publish_run(
 
     ``reproduce``: the commands that rebuild the run from nothing (dataset, then train); they
     go into the card as ``reproduce``. Refuses a run that is not finished enough to sample
-    from, and an ``out`` that is the run itself.
+    from, an ``out`` that is the run itself, and an ``out`` holding files publish would write
+    that are not a publish of this run (see :func:`check_target`); nothing is written then.
     """
     run, out = Path(run), Path(out)
     if weights_dtype not in WEIGHT_DTYPES:
@@ -65,20 +84,21 @@ def publish_run(
         raise EntropicError(f"{out}: is the run itself; publish into another folder")
     if out.exists() and not out.is_dir():
         raise EntropicError(f"{out}: is a file, not a folder")
+    run_card = read_run_card(run)
+    check_target(out, run, config, run_card)
     tensors, metadata = load_tensors(run / WEIGHTS_FILE)
     dtype = WEIGHT_DTYPES[weights_dtype]
     converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     for key, value in converted.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise EntropicError(f"{run / WEIGHTS_FILE}: tensor {key} does not fit in {weights_dtype}")
-    # Everything is prepared before the first write, and the card (which names the weights'
-    # hash) is written last: a failure leaves no card pointing at other weights.
-    run_card = read_run_card(run)
+    # Everything is prepared before the first write. config.json (which names the run) goes
+    # first, so that a publish killed half-way is recognised as this run's; the card (which
+    # names the weights' hash) goes last, so a failure leaves no card pointing at other weights.
     curve = loss_curve_png(run / LOSS_FILE)
     sheets = sorted((run / SAMPLES_DIR).glob("step_*.png")) if (run / SAMPLES_DIR).is_dir() else []
     out.mkdir(parents=True, exist_ok=True)
-    save_tensors(out / WEIGHTS_FILE, converted, {**metadata, "dtype": weights_dtype})
-    card = published_card(run_card, run, out, weights_dtype, reproduce)
+    remove_dead_temporaries(out)  # of a publish killed earlier (a half-swapped samples/ is put back)
     published_config = {**config, "dataset": published_dataset(config["dataset"], run)}
     if published_config == config:
         atomic_write_bytes(out / CONFIG_FILE, (run / CONFIG_FILE).read_bytes())
@@ -86,23 +106,103 @@ def publish_run(
         atomic_write_json(out / CONFIG_FILE, published_config)
     atomic_write_bytes(out / LOSS_FILE, (run / LOSS_FILE).read_bytes())
     atomic_write_bytes(out / LOSS_CURVE, curve)
+    save_tensors(out / WEIGHTS_FILE, converted, {**metadata, "dtype": weights_dtype})
     _replace_samples(out / SAMPLES_DIR, sheets)
-    write_card(out, card)
+    write_card(out, published_card(run_card, run, out, weights_dtype, reproduce))
     return out
 
 
+def check_target(out: Path, run: Path, config: Mapping[str, Any], run_card: Mapping[str, Any]) -> None:
+    """Refuse to publish ``run`` into ``out`` when that would overwrite what this command did not write.
+
+    Fine: a missing or empty ``out``, or one holding none of the files publish writes (others'
+    files such as sampling.json are left alone). Replaced: a publish of the same run, told by
+    its card (same architecture, schedule, prediction, fixed training settings, dataset and
+    first training session as the run's card), or, for a publish killed before its card, by
+    its config.json (written first). Anything else, including a run directory, is refused.
+    """
+    if not out.is_dir():
+        return
+    if (out / STATE_DIR).exists():
+        raise EntropicError(
+            f"{out}: is a run directory (it has {STATE_DIR}/); publishing into it would overwrite its exports; "
+            "publish into another folder"
+        )
+    ours = [name for name in PUBLISHED if (out / name).exists()]
+    if not ours:
+        return
+    if (out / CARD_JSON).exists():
+        target = _read_json(out / CARD_JSON)
+        if _card_identity(target) is not None and _card_identity(target) == _card_identity(run_card):
+            return
+    elif (out / CONFIG_FILE).is_file():
+        target = _read_json(out / CONFIG_FILE)
+        if _config_identity(target) is not None and _config_identity(target) == _config_identity(config):
+            return
+    raise EntropicError(
+        f"{out}: holds {', '.join(ours)} that are not a publish of {run} (another run's, or someone's own); "
+        "nothing was changed: publish into a new or empty folder, or move those files away first"
+    )
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file in the target; None when it is not readable JSON (then it is not ours)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _fixed_settings(train: Any) -> dict[str, Any]:
+    """The training settings that decide the weights (those a resume may not change)."""
+    return {k: v for k, v in train.items() if k not in CHANGEABLE_ON_RESUME}
+
+
+def _config_identity(config: Any) -> dict[str, Any] | None:
+    """What makes a config.json the config of a given run (a resume may change the rest)."""
+    try:
+        return {
+            "model": config["model"],
+            "schedule": config["schedule"],
+            "prediction": config["prediction"],
+            "train": _fixed_settings(config["train"]),
+            "dataset": config["dataset"]["manifest_sha256"],
+        }
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _card_identity(card: Any) -> dict[str, Any] | None:
+    """What makes a model card the card of a given run: its settings and dataset, and when its
+    first training session started (unchanged as the run is resumed and published again)."""
+    try:
+        model, training = card["model"], card["training"]
+        sessions = training["sessions"]
+        return {
+            "model": model["config"],
+            "schedule": model["schedule"],
+            "prediction": model["prediction"],
+            "train": _fixed_settings(training["settings"]),
+            "dataset": card["dataset"]["manifest_sha256"],
+            "started": sessions[0]["started_utc"] if sessions else None,
+        }
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return None
+
+
 def _replace_samples(folder: Path, sheets: list[Path]) -> None:
-    """``folder`` holds exactly ``sheets`` afterwards (no contact sheets of an earlier model)."""
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """``folder`` holds exactly ``sheets`` afterwards (no contact sheets of an earlier model).
+
+    Built under its temporary name and swapped in whole; what a kill leaves (the temporary,
+    or the old folder moved aside) is cleaned or put back by the next publish.
+    """
+    tmp = temporary_path(folder)
+    shutil.rmtree(tmp, ignore_errors=True)  # this very pid's leftover (pids are reused)
     tmp.mkdir()
     for sheet in sheets:
         shutil.copyfile(sheet, tmp / sheet.name)
-    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(tmp)
+    replace_dir(tmp, folder)
 
 
 def read_run_card(run: Path) -> dict[str, Any]:

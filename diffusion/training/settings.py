@@ -13,10 +13,17 @@ import numpy as np
 from diffusion.common.errors import EntropicError
 from diffusion.common.validation import config_from_dict, config_to_dict
 from diffusion.model.config import DEFAULT_PREDICTION, PREDICTIONS, UNetConfig
-from diffusion.model.schedules import ScheduleConfig
-from diffusion.runs.layout import CONFIG_FILE
+from diffusion.model.schedules import MAX_TIMESTEPS, ScheduleConfig
+from diffusion.runs.layout import CONFIG_FILE, config_section
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Upper bounds of the settings (the reasons are in UPPER_BOUNDS): an absurd value is refused at
+# the edge, not met as an out-of-memory failure or a wrongly sorted folder name later.
+MAX_STEPS = 9_999_999
+MAX_BATCH_SIZE = 4096
+MAX_SAMPLE_COUNT = 1024
+MAX_SEED = 2**63 - 1
 
 
 def _is_int(v: Any) -> bool:
@@ -25,6 +32,17 @@ def _is_int(v: Any) -> bool:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# (setting, upper bound, why): checked by TrainConfig.validate after the lower bounds.
+UPPER_BOUNDS = (
+    *((name, MAX_STEPS, "checkpoint folders and contact sheets name their step with 7 digits")
+      for name in ("steps", "warmup", "sample_every", "checkpoint_every", "log_every")),
+    ("batch_size", MAX_BATCH_SIZE, "a step holds the activations of the whole batch in memory at once"),
+    ("sample_count", MAX_SAMPLE_COUNT, "a contact sheet samples all its images in one batch"),
+    ("sample_steps", MAX_TIMESTEPS, "no noise schedule has more steps"),
+    ("seed", MAX_SEED, "torch seeds are 64-bit"),
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,11 @@ class TrainConfig:
     device: str = "auto"
 
     def validate(self) -> None:
-        """Raise EntropicError naming the first bad setting and its accepted range."""
+        """Raise EntropicError naming the first bad setting and its accepted range.
+
+        Every size has an upper bound (see the ``MAX_*`` constants), so that an absurd value is
+        refused here, with the reason, and not as an out-of-memory failure minutes later.
+        """
         positive = ("steps", "batch_size", "sample_count", "log_every")
         non_negative = ("warmup", "seed", "sample_every", "checkpoint_every")
         for name in positive:
@@ -81,6 +103,10 @@ class TrainConfig:
                 raise EntropicError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
         if not _is_int(self.sample_steps) or self.sample_steps < 2:
             raise EntropicError(f"--sample-steps must be an integer >= 2, got {self.sample_steps!r}")
+        for name, bound, why in UPPER_BOUNDS:
+            v = getattr(self, name)
+            if v > bound:
+                raise EntropicError(f"--{name.replace('_', '-')} must be at most {bound:,}, got {v:,} ({why})")
         if not _is_num(self.lr) or not 0 < self.lr < 1:
             raise EntropicError(f"--lr must be a number in (0, 1), got {self.lr!r} (2e-4 is a good start)")
         if not _is_num(self.weight_decay) or self.weight_decay < 0:
@@ -186,6 +212,12 @@ def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | N
         train = TrainConfig(**train_opts)
     else:
         where = Path(str(out)) / CONFIG_FILE
+        model = config_section(existing, "model", UNetConfig, where)
+        schedule = config_section(existing, "schedule", ScheduleConfig, where)
+        base = config_section(existing, "train", TrainConfig, where)
+        prediction = existing.get("prediction")
+        if prediction not in PREDICTIONS:
+            raise EntropicError(f"{where}: prediction {prediction!r} is unknown (eps or v)")
 
         def refuse(key: str, stored: Any, asked: Any, what: str) -> None:
             if _norm(stored) != _norm(asked):
@@ -194,28 +226,16 @@ def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | N
                     f"(leave --{key.replace('_', '-')} out to continue that run, or choose a new --out)"
                 )
 
-        stored_model = dict(existing["model"])
         for key, value in model_opts.items():
-            refuse(key, stored_model.get(key), value, "model")
-        stored_sched = dict(existing["schedule"])
+            refuse(key, getattr(model, key), value, "model")
         for opt, field_name in SCHEDULE_KEYS.items():
             if opt in options:
-                refuse(opt, stored_sched.get(field_name), options[opt], "model")
+                refuse(opt, getattr(schedule, field_name), options[opt], "model")
         if "prediction" in options:
-            refuse("prediction", existing["prediction"], options["prediction"], "model")
-        stored_train = dict(existing["train"])
+            refuse("prediction", prediction, options["prediction"], "model")
         for key, value in train_opts.items():
             if key not in CHANGEABLE_ON_RESUME:
-                refuse(key, stored_train.get(key), value, "run trained")
-        try:
-            model = UNetConfig.from_dict(stored_model)
-            schedule = ScheduleConfig.from_dict(stored_sched)
-            base = TrainConfig.from_dict(stored_train)
-        except EntropicError as err:
-            raise EntropicError(f"{where}: {err}") from None
-        except TypeError as err:
-            raise EntropicError(f"{where}: bad settings ({err})") from None
-        prediction = existing["prediction"]
+                refuse(key, getattr(base, key), value, "run trained")
         # The device is the machine's business, not the run's: "auto" unless asked.
         train = replace(base, device="auto", **{k: v for k, v in train_opts.items() if k in CHANGEABLE_ON_RESUME})
     if prediction not in PREDICTIONS:

@@ -75,3 +75,131 @@ def test_an_older_run_with_an_absolute_dataset_path_is_published_and_sampled_wit
     # A new run's config is copied byte for byte.
     assert cli("publish", str(tiny_run), str(tmp_path / "new")).returncode == 0
     assert (tmp_path / "new" / "config.json").read_bytes() == (tiny_run / "config.json").read_bytes()
+
+
+# ----------------------------------------------------------------------------- what publish may overwrite
+
+
+def _snapshot(path):
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _another_run(tiny_run, folder):
+    """A run of the same shape with another seed: what publish must not mistake for tiny_run."""
+    import shutil
+
+    shutil.copytree(tiny_run, folder, ignore=shutil.ignore_patterns("training_state"))
+    for name, keys in (("config.json", ("train",)), ("model_card.json", ("training", "settings"))):
+        doc = json.loads((folder / name).read_text())
+        section = doc
+        for key in keys:
+            section = section[key]
+        section["seed"] = 5
+        (folder / name).write_text(json.dumps(doc))
+    return folder
+
+
+def test_publish_refuses_a_folder_holding_what_it_did_not_write(tiny_run, tmp_path, cli):
+    other = tmp_path / "other-model"
+    assert cli("publish", str(_another_run(tiny_run, tmp_path / "other-run")), str(other)).returncode == 0
+    own = tmp_path / "own-files"
+    own.mkdir()
+    (own / "config.json").write_text('{"my": "settings"}')
+    (own / "notes.txt").write_text("mine")
+    a_run = tmp_path / "a-run"
+    import shutil
+
+    shutil.copytree(tiny_run, a_run)
+    for target, says in ((other, "not a publish of"), (own, "not a publish of"), (a_run, "is a run directory")):
+        before = _snapshot(target)
+        r = cli("publish", str(tiny_run), str(target))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and str(target) in lines[0] and says in lines[0], r.stderr
+        assert _snapshot(target) == before, target
+
+
+def test_publish_replaces_its_own_earlier_publish_of_the_same_run(tiny_run, tmp_path, cli):
+    """Publishing again after training further: the same run, so its folder is replaced (others' files kept)."""
+    import shutil
+
+    from diffusion.training.loop import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    out = tmp_path / "model"
+    assert cli("publish", str(run), str(out)).returncode == 0
+    (out / "evaluation.json").write_text("{}")
+    data = json.loads((run / "config.json").read_text())["dataset"]["path"]
+    train(tiny_run.parent / data, run, {"steps": 6}, quiet=True)
+    r = cli("publish", str(run), str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "model_card.json").read_text())["training"]["steps"] == 6
+    assert (out / "evaluation.json").read_text() == "{}"
+
+
+# `entropic publish` with one function wrapped to SIGKILL the process right before or after
+# its nth call that satisfies `condition` (over the positional arguments `a`).
+KILLER = r"""
+import importlib, os, signal, sys
+from pathlib import Path
+
+module, attr, condition, nth, when = sys.argv[1:6]
+owner = importlib.import_module(module)
+real = getattr(owner, attr)
+hits = [0]
+
+def wrapped(*a, **k):
+    hit = eval(condition)
+    hits[0] += bool(hit)
+    kill = bool(hit) and hits[0] == int(nth)
+    if kill and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real(*a, **k)
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+setattr(owner, attr, wrapped)
+from render.cli import main
+main(sys.argv[6:])
+"""
+
+# name: (published there once before?, the kill, what the kill leaves: present, absent)
+PUBLISH_KILLS = {
+    # The weights written, the card (last) not: a half publish without a card.
+    "after the weights": (False, ("diffusion.training.publish", "save_tensors", "True", 1, "after"),
+                          ("config.json", "model.safetensors"), ("model_card.json", "samples")),
+    # Publishing again: the old samples/ moved aside, the new one not yet renamed into place.
+    "between the samples swap's renames": (True, ("os", "rename", "Path(a[1]).name == 'samples'", 1, "before"),
+                                           ("model_card.json",), ("samples",)),
+}  # fmt: skip
+
+
+def test_a_publish_killed_half_way_is_finished_by_the_same_command(tiny_run, tmp_path, cli):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    reference = tmp_path / "reference"
+    args = ["--reproduce", "entropic train D --out R"]
+    assert cli("publish", str(tiny_run), str(reference), *args).returncode == 0
+    procs = {}
+    for i, (name, (again, point, _, _)) in enumerate(PUBLISH_KILLS.items()):
+        out = tmp_path / f"model{i}"
+        if again:
+            assert cli("publish", str(tiny_run), str(out), *args).returncode == 0
+        cmd = [sys.executable, "-c", KILLER, *map(str, point), "publish", str(tiny_run), str(out), *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        procs[name] = (out, subprocess.Popen(cmd, cwd=root, env=env, stderr=subprocess.PIPE, text=True))
+    for name, (out, proc) in procs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == -9, (name, stderr[-2000:])
+        _, _, present, absent = PUBLISH_KILLS[name]
+        assert all((out / f).exists() for f in present) and not any((out / f).exists() for f in absent), name
+        r = cli("publish", str(tiny_run), str(out), *args)
+        assert r.returncode == 0, (name, r.stderr)
+        # Byte for byte the uninterrupted publish, and nothing else: no temporary left.
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir()), name
+        assert _snapshot(out) == _snapshot(reference), name

@@ -146,7 +146,8 @@ def test_run_directory_layout_config_and_card(train_runs, train_data):
         "config.json", "model.safetensors", "model_card.json", "model_card.md", "loss_history.csv",
         "samples/step_0000006.png", "samples/step_0000012.png", "training_state/checkpoint.json",
         *(f"training_state/step_0000012/{n}" for n in
-          ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json", "loss_history.csv")),
+          ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json", "loss_history.csv",
+           "model_card.json")),
     }  # fmt: skip  (older checkpoints were removed; nothing temporary left)
 
     config = json.loads((run / "config.json").read_text())
@@ -254,7 +255,7 @@ def test_run_killed_before_its_first_checkpoint_starts_over_exactly(train_data, 
     shutil.copy(straight / "config.json", early / "config.json")  # all a run has before step 1
     with pytest.raises(EntropicError, match="no model.safetensors"):
         load_run(early)
-    assert train(train_data, early, {"steps": 2}, quiet=True).start_step == 0
+    assert train(train_data, early, {**TINY, "steps": 2}, quiet=True).start_step == 0
     assert (early / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
 
 
