@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -41,12 +42,25 @@ from scenes.spec import (
 from scenes.store_access import open_scene_store
 
 
+# Larger than any scene: 64 grids of 65536 listed samples is about 30 MB of TOML.
+MAX_SCENE_BYTES = 64 << 20
+
+
 def parse_toml(text: str, source: str) -> dict[str, Any]:
-    """TOML text -> dict; malformed TOML is an EntropicError with tomllib's line and column."""
+    """TOML text -> dict; malformed TOML is an EntropicError with tomllib's line and column.
+
+    Arrays or inline tables nested too deeply for the parser (``a = [[[[...]]]]``) and
+    integers too long to convert are refused the same way.
+    """
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise EntropicError(f"{source}: malformed TOML: {err}") from None
+    except RecursionError:
+        raise EntropicError(f"{source}: malformed TOML: arrays or tables nested too deeply") from None
+    except ValueError as err:  # int(): "Exceeds the limit (4300 digits) for integer string conversion ..."
+        reason = str(err).split(";")[0]
+        raise EntropicError(f"{source}: malformed TOML: a number that cannot be read ({reason})") from None
 
 
 NamedStores = Mapping[str, Callable[[], Path]]
@@ -64,7 +78,7 @@ def load_scene(path: str | os.PathLike, named_stores: NamedStores | None = None)
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = _read_scene_bytes(p)
     except FileNotFoundError:
         raise EntropicError(f"{p}: no such scene file") from None
     except IsADirectoryError:
@@ -78,6 +92,20 @@ def load_scene(path: str | os.PathLike, named_stores: NamedStores | None = None)
     return scene_from_dict(
         parse_toml(text_, str(p)), source=str(p), base_dir=p.parent, source_path=p, named_stores=named_stores
     )
+
+
+def _read_scene_bytes(p: Path) -> bytes:
+    """The file's bytes; anything but a regular file, or a file too large to be a scene, is refused unread."""
+    mode = p.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(p)
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+        raise EntropicError(f"{p}: not a regular file; a scene is a TOML file")
+    with open(p, "rb") as f:
+        data = f.read(MAX_SCENE_BYTES + 1)
+    if len(data) > MAX_SCENE_BYTES:
+        raise EntropicError(f"{p}: larger than {MAX_SCENE_BYTES >> 20} MiB, too large to be a scene file (TOML)")
+    return data
 
 
 def scene_from_dict(

@@ -6,12 +6,14 @@ the checkers come from the shared validation kit (:mod:`diffusion.common.validat
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from diffusion.common.validation import (
     Invalid,
     Key,
     boolean,
+    brief,
     choice,
     integer,
     number,
@@ -43,27 +45,50 @@ def _origin(v: Any, key: str) -> Any:
     if v == "center":
         return "center"
     if isinstance(v, str):
-        raise Invalid(f"must be \"center\" or [x, y] in pixels, got {v!r}")
+        raise Invalid(f"must be \"center\" or [x, y] in pixels, got {brief(v)}")
     return pair(number(-1e7, 1e7), allow_scalar=False)(v, key)
 
 
+# "start:stop[:step]", each at most 19 digits (anything longer is beyond every store).
+_RANGE = re.compile(r"\s*(-?[0-9]{1,19})\s*:\s*(-?[0-9]{1,19})\s*(?::\s*(-?[0-9]{1,19})\s*)?")
+
+
 def _samples(v: Any, key: str) -> Any:
-    """"all", a list of indices, or "A:B" / "A:B:S" (a half-open range, like Python's)."""
+    """"all", a list of indices, or "A:B" / "A:B:S" (a half-open range, like Python's).
+
+    A list or range names one sample per cell, so one longer than the largest grid is refused
+    before it is built.
+    """
     if v == "all":
         return "all"
     if isinstance(v, list):
         if not v:
             raise Invalid("must not be an empty list")
+        if len(v) > MAX_TILES_PER_GRID:
+            raise Invalid(f"lists {len(v)} samples; a grid has at most {MAX_TILES_PER_GRID} cells, one sample each")
         return tuple(integer(0, 2**62)(i, key) for i in v)
     if isinstance(v, str):
-        parts = v.split(":")
-        if len(parts) in (2, 3) and all(p.strip().lstrip("-").isdigit() for p in parts):
-            start, stop = int(parts[0]), int(parts[1])
-            step = int(parts[2]) if len(parts) == 3 else 1
+        m = _RANGE.fullmatch(v)
+        if m:
+            start, stop = int(m.group(1)), int(m.group(2))
+            step = int(m.group(3)) if m.group(3) is not None else 1
             if start < 0 or stop < 0 or step <= 0 or stop <= start:
-                raise Invalid(f"range {v!r} must be \"start:stop[:step]\" with 0 <= start < stop and step >= 1")
+                raise Invalid(f"range {brief(v)} must be \"start:stop[:step]\" with 0 <= start < stop and step >= 1")
+            count = len(range(start, stop, step))
+            if count > MAX_TILES_PER_GRID:
+                raise Invalid(
+                    f"range {brief(v)} names {count} samples; a grid has at most {MAX_TILES_PER_GRID} cells, one sample each"
+                )
             return tuple(range(start, stop, step))
-    raise Invalid(f"must be \"all\", a list of sample indices, or a range \"start:stop[:step]\", got {v!r}")
+    raise Invalid(f"must be \"all\", a list of sample indices, or a range \"start:stop[:step]\", got {brief(v)}")
+
+
+def _store(v: Any, key: str) -> str:
+    """A store's path (or name): a non-empty string that a file system can hold."""
+    path = text(v, key)
+    if "\x00" in path:
+        raise Invalid(f"must be a path, got {brief(path)} (a path cannot hold a NUL character)")
+    return path
 
 
 def _span(v: Any, key: str) -> tuple[float, float]:
@@ -88,7 +113,7 @@ SCHEMA_CANVAS: dict[str, Key] = {
 
 
 SCHEMA_GRID: dict[str, Key] = {
-    "store": Key(text),
+    "store": Key(_store),
     "frames": Key(choice(FRAME_KINDS), "x"),
     "samples": Key(_samples, "all"),
     "order": Key(choice(ORDERS), "as-is"),

@@ -84,11 +84,11 @@ def integer(lo: int | None = None, hi: int | None = None) -> Checker:
 
     def check(v: Any, key: str) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise Invalid(f"must be an integer, got {type_name(v)} ({v!r})")
+            raise Invalid(f"must be an integer, got {type_name(v)} ({brief(v)})")
         if lo is not None and v < lo:
-            raise Invalid(f"must be >= {lo}, got {v}")
+            raise Invalid(f"must be >= {lo}, got {brief(v)}")
         if hi is not None and v > hi:
-            raise Invalid(f"must be <= {hi}, got {v}")
+            raise Invalid(f"must be <= {hi}, got {brief(v)}")
         return int(v)
 
     return check
@@ -99,7 +99,7 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
 
     def check(v: Any, key: str) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise Invalid(f"must be a number, got {type_name(v)} ({v!r})")
+            raise Invalid(f"must be a number, got {type_name(v)} ({brief(v)})")
         f = float(v)
         if not math.isfinite(f):
             raise Invalid(f"must be a finite number, got {v!r}")
@@ -115,7 +115,7 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
 def boolean(v: Any, key: str) -> bool:
     """Checker: true or false."""
     if not isinstance(v, bool):
-        raise Invalid(f"must be true or false, got {type_name(v)} ({v!r})")
+        raise Invalid(f"must be true or false, got {type_name(v)} ({brief(v)})")
     return v
 
 
@@ -124,9 +124,9 @@ def choice(options: Sequence[str]) -> Checker:
 
     def check(v: Any, key: str) -> str:
         if not isinstance(v, str):
-            raise Invalid(f"must be one of {quoted(options)}, got {type_name(v)} ({v!r})")
+            raise Invalid(f"must be one of {quoted(options)}, got {type_name(v)} ({brief(v)})")
         if v not in options:
-            raise Invalid(f"{v!r} is not one of {quoted(options)}{did_you_mean(v, options)}")
+            raise Invalid(f"{brief(v)} is not one of {quoted(options)}{did_you_mean(v, options)}")
         return v
 
     return check
@@ -143,7 +143,7 @@ def pair(item: Checker, allow_scalar: bool) -> Checker:
         if allow_scalar:
             x = item(v, key)
             return (x, x)
-        raise Invalid(f"must be a pair [x, y], got {type_name(v)} ({v!r})")
+        raise Invalid(f"must be a pair [x, y], got {type_name(v)} ({brief(v)})")
 
     return check
 
@@ -151,7 +151,7 @@ def pair(item: Checker, allow_scalar: bool) -> Checker:
 def text(v: Any, key: str) -> str:
     """Checker: a non-empty string."""
     if not isinstance(v, str) or not v.strip():
-        raise Invalid(f"must be a non-empty string, got {type_name(v)} ({v!r})")
+        raise Invalid(f"must be a non-empty string, got {type_name(v)} ({brief(v)})")
     return v
 
 
@@ -204,26 +204,56 @@ C = TypeVar("C")
 
 
 def _is_tuple_field(f: dataclasses.Field) -> bool:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-    return str(kind).startswith("tuple")
+    return _field_type(f).startswith("tuple")
+
+
+def _field_type(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+# A config field's annotation -> (does a JSON value fit it, how the message names the type).
+_JSON_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[int, ...]": (
+        lambda v: isinstance(v, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in v),
+        "an array of integers",
+    ),
+}
+
+
+def brief(v: Any, limit: int = 60) -> str:
+    """``repr(v)``, shortened for a one-line message (a value may be thousands of characters)."""
+    try:
+        text = repr(v)
+    except ValueError:  # an int of more digits than Python converts to text
+        return "a number of thousands of digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def config_from_dict(cls: type[C], data: Any, what: str) -> C:
     """Build the frozen config dataclass ``cls`` from JSON ``data`` and validate it.
 
-    The inverse of :func:`config_to_dict`. A non-object, or an unknown key, is an EntropicError
-    naming ``what`` ("model config") and the known keys; JSON lists become the tuples the
-    dataclass holds; ``cls.validate()`` (when defined) checks the values.
+    The inverse of :func:`config_to_dict`. A non-object, an unknown key, or a value whose JSON
+    type does not fit the field (a string for an integer, NaN for a number) is an
+    EntropicError naming ``what`` ("model config") and the key; JSON lists become the tuples
+    the dataclass holds; ``cls.validate()`` (when defined) checks the values.
     """
     if not isinstance(data, Mapping):
-        raise EntropicError(f"{what} must be a JSON object, got {type(data).__name__}")
+        raise EntropicError(f"{what} must be a JSON object, got {type_name(data)}")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     known = {f.name for f in fields}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
         raise EntropicError(f"unknown {what} key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(known))}")
     values = dict(data)
     for f in fields:
+        kind = _JSON_KINDS.get(_field_type(f))
+        if kind is not None and f.name in values and not kind[0](values[f.name]):
+            value = values[f.name]
+            raise EntropicError(f"{what} {f.name} must be {kind[1]}, got {type_name(value)} ({brief(value)})")
         if _is_tuple_field(f) and isinstance(values.get(f.name), list):
             values[f.name] = tuple(values[f.name])
     cfg = cls(**values)

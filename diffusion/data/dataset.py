@@ -17,7 +17,7 @@ import numpy as np
 from diffusion.common.atomic import sha256_bytes
 from diffusion.common.errors import EntropicError
 from diffusion.data.images import ImageDecodeError, check_resolution, decode_grayscale, read_image_bytes
-from diffusion.data.manifest import Manifest, check_manifest, init_command
+from diffusion.data.manifest import Manifest, check_manifest, init_command, is_utf8_name, printable_name
 
 _SHOWN = 3  # failures detailed in the one-line error before "and N more"
 
@@ -54,11 +54,19 @@ def load_dataset(
     Each image goes through :func:`diffusion.data.images.load_grayscale`'s steps (grayscale,
     short side to ``resolution``, centre crop, EXIF orientation). The manifest check
     refuses a folder whose manifest is missing, incomplete or whose hashes do not match.
+    A folder whose name is not valid UTF-8 is refused first (the model card records it).
     Images that fail to decode (or change) while loading are collected, and if there are
     any, one :class:`EntropicError` names how many and the first few, after all images
     have been tried; nothing half-loaded is returned.
     """
     resolution = check_resolution(resolution)
+    name = Path(os.path.abspath(folder)).name
+    if not is_utf8_name(name):
+        # Refused before anything is written: model cards, stores and reports name the folder as UTF-8 text.
+        raise EntropicError(
+            f"dataset folder {printable_name(str(folder))}: its name is not valid UTF-8; rename it "
+            "(model cards and everything recorded from the model name it as text)"
+        )
     manifest: Manifest = check_manifest(folder, progress=progress)
     folder = manifest.folder
     images = np.empty((len(manifest.records), resolution, resolution), dtype=np.uint8)
@@ -72,7 +80,11 @@ def load_dataset(
             records, desc="loading images", unit="img", leave=False, dynamic_ncols=True, disable=None
         )
     for index, record in enumerate(records):
-        data = read_image_bytes(folder / record.file)
+        try:
+            data = read_image_bytes(folder / record.file, record.file)
+        except ImageDecodeError as err:
+            failures.append((record.file, err.reason))
+            continue
         # Decode the bytes we hash, so what trains is exactly what the manifest declares.
         if sha256_bytes(data) != record.sha256:
             failures.append((record.file, "changed since the manifest was checked"))

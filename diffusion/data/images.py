@@ -3,16 +3,19 @@
 This module is the one place that defines what the model sees of an image file. It is
 numpy + Pillow only (no torch). Pillow's decompression-bomb guard stays on and is made
 stricter: the size at which Pillow only *warns* (``Image.MAX_IMAGE_PIXELS``) is refused
-here as well, so that no image larger than that is ever decoded.
+here as well, so that no image larger than that is ever decoded, and a file is read whole only
+once its header says it is an image within that limit (:func:`read_image_bytes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -58,14 +61,36 @@ def is_image_name(name: str | os.PathLike) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-# "<_io.BytesIO object at 0x7f...>" in decoder messages: meaningless to the user, and it
-# would make the reasons recorded in a manifest differ from run to run.
-_OBJECT_REPR = re.compile(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>")
+# "<_io.BytesIO object at 0x7f...>" or "<_io.BufferedReader name='a.png'>" in decoder messages:
+# meaningless to the user, and it would make the reasons recorded in a manifest differ from
+# run to run (and from folder to folder).
+_OBJECT_REPR = re.compile(r"\s*<(?:[^<>]* object at 0x[0-9a-fA-F]+|_io\.\w+ name=[^<>]*)>")
 
 
 def _one_line(text: str) -> str:
     """A decoder's message as one deterministic line (no object addresses, no newlines)."""
     return " ".join(_OBJECT_REPR.sub("", str(text)).split())
+
+
+@contextlib.contextmanager
+def _decoder_errors(name: str) -> Iterator[None]:
+    """Pillow's failures on untrusted bytes as :class:`ImageDecodeError` naming ``name``.
+
+    The decompression-bomb guard is stricter than Pillow's: the size at which it only warns
+    (``Image.MAX_IMAGE_PIXELS``) is refused as well.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Pillow's message: "Image size (N pixels) exceeds limit of M pixels, could be ..."
+        size = _one_line(str(err)).split(", could")[0]
+        raise ImageDecodeError(name, f"refused as a possible decompression bomb: {size}") from None
+    except Exception as err:  # noqa: BLE001 - untrusted bytes: Pillow's plugins raise many types
+        reason = _one_line(str(err)) or type(err).__name__
+        raise ImageDecodeError(name, reason) from None
 
 
 def _open_decoded(
@@ -77,26 +102,14 @@ def _open_decoded(
     decoding (never below ``draft_size``); the returned box then gives the original image's
     extent in the decoded image's pixel coordinates (the last row/column may be partial).
     """
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            box: tuple[float, float, float, float] = (0.0, 0.0, float(im.width), float(im.height))
-            if draft_size is not None:
-                drafted = im.draft(None, draft_size)
-                if drafted is not None:
-                    box = tuple(float(v) for v in drafted[1])  # type: ignore[assignment]
-            im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        # Pillow's message: "Image size (N pixels) exceeds limit of M pixels, could be ..."
-        size = _one_line(str(err)).split(", could")[0]
-        raise ImageDecodeError(
-            name, f"refused as a possible decompression bomb: {size}"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - untrusted bytes: Pillow's plugins raise many types
-        reason = _one_line(str(err)) or type(err).__name__
-        raise ImageDecodeError(name, reason) from None
+    with _decoder_errors(name):
+        im = Image.open(io.BytesIO(data))
+        box: tuple[float, float, float, float] = (0.0, 0.0, float(im.width), float(im.height))
+        if draft_size is not None:
+            drafted = im.draft(None, draft_size)
+            if drafted is not None:
+                box = tuple(float(v) for v in drafted[1])  # type: ignore[assignment]
+        im.load()
     return im, box
 
 
@@ -208,12 +221,54 @@ def decode_grayscale(data: bytes, name: str, resolution: int | None = None) -> n
     return np.ascontiguousarray(array)
 
 
-def read_image_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file's bytes; an unreadable file is an :class:`EntropicError` naming it."""
+# Bytes per pixel of the widest uncompressed image Pillow reads (16-bit RGBA or CMYK TIFF), and
+# room for metadata (ICC profiles, EXIF, XMP, text chunks) beside the pixels.
+_WIDEST_PIXEL_BYTES = 8
+METADATA_ALLOWANCE = 16 << 20
+
+
+def max_image_file_bytes() -> int | None:
+    """The largest file an image within Pillow's pixel limit needs; None when the limit is off.
+
+    Pixels x the widest uncompressed pixel + :data:`METADATA_ALLOWANCE`: about 730 MiB for
+    Pillow's default ``MAX_IMAGE_PIXELS`` (89 million pixels).
+    """
+    pixels = Image.MAX_IMAGE_PIXELS
+    if pixels is None:
+        return None
+    return int(pixels) * _WIDEST_PIXEL_BYTES + METADATA_ALLOWANCE
+
+
+def read_image_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
+    """Read an image file's bytes, once it is known that they can be an image.
+
+    Refused before the file is read whole, as an :class:`ImageDecodeError` naming it
+    (``name``, default the path): a file larger than :func:`max_image_file_bytes`, a file whose
+    header no image decoder recognises (a multi-GB file that is not an image costs a few bytes
+    of reading), and an image of more pixels than the decompression-bomb guard allows. An
+    unreadable file is an :class:`EntropicError` naming it.
+    """
+    shown = str(path) if name is None else name
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            limit = max_image_file_bytes()
+            if limit is not None and size > limit:
+                raise ImageDecodeError(
+                    shown,
+                    f"file of {size:,} bytes is larger than any image of at most {Image.MAX_IMAGE_PIXELS:,} pixels "
+                    f"needs ({limit:,} bytes)",
+                )
+            with _decoder_errors(shown):
+                # Identifies the format from the header and reads the size, not the pixels.
+                Image.open(f)
+            f.seek(0)
+            data = f.read() if limit is None else f.read(limit + 1)
     except OSError as err:
         raise EntropicError(f"cannot read {path}: {err.strerror or err}") from None
+    if limit is not None and len(data) > limit:  # it grew while we looked
+        raise ImageDecodeError(shown, f"file is larger than any image of at most {Image.MAX_IMAGE_PIXELS:,} pixels needs")
+    return data
 
 
 def load_grayscale(path: str | os.PathLike, resolution: int) -> np.ndarray:

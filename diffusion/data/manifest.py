@@ -167,7 +167,8 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
     An image file is a regular file (or a link to one) whose name ends in one of
     :data:`diffusion.data.images.IMAGE_EXTENSIONS`, any letter case. Hidden files and folders
     (name starting with ``.``) and the manifest itself are ignored; links to folders are
-    not followed (no loops).
+    not followed (no loops). An image whose name (or folder's name) is not valid UTF-8 is an
+    :class:`EntropicError` naming it: the manifest could not record it.
     """
     root = Path(folder)
 
@@ -187,7 +188,31 @@ def find_image_files(folder: str | os.PathLike) -> list[str]:
                 continue
             found.append(path.relative_to(root).as_posix())
     found = [name for name in found if name != MANIFEST_NAME]
+    undecodable = [name for name in found if not is_utf8_name(name)]
+    if undecodable:
+        shown = _listing([printable_name(name) for name in sorted(undecodable)])
+        raise EntropicError(
+            f"{printable_name(str(root))}: {_plural(len(undecodable), 'image file name')} not valid UTF-8 ({shown}); "
+            f"rename {'it' if len(undecodable) == 1 else 'them'}: {MANIFEST_NAME} records file names as UTF-8 text"
+        )
     return sorted(found)
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a name read from the file system was valid UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A name for a message, its bytes that are not UTF-8 written as \\xNN."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file system byte becomes
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _manifest_object(
@@ -541,7 +566,13 @@ def init_manifest(
     records: list[ImageRecord] = []
     excluded: list[ExcludedFile] = []
     for name in _progress(files, progress, "hashing and decoding"):
-        data = read_image_bytes(folder / name)
+        try:
+            data = read_image_bytes(folder / name, name)
+        except ImageDecodeError as err:  # refused unread (not an image, too large): hashed as a stream
+            digest = _hash_or_none(folder / name)
+            if digest is not None:  # else it went away meanwhile
+                excluded.append(ExcludedFile(file=name, sha256=digest, reason=err.reason))
+            continue
         digest = sha256_bytes(data)
         try:
             decode_grayscale(data, name)

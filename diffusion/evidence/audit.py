@@ -22,6 +22,7 @@ float64, so memory is bounded by ``chunk`` training images at a time.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -167,6 +168,47 @@ def audit_samples(
     )
 
 
+def check_audit_options(threshold: Any, neighbourhood: Any, max_rows: Any, scale: Any) -> None:
+    """EntropicError naming the option when one of :func:`audit_store`'s settings cannot be used."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise EntropicError(f"--threshold must be in (0, 1], got {threshold!r}")
+    for option, value, lowest in (("neighbourhood", neighbourhood, 1), ("--max-rows", max_rows, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise EntropicError(f"{option} must be an integer >= {lowest}, got {value!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 64):
+        raise EntropicError(f"scale must be an integer in 1..64, got {scale!r}")
+
+
+def check_outputs(sheet: Path, report: Path) -> None:
+    """Refuse, before any work, outputs that cannot be written or that an audit did not write.
+
+    An earlier audit's sheet and report (the report says ``"format": "entropic-audit"``) are
+    replaced; a folder in their place, or a file of the user's, is an EntropicError naming it.
+    """
+    if sheet.suffix.lower() != ".png":
+        raise EntropicError(f"--out {sheet}: the sheet is a PNG file (name it .png)")
+    for path in (sheet, report):
+        if path.is_dir():
+            raise EntropicError(f"--out {sheet}: {path} is a folder; give the sheet's file name, e.g. {path / 'audit.png'}")
+    earlier = _is_audit_report(report)
+    for path in (sheet, report):
+        if path.exists() and not earlier:
+            raise EntropicError(
+                f"{path} exists and is not from an earlier `entropic audit` (no audit report {report.name} beside it); "
+                "choose another --out, or move the file away"
+            )
+
+
+def _is_audit_report(path: Path) -> bool:
+    """Whether ``path`` is the JSON report an audit writes."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(16 << 20).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "entropic-audit"
+
+
 def audit_store(
     store: str | os.PathLike,
     data: str | os.PathLike,
@@ -185,11 +227,17 @@ def audit_store(
     which names the store, the images and the sheet relative to its own folder (or, outside
     it, by their names); the returned report keeps the paths as given, for the command line.
     ``scale``: tile magnification (default: tiles at least 96 px wide, room for the labels).
+    Settings and outputs are checked before anything is read (:func:`check_audit_options`,
+    :func:`check_outputs`): an earlier audit's files are replaced, nothing else is.
     """
     from diffusion.figures.contact_sheet import contact_sheet, to_uint8
     from diffusion.data.dataset import load_dataset
     from diffusion.store.reader import open_store
 
+    check_audit_options(threshold, neighbourhood, max_rows, scale)
+    sheet_path = Path(out) if out is not None else Path(store).with_name(Path(store).name + "-audit.png")
+    json_path = sheet_path.with_suffix(".json")
+    check_outputs(sheet_path, json_path)
     st = open_store(store, allow_incomplete=True)
     with st:
         ids = st.complete_indices
@@ -203,8 +251,6 @@ def audit_store(
         x0, ds.images, threshold=threshold, neighbourhood=neighbourhood, sample_ids=ids.tolist(), training_names=list(ds.files)
     )
     report.store, report.data = str(store), str(data)
-    sheet_path = Path(out) if out is not None else Path(store).with_name(Path(store).name + "-audit.png")
-    json_path = sheet_path.with_suffix(".json")
     rows = [e for i, e in enumerate(report.entries) if i < max_rows or e["flagged"]]
     pos = {int(s): j for j, s in enumerate(ids.tolist())}
     tiles, labels = [], []

@@ -20,7 +20,7 @@ _audit_option = functools.partial(params.option, defaults=params.defaults_of("di
 @click.option("--out", "-o", type=params.PATH, default=None, help="Sheet PNG (default: STORE-audit.png); the JSON report goes next to it.")
 @_audit_option("--threshold", type=float,
                help="Flag when d(nearest) < THRESHOLD x mean distance to the nearest 50 (Carlini et al. 2023).")
-@_audit_option("--max-rows", type=click.IntRange(min=0), help="Rows on the sheet (flagged samples always shown).")
+@_audit_option("--max-rows", type=click.IntRange(min=1), help="Rows on the sheet (flagged samples always shown).")
 def audit(store: Path, data: Path, **options: Any) -> None:
     """Find each sample's nearest training images and flag near-copies."""
     from diffusion.evidence.audit import audit_store

@@ -166,6 +166,9 @@ class LibraryType(click.ParamType):
             return self.parse(value, param)
         except EntropicError as err:
             self.fail(str(err), param, ctx)
+        except ValueError:  # int() of a number of thousands of digits, which no parser expects
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            self.fail(f"{_option_name(param)} {shown!r}: a number too long to read", param, ctx)
 
     def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None) -> Any:
         """Raise :class:`ValueRefused` with ``message``."""

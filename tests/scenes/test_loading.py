@@ -286,6 +286,73 @@ def test_scene_file_itself_missing_or_not_toml(tmp_path):
         scenes.load_scene(bad)
 
 
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("a = " + "[" * 10_000 + "]" * 10_000, ("nested too deeply",)),
+        ("a = " + "{b = " * 3_000 + "1" + " }" * 3_000, ("nested too deeply",)),
+        ("version = " + "9" * 5_000, ("5000 digits",)),
+    ],
+    ids=["arrays", "inline-tables", "integer"],
+)
+def test_toml_the_parser_cannot_hold_is_malformed_toml(scene_file, text, words):
+    msg = error(scene_file, text + "\n")
+    assert "scene.toml: malformed TOML" in msg
+    for word in words:
+        assert word in msg
+
+
+@pytest.mark.parametrize(
+    "samples, words",
+    [
+        ('"0:99999999999999999"', ("grid[1].samples", "99999999999999999 samples", "at most 65536")),
+        ('"0:' + "9" * 5_000 + '"', ("grid[1].samples", "...")),
+        ('"0:\u00b2"', ("grid[1].samples", "'0:²'")),  # a digit to str.isdigit, not to int()
+        ("[" + ", ".join(["0"] * 70_000) + "]", ("grid[1].samples", "70000 samples")),
+    ],
+    ids=["huge-range", "long-number", "unicode-digit", "long-list"],
+)
+def test_sample_selections_beyond_any_grid_are_refused_before_they_are_built(scene_file, samples, words):
+    msg = error(scene_file, MINIMAL.replace("cols = 3", f"cols = 3\nsamples = {samples}"))
+    assert len(msg) < 400
+    for word in words:
+        assert word in msg
+
+
+def test_a_store_path_with_a_nul_is_refused(scene_file):
+    msg = error(scene_file, MINIMAL.replace('"{store}"', '"st\\u0000ore"'))
+    assert "grid[1].store" in msg and "NUL" in msg
+
+
+def test_a_scene_that_is_no_regular_file_or_too_large_is_refused_unread(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: outcome.extend(_raised(lambda: scenes.load_scene(fifo))), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert isinstance(outcome[0], EntropicError) and "not a regular file" in str(outcome[0])
+
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:
+        f.write(b"version = 1\n#")
+        f.truncate(65 << 20)
+    with pytest.raises(EntropicError, match="too large to be a scene file"):
+        scenes.load_scene(big)
+
+
+def _raised(function) -> list[BaseException]:
+    try:
+        function()
+    except BaseException as err:  # noqa: BLE001 - handed back to the test
+        return [err]
+    return []
+
+
 def test_too_many_tiles_for_memory_is_refused(scene_file):
     msg = error(scene_file, MINIMAL.replace("cols = 3", "cols = 3\ntile = 4096").replace("rows = 2", "rows = 13"))
     assert "grid[1].tile" in msg and "GiB of tile memory" in msg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -380,6 +381,85 @@ def test_decompression_bomb_guard_stays_on(tmp_path: Path, monkeypatch, side: in
     with pytest.raises(ImageDecodeError) as info:
         load_grayscale(path, 16)
     assert_one_line_error(info.value, "big.png", "decompression bomb")
+
+
+def _sparse(path: Path, size: int, head: bytes = b"") -> Path:
+    """A file of ``size`` bytes that takes no room on disk, starting with ``head``."""
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+    return path
+
+
+def _peak_allocation(function) -> tuple[BaseException | None, int]:
+    """What ``function()`` raised, and the most memory Python allocated meanwhile (bytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+        raised = None
+    except BaseException as err:  # noqa: BLE001 - handed back to the test
+        raised = err
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return raised, peak
+
+
+@pytest.mark.parametrize("head", [b"", b"\x89PNG\r\n\x1a\n"])
+def test_a_file_larger_than_any_image_is_refused_unread(tmp_path: Path, head: bytes):
+    huge = _sparse(tmp_path / "huge.png", 8 << 30, head)  # 8 GiB of holes
+    raised, peak = _peak_allocation(lambda: load_grayscale(huge, 16))
+    assert isinstance(raised, ImageDecodeError)
+    assert_one_line_error(raised, "huge.png", "8,589,934,592 bytes", "larger than any image")
+    assert peak < 1 << 20
+
+
+def test_a_file_that_is_no_image_is_refused_after_its_header(tmp_path: Path):
+    junk = _sparse(tmp_path / "junk.png", 64 << 20, b"not an image")  # under the size limit
+    raised, peak = _peak_allocation(lambda: load_grayscale(junk, 16))
+    assert isinstance(raised, ImageDecodeError)
+    message = assert_one_line_error(raised, "junk.png", "cannot identify image file")
+    assert "_io." not in message and "object at" not in message
+    assert peak < 1 << 20  # the 64 MiB were never read
+
+
+def test_init_leaves_out_files_refused_unread_with_their_hash(dataset_small_folder: Path):
+    junk = _sparse(dataset_small_folder / "junk.png", 8 << 20)
+    init_manifest(dataset_small_folder, "Ada", "CC0-1.0", overwrite=True)
+    manifest = check_manifest(dataset_small_folder)
+    assert [(e.file, e.sha256) for e in manifest.excluded] == [("junk.png", sha256_file(junk))]
+    assert manifest.excluded[0].reason == "cannot identify image file"
+    assert len(load_dataset(dataset_small_folder, 16)) == 3
+
+
+def test_image_names_that_are_not_utf8_are_refused_before_writing(tmp_path: Path):
+    folder = tmp_path / "mine"
+    write_image(folder / "good.png", noise_image())
+    bad = os.path.join(os.fsencode(folder), b"bad\xff.png")
+    with open(bad, "wb") as f:
+        f.write(png_bytes(noise_image(seed=1)))
+    with pytest.raises(EntropicError) as info:
+        init_manifest(folder, "Ada", "CC0-1.0")
+    assert_one_line_error(info.value, "bad\\xff.png", "not valid UTF-8", "rename")
+    assert not (folder / MANIFEST_NAME).exists()
+
+    os.unlink(bad)
+    init_manifest(folder, "Ada", "CC0-1.0")
+    os.makedirs(os.path.join(os.fsencode(folder), b"sub\xfe"))
+    write_image(Path(os.fsdecode(os.path.join(os.fsencode(folder), b"sub\xfe", b"a.png"))), noise_image())
+    with pytest.raises(EntropicError) as info:  # check names it the same way (init --force could not help)
+        check_manifest(folder)
+    assert_one_line_error(info.value, "sub\\xfe/a.png", "not valid UTF-8")
+
+
+def test_a_dataset_folder_named_in_other_bytes_is_refused_by_training(dataset_small_folder: Path):
+    renamed = os.path.join(os.path.dirname(os.fsencode(dataset_small_folder)), b"sm\xe4ll")
+    os.rename(os.fsencode(dataset_small_folder), renamed)
+    check_manifest(os.fsdecode(renamed))  # the images themselves are fine
+    with pytest.raises(EntropicError) as info:  # but a model card could not name the folder
+        load_dataset(os.fsdecode(renamed), 16)
+    assert_one_line_error(info.value, "sm\\xe4ll", "not valid UTF-8")
 
 
 # --------------------------------------------------------------------- images.py

@@ -4,6 +4,8 @@ defaults, reports errors as one line, matches the README."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
 import subprocess
 import sys
@@ -207,3 +209,99 @@ def test_every_file_the_readme_shows_or_links_exists():
     assert local, "the README shows no files"
     missing = [t for t in local if not (ROOT / t).exists()]
     assert not missing, missing
+
+
+# ---- the edge: what no check foresaw is still one line, naming the command -------------------
+
+# Statements that fail the way a real run can, raised where `entropic info` describes its path.
+EDGE_FAILURES = {
+    "memory": ("raise MemoryError()", ("`entropic info` ran out of memory",)),
+    "recursion": ("raise RecursionError('maximum recursion depth exceeded')", ("`entropic info`", "nested too deeply")),
+    "disk-full": ("raise OSError(errno.ENOSPC, 'No space left on device', 'out/.x.json.4000000.tmp')",
+                  ("out/x.json: No space left on device", "run the same command again")),
+    "permission": ("raise PermissionError(errno.EACCES, 'Permission denied', 'run/config.json')",
+                   ("run/config.json: Permission denied",)),
+    "name-not-utf8": ("'{\"file\": \"data/bad\\udcff.png\"}'.encode('utf-8')",
+                      ("`entropic info`", "bad\\xff.png", "not valid UTF-8")),
+    "text-not-utf8": ("b'ab\\xff'.decode('utf-8')", ("`entropic info`", "not valid utf-8", "byte 2")),
+    "bug": ("1 / 0", ("`entropic info` failed unexpectedly: ZeroDivisionError: division by zero", "ENTROPIC_DEBUG=1")),
+}
+
+
+def _info_failing_with(statement: str, path: Path, **env: str) -> subprocess.CompletedProcess:
+    """The real `entropic info PATH` in a child whose describe() fails with ``statement``."""
+    wrapper = (
+        "import errno\nimport render.cli.info as info\n"
+        f"def describe(path):\n    {statement}\n"
+        "info.describe = describe\nfrom render.cli import main\nmain()\n"
+    )
+    return subprocess.run([sys.executable, "-c", wrapper, "info", str(path)], capture_output=True, text=True,
+                          errors="backslashreplace", env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("kind", sorted(EDGE_FAILURES))
+def test_failures_no_check_foresaw_are_one_line_naming_the_command(tmp_path, kind):
+    statement, words = EDGE_FAILURES[kind]
+    result = _info_failing_with(statement, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("entropic: error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_entropic_debug_shows_the_traceback_of_a_bug(tmp_path):
+    result = _info_failing_with("1 / 0", tmp_path, ENTROPIC_DEBUG="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_messages_are_one_line_even_when_a_library_message_is_not(capsys):
+    from render.cli import one_line
+
+    assert one_line("ffmpeg said:\n  bad data\n\nat frame 3") == "ffmpeg said: bad data at frame 3"
+    with pytest.raises(SystemExit):
+        main(["info", "two\nlines"])
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["render", "-o", "x.mp4"], "entropic render"),
+        (["dataset", "init", "d", "--creator", "A"], "entropic dataset init"),
+        (["--version"], "entropic"),
+        (["frobnicate"], "entropic"),
+        ([], "entropic"),
+    ],
+)
+def test_command_name_for_messages(args, name):
+    from render.cli import command_name
+
+    assert command_name(args) == name
+
+
+def test_audit_replaces_an_earlier_audit_and_nothing_else(tmp_path, cli):
+    import numpy as np
+    from PIL import Image
+
+    from diffusion.data.manifest import init_manifest
+    from tests.helpers import write_synthetic_store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(data / f"{i}.png")
+    init_manifest(data, creator="tests", license="CC0-1.0")
+    store = write_synthetic_store(tmp_path / "store", 3, steps=3, size=16)
+    sheet = tmp_path / "out" / "audit.png"
+    for _ in range(2):  # the second run replaces what the first wrote
+        result = cli("audit", str(store), "--data", str(data), "-o", str(sheet))
+        assert result.returncode == 0, result.stderr
+    assert json.loads(sheet.with_suffix(".json").read_text())["format"] == "entropic-audit"
+
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"my drawing")
+    result = cli("audit", str(store), "--data", str(data), "-o", str(mine))
+    assert result.returncode == 1 and "mine.png exists and is not from an earlier `entropic audit`" in result.stderr
+    assert mine.read_bytes() == b"my drawing" and not mine.with_suffix(".json").exists()
