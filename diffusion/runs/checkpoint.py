@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import os
 import shutil
@@ -43,6 +42,7 @@ from diffusion.runs.layout import (
     STATE_FORMAT,
     STATE_VERSION,
     WEIGHTS_FILE,
+    read_json,
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
@@ -125,8 +125,8 @@ def read_pointer(run: Path) -> tuple[int, str] | None:
     path = run / STATE_DIR / POINTER_FILE
     if not path.is_file():
         return None
+    ptr = read_json(path)
     try:
-        ptr = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(ptr, dict) or ptr.get("format") != STATE_FORMAT or ptr.get("version") != STATE_VERSION:
             raise ValueError("unknown format or version")
         step, name = ptr["step"], ptr["dir"]
@@ -134,7 +134,7 @@ def read_pointer(run: Path) -> tuple[int, str] | None:
             raise ValueError(f"step {step!r} is not an integer >= 0")
         if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"bad dir {name!r}")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError) as err:
+    except (ValueError, KeyError) as err:
         raise EntropicError(f"{path}: unreadable training-state pointer ({err}); start a new run with another --out") from None
     return step, name
 
@@ -235,10 +235,7 @@ def read_checkpoint(run: str | os.PathLike) -> Checkpoint | None:
     if not folder.is_dir():
         raise EntropicError(f"{folder}: missing, but {run / STATE_DIR / POINTER_FILE} points at it")
     state_path = folder / CKPT_STATE
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{state_path}: unreadable ({err})") from None
+    state = read_json(state_path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise EntropicError(f"{state_path}: not an entropic training state of version {STATE_VERSION}")
     if state.get("step") != step:
@@ -264,10 +261,7 @@ def _read_card(path: Path, step: int) -> dict[str, Any] | None:
     """A checkpoint's model card; None if the checkpoint predates keeping it."""
     if not path.exists():
         return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{path}: unreadable ({err})") from None
+    card = read_json(path)
     weights = card.get("weights") if isinstance(card, dict) else None
     training = card.get("training") if isinstance(card, dict) else None
     if not isinstance(weights, dict) or not isinstance(training, dict) or training.get("steps") != step:
@@ -328,14 +322,14 @@ def remove_sheets_after(run: str | os.PathLike, step: int) -> list[str]:
 
 
 def remove_stale_checkpoints(run: str | os.PathLike) -> None:
-    """Delete every checkpoint folder (and temporary folder) the pointer does not point at, and
-    the temporaries of dead processes in ``training_state/`` (e.g. a half-written pointer)."""
+    """Delete every checkpoint folder the pointer does not point at, and the temporaries of dead
+    processes in ``training_state/`` (a half-written checkpoint folder or pointer)."""
     root = Path(run) / STATE_DIR
     if not root.is_dir():
         return
     ptr = read_pointer(Path(run))
     keep = ptr[1] if ptr else None
     for entry in root.iterdir():
-        if entry.is_dir() and entry.name != keep and (entry.name.startswith("step_") or entry.name.endswith(".tmp")):
+        if entry.is_dir() and entry.name != keep and entry.name.startswith("step_"):
             shutil.rmtree(entry, ignore_errors=True)
     remove_dead_temporaries(root)

@@ -45,6 +45,17 @@ def _json_kind(kind: type) -> str:
     return names.get(kind, kind.__name__)
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document in ``path``; one EntropicError naming the file when it cannot be read
+    (missing, not UTF-8, not JSON, or nested too deeply for the parser)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EntropicError(f"{path}: unreadable ({err})") from None
+    except RecursionError:
+        raise EntropicError(f"{path}: unreadable (JSON nested too deeply)") from None
+
+
 def read_config(run: str | os.PathLike) -> dict[str, Any]:
     """Read and check RUN/config.json: a JSON object of this format and version."""
     path = Path(run) / CONFIG_FILE
@@ -52,10 +63,7 @@ def read_config(run: str | os.PathLike) -> dict[str, Any]:
         raise EntropicError(
             f"{run}: not a finished run directory (no {CONFIG_FILE}); train one with `entropic train DATA --out {run}`"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{path}: unreadable ({err})") from None
+    config = read_json(path)
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise EntropicError(f"{path}: not an entropic run config (format is not {RUN_FORMAT!r})")
     if config.get("version") != RUN_VERSION:

@@ -13,6 +13,7 @@ from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.model.unet import UNet, UNetConfig
+from diffusion.runs.checkpoint import read_pointer
 from diffusion.runs.layout import (
     CARD_JSON,
     CONFIG_FILE,
@@ -23,6 +24,22 @@ from diffusion.runs.layout import (
     read_config,
 )
 from diffusion.runs.weights import load_tensors
+
+
+_NOT_EXPORTED = (
+    "its checkpoint of step {step:,} is committed and not exported yet (a training session was killed while "
+    "exporting it); run the same `entropic train` command again to finish it"
+)
+
+
+def _committed_step(run: Path) -> int | None:
+    """The step of the run's committed checkpoint; None for a folder without training state
+    (a published one) or with an unreadable pointer (sampling does not need it)."""
+    try:
+        pointer = read_pointer(run)
+    except EntropicError:
+        return None
+    return pointer[0] if pointer else None
 
 
 @dataclass
@@ -51,7 +68,9 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
 
     Refuses, with one EntropicError naming the path: a missing path, a file, a folder without
     config.json or model.safetensors (not trained yet, or half-written), another format or
-    version, and a corrupt or mismatched model.safetensors.
+    version, a corrupt or mismatched model.safetensors, and weights that are not those of the
+    run's committed checkpoint (a session killed while exporting: the same ``entropic train``
+    command finishes the export).
     """
     run = Path(path)
     if not run.exists():
@@ -60,7 +79,10 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
         raise EntropicError(f"{run}: not a run directory (it is a file)")
     config = read_config(run)
     weights = run / WEIGHTS_FILE
+    committed = _committed_step(run)
     if not weights.is_file():
+        if committed is not None:
+            raise EntropicError(f"{run}: {_NOT_EXPORTED.format(step=committed)}")
         raise EntropicError(
             f"{run}: has no {WEIGHTS_FILE} yet (training never reached its first checkpoint); "
             f"resume it with `entropic train DATA --out {run}`"
@@ -76,6 +98,8 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
         raise EntropicError(f"{weights}: not entropic U-Net weights (metadata format {metadata.get('format')!r})")
     if metadata.get("version") != WEIGHTS_VERSION:
         raise EntropicError(f"{weights}: weights version {metadata.get('version')!r} is not supported (reads {WEIGHTS_VERSION})")
+    if committed is not None and metadata.get("step") != committed:
+        raise EntropicError(f"{weights}: holds step {metadata.get('step')!r}, but {_NOT_EXPORTED.format(step=committed)}")
     model = UNet(unet_config)
     try:
         model.load_state_dict(tensors, strict=True)
@@ -91,8 +115,8 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
         try:
             loaded = json.loads(card_path.read_text(encoding="utf-8"))
             card = loaded if isinstance(loaded, dict) else {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            card = {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            card = {}  # the card is what a store records about the model, not what it samples with
     step = metadata.get("step", 0)
     step = step if isinstance(step, int) and not isinstance(step, bool) else 0
     return LoadedRun(

@@ -54,7 +54,7 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         try:
             parsed = json.loads(raw[METADATA_KEY])
             metadata = parsed if isinstance(parsed, dict) else {}
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise EntropicError(f"{path}: unreadable metadata in its header") from None
     return tensors, metadata
 

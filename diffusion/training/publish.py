@@ -5,19 +5,19 @@ Kept: config.json, the EMA weights (float16 by default: half the size, and the n
 computes in float32 after loading, so samples change by rounding only), the model card with
 the commands that reproduce the run, loss_history.csv, loss_curve.png and the contact sheets
 in samples/. Left out: training_state/ (optimizer moments and raw weights, only needed to
-resume training). Files already in the folder that are not ours (e.g. sampling.json,
-evaluation.json, audit.*) are left as they are (the process report warns when evaluation or
-audit name other weights); each file we write is replaced atomically, samples/ as a whole.
+resume training). Files beside an earlier publish of the run that are not ours (e.g.
+sampling.json, evaluation.json, audit.*) are left as they are (the process report warns when
+evaluation or audit name other weights); each file we write is replaced atomically, samples/
+as a whole.
 
-What publish writes it may write again, and nothing else: a folder already holding files of
-those names is refused unless they are a publish of the same run (:func:`check_target`).
+Publish writes into a missing or empty folder, or over a publish of the same run, and nowhere
+else (:func:`check_target`): another run's model, a store, anyone's own files are refused.
 config.json, which names the run, is written first and the card last, so a publish killed
 half-way is recognised as such and the same command finishes it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +29,7 @@ from diffusion.common.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     fsync_dir,
+    is_stale_temporary,
     replace_dir,
     sha256_file,
     temporary_path,
@@ -38,7 +39,6 @@ from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
 from diffusion.runs.layout import (
     CARD_JSON,
-    CARD_MD,
     CONFIG_FILE,
     LOSS_FILE,
     SAMPLES_DIR,
@@ -46,6 +46,7 @@ from diffusion.runs.layout import (
     WEIGHTS_FILE,
     published_dataset,
     read_config,
+    read_json,
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
@@ -55,8 +56,6 @@ __all__ = ["publish_run", "WEIGHT_DTYPES"]
 
 WEIGHT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LOSS_CURVE = "loss_curve.png"
-# Everything publish writes into its folder.
-PUBLISHED = (CONFIG_FILE, LOSS_FILE, LOSS_CURVE, WEIGHTS_FILE, SAMPLES_DIR, CARD_JSON, CARD_MD)
 
 
 def publish_run(
@@ -70,8 +69,8 @@ def publish_run(
 
     ``reproduce``: the commands that rebuild the run from nothing (dataset, then train); they
     go into the card as ``reproduce``. Refuses a run that is not finished enough to sample
-    from, an ``out`` that is the run itself, and an ``out`` holding files publish would write
-    that are not a publish of this run (see :func:`check_target`); nothing is written then.
+    from, an ``out`` that is the run itself, and an ``out`` that is neither empty nor a publish
+    of this run (see :func:`check_target`); nothing is written then.
     """
     run, out = Path(run), Path(out)
     if weights_dtype not in WEIGHT_DTYPES:
@@ -115,41 +114,45 @@ def publish_run(
 def check_target(out: Path, run: Path, config: Mapping[str, Any], run_card: Mapping[str, Any]) -> None:
     """Refuse to publish ``run`` into ``out`` when that would overwrite what this command did not write.
 
-    Fine: a missing or empty ``out``, or one holding none of the files publish writes (others'
-    files such as sampling.json are left alone). Replaced: a publish of the same run, told by
-    its card (same architecture, schedule, prediction, fixed training settings, dataset and
-    first training session as the run's card), or, for a publish killed before its card, by
-    its config.json (written first). Anything else, including a run directory, is refused.
+    Fine: a missing or empty ``out`` (temporaries of dead processes do not count). Replaced: a
+    publish of the same run, told by its card (same architecture, schedule, prediction, fixed
+    training settings, dataset and first training session as the run's card), or, for a
+    publish killed before its card, by its config.json (written first); files of others beside
+    it (sampling.json, evaluation.json, ...) are left as they are. Anything else, a run
+    directory, another run's publish or anyone's own files, is refused, naming the folder.
     """
     if not out.is_dir():
         return
-    if (out / STATE_DIR).exists():
+    entries = sorted(entry.name for entry in out.iterdir() if not is_stale_temporary(entry.name))
+    if not entries:
+        return
+    if STATE_DIR in entries:
         raise EntropicError(
             f"{out}: is a run directory (it has {STATE_DIR}/); publishing into it would overwrite its exports; "
             "publish into another folder"
         )
-    ours = [name for name in PUBLISHED if (out / name).exists()]
-    if not ours:
-        return
-    if (out / CARD_JSON).exists():
-        target = _read_json(out / CARD_JSON)
-        if _card_identity(target) is not None and _card_identity(target) == _card_identity(run_card):
+    if CARD_JSON in entries:
+        if _same(_card_identity(_read_json(out / CARD_JSON)), _card_identity(run_card)):
             return
-    elif (out / CONFIG_FILE).is_file():
-        target = _read_json(out / CONFIG_FILE)
-        if _config_identity(target) is not None and _config_identity(target) == _config_identity(config):
+    elif CONFIG_FILE in entries:
+        if _same(_config_identity(_read_json(out / CONFIG_FILE)), _config_identity(config)):
             return
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
     raise EntropicError(
-        f"{out}: holds {', '.join(ours)} that are not a publish of {run} (another run's, or someone's own); "
-        "nothing was changed: publish into a new or empty folder, or move those files away first"
+        f"{out}: is not empty and not a publish of {run} (it holds {shown}); nothing was changed: publish into "
+        "a new or empty folder"
     )
+
+
+def _same(target: dict[str, Any] | None, ours: dict[str, Any] | None) -> bool:
+    return target is not None and target == ours
 
 
 def _read_json(path: Path) -> Any:
     """A JSON file in the target; None when it is not readable JSON (then it is not ours)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except EntropicError:
         return None
 
 
@@ -207,10 +210,7 @@ def _replace_samples(folder: Path, sheets: list[Path]) -> None:
 
 def read_run_card(run: Path) -> dict[str, Any]:
     """RUN/model_card.json, which must name its weights."""
-    try:
-        card = json.loads((run / CARD_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{run / CARD_JSON}: unreadable ({err})") from None
+    card = read_json(run / CARD_JSON)
     if not isinstance(card, dict) or not isinstance(card.get("weights"), dict):
         raise EntropicError(f"{run / CARD_JSON}: not an entropic model card (no 'weights')")
     return card

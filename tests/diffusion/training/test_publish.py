@@ -12,8 +12,8 @@ from diffusion.runs.load import load_run
 
 def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
     out = tmp_path / "model"
-    out.mkdir()
-    (out / "sampling.json").write_text("{}")  # someone else's file: kept
+    assert cli("publish", str(tiny_run), str(out)).returncode == 0
+    (out / "sampling.json").write_text("{}")  # someone else's file beside the publish: kept
     r = cli("publish", str(tiny_run), str(out), "--reproduce", "entropic dataset default D",
             "--reproduce", "entropic train D --out R")
     assert r.returncode == 0, r.stderr
@@ -106,11 +106,16 @@ def test_publish_refuses_a_folder_holding_what_it_did_not_write(tiny_run, tmp_pa
     own.mkdir()
     (own / "config.json").write_text('{"my": "settings"}')
     (own / "notes.txt").write_text("mine")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "sampling.json").write_text("{}")
     a_run = tmp_path / "a-run"
     import shutil
 
     shutil.copytree(tiny_run, a_run)
-    for target, says in ((other, "not a publish of"), (own, "not a publish of"), (a_run, "is a run directory")):
+    targets = ((other, "not a publish of"), (own, "not a publish of"), (notes, "not a publish of"),
+               (a_run, "is a run directory"))  # fmt: skip
+    for target, says in targets:
         before = _snapshot(target)
         r = cli("publish", str(tiny_run), str(target))
         lines = r.stderr.strip().splitlines()
