@@ -139,6 +139,23 @@ def read_pointer(run: Path) -> tuple[int, str] | None:
     return step, name
 
 
+# Why the exports of a run are not its committed checkpoint's, and what to do about it.
+NOT_EXPORTED = (
+    "the checkpoint of step {step:,} is not exported yet (a training session was killed while exporting it); "
+    "run the same `entropic train` command again to finish it"
+)
+
+
+def committed_step(run: str | os.PathLike) -> int | None:
+    """The step of the run's committed checkpoint; None for a folder without training state (a
+    published one) or with an unreadable pointer (readers of the exports do not need it)."""
+    try:
+        pointer = read_pointer(Path(run))
+    except EntropicError:
+        return None
+    return pointer[0] if pointer else None
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

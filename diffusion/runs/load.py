@@ -13,7 +13,7 @@ from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.model.unet import UNet, UNetConfig
-from diffusion.runs.checkpoint import read_pointer
+from diffusion.runs.checkpoint import NOT_EXPORTED, committed_step
 from diffusion.runs.layout import (
     CARD_JSON,
     CONFIG_FILE,
@@ -24,22 +24,6 @@ from diffusion.runs.layout import (
     read_config,
 )
 from diffusion.runs.weights import load_tensors
-
-
-_NOT_EXPORTED = (
-    "its checkpoint of step {step:,} is committed and not exported yet (a training session was killed while "
-    "exporting it); run the same `entropic train` command again to finish it"
-)
-
-
-def _committed_step(run: Path) -> int | None:
-    """The step of the run's committed checkpoint; None for a folder without training state
-    (a published one) or with an unreadable pointer (sampling does not need it)."""
-    try:
-        pointer = read_pointer(run)
-    except EntropicError:
-        return None
-    return pointer[0] if pointer else None
 
 
 @dataclass
@@ -79,10 +63,10 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
         raise EntropicError(f"{run}: not a run directory (it is a file)")
     config = read_config(run)
     weights = run / WEIGHTS_FILE
-    committed = _committed_step(run)
+    committed = committed_step(run)
     if not weights.is_file():
         if committed is not None:
-            raise EntropicError(f"{run}: {_NOT_EXPORTED.format(step=committed)}")
+            raise EntropicError(f"{run}: {NOT_EXPORTED.format(step=committed)}")
         raise EntropicError(
             f"{run}: has no {WEIGHTS_FILE} yet (training never reached its first checkpoint); "
             f"resume it with `entropic train DATA --out {run}`"
@@ -99,7 +83,7 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
     if metadata.get("version") != WEIGHTS_VERSION:
         raise EntropicError(f"{weights}: weights version {metadata.get('version')!r} is not supported (reads {WEIGHTS_VERSION})")
     if committed is not None and metadata.get("step") != committed:
-        raise EntropicError(f"{weights}: holds step {metadata.get('step')!r}, but {_NOT_EXPORTED.format(step=committed)}")
+        raise EntropicError(f"{weights}: holds step {metadata.get('step')!r}, and {NOT_EXPORTED.format(step=committed)}")
     model = UNet(unet_config)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -37,6 +37,7 @@ from diffusion.common.atomic import (
 from diffusion.common.errors import EntropicError
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
+from diffusion.runs.checkpoint import NOT_EXPORTED, committed_step
 from diffusion.runs.layout import (
     CARD_JSON,
     CONFIG_FILE,
@@ -86,6 +87,10 @@ def publish_run(
     run_card = read_run_card(run)
     check_target(out, run, config, run_card)
     tensors, metadata = load_tensors(run / WEIGHTS_FILE)
+    committed = committed_step(run)
+    exported = (metadata.get("step"), (run_card.get("training") or {}).get("steps"))
+    if committed is not None and exported != (committed, committed):
+        raise EntropicError(f"{run}: {NOT_EXPORTED.format(step=committed)}")
     dtype = WEIGHT_DTYPES[weights_dtype]
     converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     for key, value in converted.items():

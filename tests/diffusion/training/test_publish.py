@@ -142,6 +142,24 @@ def test_publish_replaces_its_own_earlier_publish_of_the_same_run(tiny_run, tmp_
     assert (out / "evaluation.json").read_text() == "{}"
 
 
+def test_publish_refuses_a_run_whose_exports_are_behind_its_checkpoint(tiny_run, tmp_path, cli):
+    """What a kill after a checkpoint's commit leaves: step 6 committed, the exports still step 4's."""
+    import shutil
+
+    from diffusion.training.loop import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    exports = ("model.safetensors", "model_card.json", "model_card.md", "loss_history.csv")
+    step4 = {name: (run / name).read_bytes() for name in exports}
+    train(tiny_run.parent / "data", run, {"steps": 6}, quiet=True)
+    for name, data in step4.items():
+        (run / name).write_bytes(data)
+    r = cli("publish", str(run), str(tmp_path / "model"))
+    assert r.returncode == 1 and "checkpoint of step 6 is not exported yet" in r.stderr, r.stderr
+    assert "run the same `entropic train` command" in r.stderr and not (tmp_path / "model").exists()
+
+
 # `entropic publish` with one function wrapped to SIGKILL the process right before or after
 # its nth call that satisfies `condition` (over the positional arguments `a`).
 KILLER = r"""
