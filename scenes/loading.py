@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from diffusion.common.errors import EntropicError
-from diffusion.common.validation import TableReader, join_key, quoted, type_name
+from diffusion.common.validation import Invalid, TableReader, join_key, quoted, type_name
 from scenes.layout import grid_origin, select_samples
 from scenes.schema import (
     SCHEMA_CANVAS,
@@ -265,6 +265,14 @@ def resolve_store(value: str, base_dir: str | os.PathLike = ".") -> Path:
     return p
 
 
+def _canvas_setting(key: str, value: Any, option: str) -> Any:
+    """A canvas value given on the command line, checked as the scene file's ``[canvas]`` checks it."""
+    try:
+        return SCHEMA_CANVAS[key].kind(value, key)
+    except Invalid as err:
+        raise EntropicError(f"{option}: {err}") from None
+
+
 def with_canvas(
     scene: Scene, width: int | None = None, height: int | None = None, fps: float | None = None
 ) -> Scene:
@@ -275,14 +283,13 @@ def with_canvas(
     so a new fps changes frame_count, not what happens when.
     """
     c = scene.canvas
-    r = TableReader("with_canvas", "scene")
     w0, h0 = c.width / scene.scale[0], c.height / scene.scale[1]  # the file's own canvas size
     if width is not None:
-        width = r.table({"width": width}, {"width": SCHEMA_CANVAS["width"]}, "")["width"]
+        width = _canvas_setting("width", width, "--size width")
     if height is not None:
-        height = r.table({"height": height}, {"height": SCHEMA_CANVAS["height"]}, "")["height"]
+        height = _canvas_setting("height", height, "--size height")
     if fps is not None:
-        fps = r.table({"fps": fps}, {"fps": SCHEMA_CANVAS["fps"]}, "")["fps"]
+        fps = _canvas_setting("fps", fps, "--fps")
     if width is None and height is None:
         width, height = c.width, c.height
     elif height is None:
@@ -291,6 +298,6 @@ def with_canvas(
     elif width is None:
         width = max(1, round(height * c.width / c.height))
     if width > MAX_CANVAS_SIDE or height > MAX_CANVAS_SIDE:
-        raise EntropicError(f"with_canvas: {width}x{height} exceeds the largest canvas side {MAX_CANVAS_SIDE}")
+        raise EntropicError(f"a canvas of {width}x{height} exceeds the largest canvas side {MAX_CANVAS_SIDE} (--size)")
     canvas = dataclasses.replace(c, width=int(width), height=int(height), fps=float(fps if fps is not None else c.fps))
     return dataclasses.replace(scene, canvas=canvas, scale=(width / w0, height / h0))

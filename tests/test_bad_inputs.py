@@ -191,7 +191,6 @@ NESTED_TABLE = "a = " + "{b = " * 3_000 + "1" + " }" * 3_000 + "\n"
 NESTED_JSON = "[" * 100_000 + "]" * 100_000
 LONG_NUMBER = "9" * 5_000
 STORE_OWNER = "diffusion/store/format.py read_header does not check the types of the header's sections"
-RUN_OWNER = "diffusion/runs/layout.py read_config lets a RecursionError of json.loads through"
 
 # ---------------------------------------------------------------------------------- the corpus
 
@@ -218,6 +217,9 @@ IMAGES = [
          ("scene.toml", "not a folder")),
     Case("init-blank-creator", ("dataset", "init", "data", "--creator", "  ", "--license", "CC0-1.0", "--force"),
          ("creator", "--creator")),
+    Case("glyphs-resolution-too-large", ("dataset", "default", "glyphs", "--resolution", "100000"),
+         ("resolution 100000", "1024")),
+    Case("glyphs-jitter-too-large", ("dataset", "default", "glyphs", "--jitter", "100000000"), ("jitter 100000000", "100")),
     Case("init-manifest-exists", ("dataset", "init", "data", "--creator", "Ada", "--license", "CC0-1.0"),
          ("data/provenance.json", "--force")),
     Case("check-image-changed", ("dataset", "check", "data"), ("img00.png", "changed"),
@@ -260,8 +262,8 @@ RUNS = [
     Case("info-config-model-a-number", ("info", "run"), ("run/config.json", "model"),
          set_json("run/config.json", "model", 3)),
     Case("info-card-an-array", ("info", "run"), ("run/model_card.json", "object"), write("run/model_card.json", "[1, 2]")),
-    Case("info-config-nested-too-deep", ("info", "run"), ("run/config.json",), write("run/config.json", NESTED_JSON),
-         xfail=RUN_OWNER),
+    Case("info-config-nested-too-deep", ("info", "run"), ("run/config.json", "nested"),
+         write("run/config.json", NESTED_JSON)),
     Case("sample-weights-truncated", ("sample", "run", "--out", "new-store", *TINY_SAMPLE), ("run/model.safetensors",),
          truncate("run/model.safetensors", 1000)),
     Case("sample-weights-header-length-huge", ("sample", "run", "--out", "new-store", *TINY_SAMPLE),
@@ -271,8 +273,7 @@ RUNS = [
     Case("sample-config-unknown-prediction", ("sample", "run", "--out", "new-store", *TINY_SAMPLE),
          ("run/config.json", "prediction"), set_json("run/config.json", "prediction", "x0")),
     Case("train-changed-setting-on-a-run", ("train", "data", "--out", "run", "--lr", "0.5", "--quiet"), ("lr", "0.5")),
-    Case("publish-over-a-store", ("publish", "run", "store"), ("store",),
-         xfail="diffusion/training/publish.py writes into a folder that holds another's files"),
+    Case("publish-over-a-store", ("publish", "run", "store"), ("store",)),
 ]
 
 STORES = [
@@ -355,6 +356,13 @@ OPTIONS = [
     Case("channel-mults-not-integers", ("train", "data", "--out", "fresh", "--channel-mults", "1,x"),
          ("--channel-mults", "1,x")),
     Case("threads-zero", ("sample", "run", "--out", "new-store", "--count", "2", "--threads", "0"), ("--threads", "0")),
+    Case("fps-beyond-the-scene-format", ("render", "scene.toml", *RENDER, "--fps", "1e9"), ("--fps", "1000")),
+    Case("evaluate-json-is-a-folder", ("evaluate", "run", "--data", "data", "--json", "ev.json", "--quiet"),
+         ("--json ev.json", "folder"), mkdir("ev.json")),
+    Case("evaluate-json-is-a-users-file", ("evaluate", "run", "--data", "data", "--json", "mine.json", "--quiet"),
+         ("--json mine.json", "exists"), write("mine.json", '{"mine": true}\n')),
+    Case("cache-folder-is-a-file", ("render", *RENDER, "--frames", "0:1"), ("cache", "not a folder"),
+         write("cache", "mine\n")),
     Case("report-output-exists", ("report", "run", "-o", "report.html"), ("report.html", "--overwrite"),
          write("report.html", "mine\n")),
     Case("join-parts-missing", ("join", "a.mp4", "b.mp4", "-o", "joined.mp4"), ("a.mp4",)),

@@ -41,6 +41,11 @@ HERSHEY_CELL_UNITS = 32.0
 
 Stroke = list[tuple[float, float]]
 
+# Bounds of GlyphStyle: beyond them a drawing runs out of memory, or the dataset never ends.
+MAX_RESOLUTION = 1024
+MAX_SUPERSAMPLE = 8
+MAX_JITTER = 100
+
 
 @dataclass(frozen=True)
 class GlyphStyle:
@@ -54,14 +59,22 @@ class GlyphStyle:
     seed: int = 0
 
     def validate(self) -> None:
+        """EntropicError naming the first setting that cannot be drawn (or would never finish)."""
         if self.resolution < 8:
             raise EntropicError(f"resolution {self.resolution} is too small for glyphs (use 16 or more)")
+        if self.resolution > MAX_RESOLUTION:
+            # Drawn at supersample x the side: 1024 px is already 16 million pixels per glyph.
+            raise EntropicError(f"resolution {self.resolution} is too large for glyphs (at most {MAX_RESOLUTION})")
+        if not 1 <= self.supersample <= MAX_SUPERSAMPLE:
+            raise EntropicError(f"supersample {self.supersample} must be in 1..{MAX_SUPERSAMPLE}")
         if not 0 < self.stroke_width <= self.resolution / 4:
             raise EntropicError(f"stroke width {self.stroke_width} must be in (0, {self.resolution / 4}]")
         if not 0 <= self.margin < self.resolution // 2 - 2:
             raise EntropicError(f"margin {self.margin} leaves no room at resolution {self.resolution}")
-        if self.jitter < 0:
-            raise EntropicError(f"jitter {self.jitter} must be 0 or more")
+        if not 0 <= self.jitter <= MAX_JITTER:
+            raise EntropicError(
+                f"jitter {self.jitter} must be in 0..{MAX_JITTER} (each variant is another drawing of every glyph)"
+            )
 
 
 @dataclass(frozen=True)

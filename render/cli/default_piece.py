@@ -57,14 +57,19 @@ def cache_dir() -> Path:
     """Where entropic keeps what it can rebuild: $ENTROPIC_CACHE_DIR, else the user's cache folder.
 
     platformdirs gives the right folder per system (~/.cache/entropic on Linux,
-    ~/Library/Caches/entropic on macOS, %LOCALAPPDATA%\\entropic\\Cache on Windows).
+    ~/Library/Caches/entropic on macOS, %LOCALAPPDATA%\\entropic\\Cache on Windows). A file
+    where the folder should be is an EntropicError.
     """
     override = os.environ.get(CACHE_ENV)
     if override:
-        return Path(os.path.expanduser(override)).absolute()
-    import platformdirs
+        path, source = Path(os.path.expanduser(override)).absolute(), f"${CACHE_ENV}"
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_cache_dir("entropic", appauthor=False))
+        path, source = Path(platformdirs.user_cache_dir("entropic", appauthor=False)), "the user's cache folder"
+    if path.exists() and not path.is_dir():  # refused before anything is sampled into it
+        raise EntropicError(f"the cache folder {path} ({source}) is not a folder; set ${CACHE_ENV} to a folder")
+    return path
 
 
 def store_path() -> Path:

@@ -8,7 +8,10 @@ from typing import Any
 
 import click
 
+from diffusion.common.errors import EntropicError
 from render.cli import params
+
+EVALUATION_FORMAT = "entropic-evaluation"  # what --json writes, and may replace
 
 # An option whose default is evaluate_run's: left to it unless given.
 _evaluate_option = functools.partial(params.option, defaults=params.defaults_of("diffusion.evidence.evaluate:evaluate_run"))
@@ -26,6 +29,8 @@ _evaluate_option = functools.partial(params.option, defaults=params.defaults_of(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def evaluate(run: Path, data: Path, json_out: Path | None, quiet: bool, **options: Any) -> None:
     """Report the DDPM variational bound of RUN in bits/dim on the images in --data."""
+    if json_out is not None:
+        check_json_out(json_out)  # before the evaluation, which can take minutes
     from diffusion.common.atomic import atomic_write_json
     from diffusion.evidence.evaluate import evaluate_run
 
@@ -33,5 +38,29 @@ def evaluate(run: Path, data: Path, json_out: Path | None, quiet: bool, **option
     report = evaluate_run(run, data, progress=not quiet, root=root, **params.given(options))
     click.echo(report.summary())
     if json_out is not None:
-        atomic_write_json(json_out, {"format": "entropic-evaluation", "version": 1,
+        atomic_write_json(json_out, {"format": EVALUATION_FORMAT, "version": 1,
                                      "paths_relative_to": "this file's folder", **report.to_dict()})
+
+
+def check_json_out(path: Path) -> None:
+    """Refuse a --json that cannot be written, or that would replace a file an evaluation did not write.
+
+    An earlier evaluation's report (``"format": "entropic-evaluation"``) is replaced; a folder,
+    a missing parent folder or any other file is an EntropicError naming it.
+    """
+    import json
+
+    if path.is_dir():
+        raise EntropicError(f"--json {path} is a folder; give a file name, e.g. {path / 'evaluation.json'}")
+    if not path.parent.is_dir():
+        raise EntropicError(f"--json {path}: the folder {path.parent} does not exist")
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_bytes()[: 16 << 20].decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        earlier = None
+    if not (isinstance(earlier, dict) and earlier.get("format") == EVALUATION_FORMAT):
+        raise EntropicError(
+            f"--json {path} exists and is not an earlier evaluation's report; choose another name, or move the file away"
+        )

@@ -353,6 +353,14 @@ def _raised(function) -> list[BaseException]:
     return []
 
 
+def test_with_canvas_names_the_command_line_option(scene_file):
+    s = load(scene_file, MINIMAL)
+    with pytest.raises(EntropicError, match=r"^--fps: must be <= 1000, got 1000000000.0$"):
+        scenes.with_canvas(s, fps=1e9)
+    with pytest.raises(EntropicError, match=r"^--size width: must be <= 16384"):
+        scenes.with_canvas(s, width=20_000)
+
+
 def test_too_many_tiles_for_memory_is_refused(scene_file):
     msg = error(scene_file, MINIMAL.replace("cols = 3", "cols = 3\ntile = 4096").replace("rows = 2", "rows = 13"))
     assert "grid[1].tile" in msg and "GiB of tile memory" in msg

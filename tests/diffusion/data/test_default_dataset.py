@@ -64,6 +64,19 @@ def test_bad_style_is_refused():
         GlyphStyle(jitter=-1).validate()
 
 
+@pytest.mark.parametrize(
+    "style, words",
+    [
+        ({"resolution": 100_000}, "too large for glyphs (at most 1024)"),  # 400,000 px squared per drawing
+        ({"jitter": 10**8}, "must be in 0..100"),  # 122 billion drawings
+        ({"supersample": 0}, "supersample 0 must be in 1..8"),
+    ],
+)
+def test_styles_that_would_exhaust_memory_or_never_end_are_refused(style, words):
+    with pytest.raises(EntropicError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        GlyphStyle(**style).validate()
+
+
 def test_jitter_variants_are_seeded():
     from itertools import islice
 
