@@ -226,17 +226,17 @@ def plan_output(options: RenderOptions) -> OutputPlan:
     side = prov.sidecar_path(out)
     existing = False
     if not options.overwrite:
-        if side.exists():
-            raise EntropicError(f"{out if out.exists() else side}: already exists; pass --overwrite to replace it")
         existing = out.exists()
+        if side.exists() and not existing:  # a render writes its video first: this sidecar is not ours
+            raise EntropicError(f"{side}: already exists; pass --overwrite to replace it")
     return OutputPlan("video", out, codec, muxer, settings, existing)
 
 
 def _already_rendered(path: Path, doc: Mapping[str, Any], frames: int) -> bool:
     """Whether ``path`` is the video this render makes (same embedded provenance, all its frames).
 
-    That is what a render killed between renaming its video and writing the sidecar leaves;
-    the same command then only writes the sidecar.
+    That is what a render killed between renaming its video and writing the sidecar leaves, or
+    a finished one: the same command then only (re)writes the sidecar, byte for byte the same.
     """
     if read_tags(path).get("comment") != prov.metadata_comment(doc):
         return False

@@ -284,6 +284,18 @@ def test_no_scene_and_no_default_says_how_to_pass_one(tmp_path, monkeypatch):
     assert not (tmp_path / "p.mp4").exists()
 
 
+def test_the_same_render_again_finds_its_job_done(render_scene, tmp_path):
+    """A finished render, then the same command (e.g. after a kill that came too late): exit 0, nothing rewritten."""
+    out = tmp_path / "piece.mp4"
+    assert run_cli("render", str(render_scene), "-o", str(out), "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert run_cli("render", str(render_scene), "-o", str(out), "--quiet")[0] == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # ... but not with other settings: that is another video
+    code, err = run_cli("render", str(render_scene), "-o", str(out), "--crf", "30", "--quiet")
+    assert code == 1 and "already exists; pass --overwrite" in err
+
+
 def test_existing_output_needs_overwrite(render_scene, tmp_path):
     out = tmp_path / "piece.mp4"
     out.write_bytes(b"an earlier piece")
