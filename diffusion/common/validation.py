@@ -57,6 +57,8 @@ def type_name(v: Any) -> str:
         return "an array"
     if isinstance(v, dict):
         return "a table"
+    if v is None:
+        return "null"  # JSON's; TOML has none
     return type(v).__name__
 
 

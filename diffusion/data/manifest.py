@@ -366,6 +366,8 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         ) from None
     except RecursionError:
         raise EntropicError(f"{path}: JSON nested too deeply; {fix}") from None
+    except ValueError as err:  # int(): "Exceeds the limit (4300 digits) for integer string conversion ..."
+        raise EntropicError(f"{path}: a number that cannot be read ({str(err).split(';')[0]}); {fix}") from None
 
     if not isinstance(obj, dict) or obj.get("format") != MANIFEST_FORMAT:
         raise EntropicError(

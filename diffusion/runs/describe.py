@@ -105,8 +105,8 @@ def read_card(path: Path) -> dict[str, Any]:
         return {}
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON, a 5000-digit number
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
         raise EntropicError(f"{path}: unreadable model card ({reason})") from None
     if not isinstance(card, dict):
         raise EntropicError(f"{path}: a model card must be a JSON object, got {type_name(card)}")

@@ -201,10 +201,14 @@ def _has_undecodable_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+# What ends a name inside the text being written (a path, JSON, HTML, Markdown).
+_NAME_ENDS = ("/", "\\", '"', "'", "<", ">", " ", "\t", "\n", "\x00")
+
+
 def _show_name(text: str, start: int, end: int) -> str:
     """The name around ``text[start:end]``, its undecodable bytes written as \\xNN."""
-    left = max(text.rfind(sep, 0, start) for sep in ("/", "\n", '"', "\x00")) + 1
-    rights = [i for i in (text.find(sep, end) for sep in ("/", "\n", '"', "\x00")) if i >= 0]
+    left = max(text.rfind(sep, 0, start) for sep in _NAME_ENDS) + 1
+    rights = [i for i in (text.find(sep, end) for sep in _NAME_ENDS) if i >= 0]
     right = min(rights) if rights else len(text)
     name = text[left:right][:200]
     try:

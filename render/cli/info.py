@@ -35,6 +35,8 @@ def describe(path: Path) -> str:
             f"{path}: not a run directory (config.json), a trajectory store (header.json) "
             "or a dataset folder (provenance.json)"
         )
+    if not path.is_file():  # a FIFO or a device: reading it would block, or never end
+        raise EntropicError(f"{path}: not a regular file or a folder")
     from render.provenance import describe_video
 
     return describe_video(path)

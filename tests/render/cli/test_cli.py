@@ -305,3 +305,15 @@ def test_audit_replaces_an_earlier_audit_and_nothing_else(tmp_path, cli):
     result = cli("audit", str(store), "--data", str(data), "-o", str(mine))
     assert result.returncode == 1 and "mine.png exists and is not from an earlier `entropic audit`" in result.stderr
     assert mine.read_bytes() == b"my drawing" and not mine.with_suffix(".json").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_one_line_naming_the_command(tmp_path):
+    from tests.helpers import write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "store", 2, steps=3, size=8)
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        result = subprocess.run([sys.executable, "-c", "from render.cli import main; main()", "info", str(store)],
+                                stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == "entropic: error: `entropic info`: No space left on device; free some space and run the same command again\n"
