@@ -263,11 +263,13 @@ def read_image_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
                 # Identifies the format from the header and reads the size, not the pixels.
                 Image.open(f)
             f.seek(0)
-            data = f.read() if limit is None else f.read(limit + 1)
+            # At most one byte more than fstat said (a file growing meanwhile is caught below):
+            # read(limit + 1) would reserve the whole limit, ~730 MiB, for every image.
+            data = f.read() if limit is None else f.read(min(size, limit) + 1)
     except OSError as err:
         raise EntropicError(f"cannot read {path}: {err.strerror or err}") from None
-    if limit is not None and len(data) > limit:  # it grew while we looked
-        raise ImageDecodeError(shown, f"file is larger than any image of at most {Image.MAX_IMAGE_PIXELS:,} pixels needs")
+    if limit is not None and len(data) > size:  # it grew while we looked
+        raise ImageDecodeError(shown, "file changed while it was being read; try again once it is complete")
     return data
 
 
