@@ -102,7 +102,8 @@ def _read_scene_bytes(p: Path) -> bytes:
     if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
         raise EntropicError(f"{p}: not a regular file; a scene is a TOML file")
     with open(p, "rb") as f:
-        data = f.read(MAX_SCENE_BYTES + 1)
+        # At most one byte more than fstat says (read(n) reserves n bytes whatever the file holds).
+        data = f.read(min(os.fstat(f.fileno()).st_size, MAX_SCENE_BYTES) + 1)
     if len(data) > MAX_SCENE_BYTES:
         raise EntropicError(f"{p}: larger than {MAX_SCENE_BYTES >> 20} MiB, too large to be a scene file (TOML)")
     return data

@@ -199,11 +199,17 @@ def check_outputs(sheet: Path, report: Path) -> None:
             )
 
 
+_MAX_REPORT_BYTES = 64 << 20
+
+
 def _is_audit_report(path: Path) -> bool:
     """Whether ``path`` is the JSON report an audit writes."""
     try:
         with open(path, "rb") as f:
-            data = json.loads(f.read(16 << 20).decode("utf-8"))
+            size = os.fstat(f.fileno()).st_size
+            if size > _MAX_REPORT_BYTES:  # not one of ours: reports are a few hundred kB
+                return False
+            data = json.loads(f.read(size).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("format") == "entropic-audit"

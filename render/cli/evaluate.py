@@ -57,7 +57,8 @@ def check_json_out(path: Path) -> None:
     if not path.exists():
         return
     try:
-        earlier = json.loads(path.read_bytes()[: 16 << 20].decode("utf-8"))
+        # An evaluation's report is a few kB: a large file is not one, and is not read.
+        earlier = json.loads(path.read_bytes().decode("utf-8")) if path.stat().st_size <= 1 << 20 else None
     except (OSError, ValueError, RecursionError):
         earlier = None
     if not (isinstance(earlier, dict) and earlier.get("format") == EVALUATION_FORMAT):
