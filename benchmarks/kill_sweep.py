@@ -4,14 +4,15 @@ command again, and compare what it left with an uninterrupted run, byte for byte
 Commands (each on a tiny workspace made once per sweep, in a temporary folder):
 
 * ``train``: ``entropic train DATA --out RUN`` (a 2-level U-Net at 16 px, 24 steps, a checkpoint
-  every 4 and a contact sheet every 8); compared: every file of RUN except ``card.json`` /
-  ``model_card.md`` / ``loss_history.csv`` and checkpoint ``state.json`` / ``loss_history.csv``,
-  whose wall-clock and energy figures differ between any two runs (their deterministic columns
-  are compared instead: step and loss);
+  every 4 and a contact sheet every 8); compared: every file of RUN byte for byte, except the
+  cards, the loss histories and checkpoint ``state.json``, whose wall-clock and energy figures
+  differ between any two runs: of those, everything but the clock (loss history: step, loss
+  and lr; state: step, RNG and optimizer; card: all but energy, hardware, sessions, speeds and
+  dates; the Markdown card is rendered from the JSON one);
 * ``sample``: ``entropic sample RUN --out STORE --count 12 --sampler ddim --steps 6``;
 * ``render``: ``entropic render SCENE -o piece.mp4`` (H.264) and ``render-png`` (a PNG
   sequence) of a 3 s scene on the sampled store;
-* ``publish``: ``entropic publish RUN --out PUBLISHED``.
+* ``publish``: ``entropic publish RUN PUBLISHED``.
 
 Kill modes:
 
@@ -73,7 +74,7 @@ TINY_TRAIN = ["--resolution", "16", "--base-channels", "8", "--channel-mults", "
               "--checkpoint-every", "4", "--sample-every", "8", "--sample-count", "4", "--sample-steps", "3",
               "--quiet"]
 # Files whose wall-clock or energy figures differ between any two runs; their deterministic parts are compared.
-VARIABLE = {"card.json", "model_card.md", "loss_history.csv", "state.json", "report.html"}
+VARIABLE = {"model_card.json", "model_card.md", "loss_history.csv", "state.json", "report.html"}
 
 
 def env() -> dict[str, str]:
@@ -126,7 +127,7 @@ def command(name: str, work: Path, out: Path) -> list[str]:
     if name == "render-png":
         return ["render", str(work / "scene.toml"), "-o", str(out / "frames"), "--format", "png", "--quiet"]
     if name == "publish":
-        return ["publish", str(work / "run"), "--out", str(out)]
+        return ["publish", str(work / "run"), str(out)]
     raise SystemExit(f"unknown command {name!r}")
 
 
@@ -139,7 +140,14 @@ def deterministic_part(path: Path) -> bytes:
     if path.name == "state.json":
         doc = json.loads(path.read_text(encoding="utf-8"))
         return json.dumps({k: v for k, v in doc.items() if k in ("step", "rng", "optimizer")}, sort_keys=True).encode()
-    return b""  # cards and reports: wall time and energy only; their inputs are compared as files
+    if path.name == "model_card.json":  # all but the clock: energy, hardware, sessions, speeds, dates
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        training = {k: v for k, v in (doc.get("training") or {}).items()
+                    if not any(w in k for w in ("second", "session", "time", "date"))}
+        kept = {k: v for k, v in doc.items() if k not in ("energy", "hardware", "training")
+                and not any(w in k for w in ("time", "date", "created"))}
+        return json.dumps({**kept, "training": training}, sort_keys=True).encode()
+    return b""  # the Markdown card and the report: their inputs are compared as files
 
 
 def snapshot(folder: Path) -> dict[str, str]:
