@@ -26,6 +26,7 @@ import torch
 
 from diffusion.common.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json
 from diffusion.runs.card import card_files
 from diffusion.runs.layout import (
     CARD_JSON,
@@ -42,7 +43,6 @@ from diffusion.runs.layout import (
     STATE_FORMAT,
     STATE_VERSION,
     WEIGHTS_FILE,
-    read_json,
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors

@@ -7,13 +7,18 @@ readers that only look at a run's files (the process report, ``entropic info``) 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from diffusion.common.atomic import is_stale_temporary, parse_temporary, pid_alive, remove_stale_temporaries
+from diffusion.common.atomic import (
+    is_stale_temporary,
+    parse_temporary,
+    pid_alive,
+    remove_stale_temporaries,
+)
 from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json
 from diffusion.common.paths import republished_path
 
 RUN_FORMAT = "entropic-run"
@@ -43,17 +48,6 @@ def _json_kind(kind: type) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "a number",
              float: "a number", type(None): "null"}
     return names.get(kind, kind.__name__)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON document in ``path``; one EntropicError naming the file when it cannot be read
-    (missing, not UTF-8, not JSON, or nested too deeply for the parser)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{path}: unreadable ({err})") from None
-    except RecursionError:
-        raise EntropicError(f"{path}: unreadable (JSON nested too deeply)") from None
 
 
 def read_config(run: str | os.PathLike) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json_object
 
 FORMAT = "entropic-trajectories"
 VERSION = 1
@@ -274,19 +275,8 @@ def identity_difference(existing: Mapping, wanted: Mapping) -> str | None:
 
 
 def read_json(path: Path, what: str) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EntropicError(f"{path}: missing {what}") from None
-    except OSError as err:
-        raise EntropicError(f"{path}: cannot read {what}: {err.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise EntropicError(f"{path}: {what} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(data, dict):
-        raise EntropicError(f"{path}: {what} must be a JSON object")
-    return data
+    """A store file that must hold a JSON object (one EntropicError naming it otherwise)."""
+    return read_json_object(path, what)
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -327,8 +317,21 @@ def read_header(path: str | os.PathLike) -> dict:
         raise EntropicError(f"{hp}: missing 'steps'")
     for key in ("timesteps", "alphas_cumprod", "sigmas"):
         v = steps.get(key)
-        if not isinstance(v, list) or len(v) != s:
-            raise EntropicError(f"{hp}: 'steps.{key}' must be a list of num_steps = {s} numbers")
+        integers = key == "timesteps"
+        if not isinstance(v, list) or len(v) != s or not all(
+            not isinstance(x, bool) and isinstance(x, int if integers else (int, float)) for x in v
+        ):
+            kind = "integers" if integers else "numbers"
+            raise EntropicError(f"{hp}: 'steps.{key}' must be a list of num_steps = {s} {kind}")
+    # Sections other readers index into: each is an object when present.
+    for key in ("sampler", "model", "schedule", "meta", "shard"):
+        if key in h and h[key] is not None and not isinstance(h[key], dict):
+            raise EntropicError(f"{hp}: '{key}' must be an object, got {type(h[key]).__name__}")
+    shard = h.get("shard")
+    if shard is not None and not all(
+        isinstance(shard.get(k), int) and not isinstance(shard.get(k), bool) for k in ("index", "count")
+    ):
+        raise EntropicError(f"{hp}: 'shard' must be {{\"index\": K, \"count\": N}}, got {shard!r}")
     arrays = h.get("arrays")
     if not isinstance(arrays, dict) or "x" not in arrays:
         raise EntropicError(f"{hp}: 'arrays' must name at least the 'x' array file")

@@ -35,6 +35,7 @@ from diffusion.common.atomic import (
     temporary_path,
 )
 from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
 from diffusion.runs.checkpoint import NOT_EXPORTED, committed_step
@@ -47,7 +48,6 @@ from diffusion.runs.layout import (
     WEIGHTS_FILE,
     published_dataset,
     read_config,
-    read_json,
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors

@@ -86,7 +86,14 @@ def write_report(
     # Markdown file was written: the same command finishes it.
     if folder.exists() and not overwrite and not _holds_exactly(folder, files):
         raise EntropicError(f"{folder}: already exists; pass --overwrite to replace it")
+    try:  # before anything is written: a name that is not UTF-8 cannot go into the page
+        page = text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = err.object[max(0, err.start - 40):err.end + 40].split()  # the name around the bad byte
+        name = next((w for w in bad if any(0xDC80 <= ord(c) <= 0xDCFF for c in w)), "a name")
+        shown = name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace").strip("`'\"()[]")
+        raise EntropicError(f"{output}: {shown} is not UTF-8 text and cannot go into the page; rename it") from None
     output.parent.mkdir(parents=True, exist_ok=True)
     _replace_folder(folder, files)
-    atomic_write_bytes(output, text.encode("utf-8"))
+    atomic_write_bytes(output, page)
     return output

@@ -6,7 +6,6 @@ Each reader returns plain data or raises one EntropicError naming the file (and 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json
 from diffusion.runs.layout import CARD_JSON, SAMPLES_DIR, read_config
 
 CARD_FORMAT = "entropic-model-card"
@@ -30,10 +30,7 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; one EntropicError naming the file otherwise."""
     if not path.is_file():
         raise EntropicError(f"{path}: no such {what} file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntropicError(f"{path}: unreadable {what} ({err})") from None
+    data = read_json(path, f"{what} file")
     if not isinstance(data, dict):
         raise EntropicError(f"{path}: not a {what} (expected a JSON object)")
     return data

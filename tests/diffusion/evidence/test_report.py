@@ -355,10 +355,10 @@ def test_cli_bad_inputs_are_one_line_errors(full_run, dataset, tmp_path, capsys)
         ((str(tmp_path / "missing"),), ["missing", "no such run directory"]),
         ((str(not_a_run),), ["plain", "config.json"]),
         ((str(cardless),), ["model_card.json", "missing"]),
-        ((str(broken_card),), ["model_card.json", "unreadable"]),
+        ((str(broken_card),), ["model_card.json", "not valid JSON"]),
         ((str(full_run), "--evaluation", str(bad_format)), ["bad_format.json", "'format'", "entropic-evaluation"]),
         ((str(full_run), "--evaluation", str(no_bpd)), ["no_bpd.json", "'bits_per_dim'"]),
-        ((str(full_run), "--evaluation", str(not_json)), ["not.json", "unreadable"]),
+        ((str(full_run), "--evaluation", str(not_json)), ["not.json", "not valid JSON"]),
         ((str(full_run), "--evaluation", str(tmp_path / "absent.json")), ["absent.json", "no such"]),
         ((str(full_run), "--audit", str(bad_audit)), ["audit.json", "'flagged'"]),
     ]
