@@ -91,3 +91,33 @@ def write_default_shaped_store(path: str | os.PathLike, size: int = 8) -> Path:
     a = recorded_alphas_cumprod(schedule, t)
     x = np.zeros((recipe["count"], t.size, size, size), dtype=np.float32)
     return write_store(path, x, t, a, meta={"synthetic": True}, dtype="float16")
+
+
+# `python -c KILLER MODULE FUNCTION CONDITION N before|after ARGS...`: the command line (ARGS) with
+# MODULE.FUNCTION wrapped so that its Nth call for which CONDITION (a Python expression over the
+# call's positional arguments `a`) holds SIGKILLs the process right before or after it runs: a
+# kill at an exact write point, without a hook in the production code.
+KILLER = r"""
+import importlib, os, signal, sys
+from pathlib import Path
+
+module, attr, condition, nth, when = sys.argv[1:6]
+owner = importlib.import_module(module)
+real = getattr(owner, attr)
+hits = [0]
+
+def wrapped(*a, **k):
+    hit = eval(condition)
+    hits[0] += bool(hit)
+    kill = bool(hit) and hits[0] == int(nth)
+    if kill and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real(*a, **k)
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+setattr(owner, attr, wrapped)
+from render.cli import main
+main(sys.argv[6:])
+"""

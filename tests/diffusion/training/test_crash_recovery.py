@@ -23,6 +23,7 @@ from diffusion.data.manifest import init_manifest, manifest_sha256
 from diffusion.runs.card import render_markdown
 from diffusion.training.loop import train
 from tests.diffusion.training.test_train import TINY, TINY_CLI, _make_images
+from tests.helpers import KILLER
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,32 +33,6 @@ CLI = [*TINY_CLI, "--sample-every", "2", "--sample-count", "2", "--sample-steps"
 SETTINGS = {**TINY, "dropout": 0.0, "warmup": 500, "checkpoint_every": 2, "sample_every": 2, "sample_count": 2,
             "sample_steps": 2, "log_every": 10}  # fmt: skip
 
-# Run the command line with one function wrapped: the nth call for which `condition` (a Python
-# expression over the call's positional arguments `a`) holds is killed before or after it runs.
-KILLER = r"""
-import importlib, os, signal, sys
-from pathlib import Path
-
-module, attr, condition, nth, when = sys.argv[1:6]
-owner = importlib.import_module(module)
-real = getattr(owner, attr)
-hits = [0]
-
-def wrapped(*a, **k):
-    hit = eval(condition)
-    hits[0] += bool(hit)
-    kill = bool(hit) and hits[0] == int(nth)
-    if kill and when == "before":
-        os.kill(os.getpid(), signal.SIGKILL)
-    result = real(*a, **k)
-    if kill:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-
-setattr(owner, attr, wrapped)
-from render.cli import main
-main(sys.argv[6:])
-"""
 
 # name: (steps, checkpoint_every, (module, function, condition, nth, before/after), what the kill leaves)
 KILLS = {

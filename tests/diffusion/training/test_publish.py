@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 
 from diffusion.runs.load import load_run
+from tests.helpers import KILLER
 
 
 def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
@@ -160,32 +161,6 @@ def test_publish_refuses_a_run_whose_exports_are_behind_its_checkpoint(tiny_run,
     assert "run the same `entropic train` command" in r.stderr and not (tmp_path / "model").exists()
 
 
-# `entropic publish` with one function wrapped to SIGKILL the process right before or after
-# its nth call that satisfies `condition` (over the positional arguments `a`).
-KILLER = r"""
-import importlib, os, signal, sys
-from pathlib import Path
-
-module, attr, condition, nth, when = sys.argv[1:6]
-owner = importlib.import_module(module)
-real = getattr(owner, attr)
-hits = [0]
-
-def wrapped(*a, **k):
-    hit = eval(condition)
-    hits[0] += bool(hit)
-    kill = bool(hit) and hits[0] == int(nth)
-    if kill and when == "before":
-        os.kill(os.getpid(), signal.SIGKILL)
-    result = real(*a, **k)
-    if kill:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-
-setattr(owner, attr, wrapped)
-from render.cli import main
-main(sys.argv[6:])
-"""
 
 # name: (published there once before?, the kill, what the kill leaves: present, absent)
 PUBLISH_KILLS = {
