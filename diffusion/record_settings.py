@@ -27,6 +27,10 @@ MODEL_BATCH = 16
 # pixels by more than 8 levels; benchmarks/sampling_precision.py). "auto" takes bfloat16 where the
 # hardware computes it natively and float32 elsewhere (emulated bfloat16 is slower).
 COMPUTE_PRECISIONS = ("float32", "bfloat16")
+# Samples in one store at most: its header lists one seed per sample (a million is ~20 MB of
+# JSON, read whenever the store is opened) and a million 64-px trajectories of 51 steps in
+# float16 are already 418 GB.
+MAX_COUNT = 1_000_000
 PRECISIONS = ("auto", *COMPUTE_PRECISIONS)
 
 
@@ -71,6 +75,11 @@ class RecordSettings:
         """Check every field against a schedule of ``timesteps`` steps (EntropicError naming the option)."""
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise EntropicError(f"--count must be a positive integer, got {self.count!r}")
+        if self.count > MAX_COUNT:
+            raise EntropicError(
+                f"--count {self.count:,} is more than {MAX_COUNT:,}: a store's header lists every sample's seed, "
+                "and its arrays hold every step of every sample; record several stores instead"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise EntropicError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.sampler not in SAMPLERS:

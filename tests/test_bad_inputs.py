@@ -299,6 +299,8 @@ STORES = [
     Case("sample-store-of-another-recording", ("sample", "run", "--out", "store", "--count", "4", "--sampler", "ddim",
                                                "--steps", "5", "--quiet"), ("store", "sampler.steps")),
     Case("merge-missing-part", ("sample", "--merge", "nowhere", "--out", "merged"), ("nowhere",)),
+    Case("sample-count-beyond-any-store", ("sample", "run", "--out", "big", "--count", "1000000000000", "--quiet"),
+         ("--count", "1,000,000")),
     Case("audit-store-missing", ("audit", "nowhere", "--data", "data"), ("nowhere",)),
 ]
 
