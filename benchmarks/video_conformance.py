@@ -24,6 +24,7 @@ options ``render`` uses for H.264 plus the candidate's), and measures from the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -68,7 +69,7 @@ def frame_stats(path: Path, master: Path | None) -> dict[str, np.ndarray]:
 
     hf, change, mse = [], [], []
     prev = None
-    with av.open(str(path)) as c, (av.open(str(master)) if master else _null()) as m:
+    with av.open(str(path)) as c, (av.open(str(master)) if master else contextlib.nullcontext()) as m:
         ours = (f.to_ndarray(format="gray").astype(np.float32) for f in c.decode(video=0))
         theirs = (f.to_ndarray(format="gray").astype(np.float32) for f in m.decode(video=0)) if master else None
         for f in ours:
@@ -80,14 +81,6 @@ def frame_stats(path: Path, master: Path | None) -> dict[str, np.ndarray]:
                 ref = next(theirs)
                 mse.append(float(np.mean((f - ref) ** 2)))
     return {"hf": np.array(hf), "change": np.array(change), "mse": np.array(mse)}
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def psnr(mse: np.ndarray) -> float:

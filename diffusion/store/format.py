@@ -274,11 +274,6 @@ def identity_difference(existing: Mapping, wanted: Mapping) -> str | None:
     return None
 
 
-def read_json(path: Path, what: str) -> dict:
-    """A store file that must hold a JSON object (one EntropicError naming it otherwise)."""
-    return read_json_object(path, what)
-
-
 def read_header(path: str | os.PathLike) -> dict:
     """Read and check STORE/header.json (format, version, types, shapes); EntropicError if bad."""
     root = Path(path)
@@ -291,7 +286,7 @@ def read_header(path: str | os.PathLike) -> dict:
         raise EntropicError(
             f"{root}: not a trajectory store (no {HEADER_FILE}); record one with `entropic sample RUN --out {root}`"
         )
-    h = read_json(hp, "store header")
+    h = read_json_object(hp, "store header")
     if h.get("format") != FORMAT:
         raise EntropicError(f"{hp}: format is {h.get('format')!r}, expected {FORMAT!r}")
     if h.get("version") != VERSION:
@@ -450,7 +445,7 @@ def read_complete(path: str | os.PathLike, num_samples: int) -> np.ndarray:
     cp = Path(path) / COMPLETE_FILE
     if not cp.exists():
         return np.zeros(num_samples, dtype=bool)
-    data = read_json(cp, "completeness record")
+    data = read_json_object(cp, "completeness record")
     if data.get("format") != COMPLETE_FORMAT or data.get("version") != VERSION:
         raise EntropicError(f"{cp}: not a version-{VERSION} completeness record")
     ranges = data.get("ranges")

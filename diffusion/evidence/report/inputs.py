@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from diffusion.common.errors import EntropicError
-from diffusion.common.json_files import read_json
+from diffusion.common.json_files import read_json_object
 from diffusion.runs.layout import CARD_JSON, SAMPLES_DIR, read_config
 
 CARD_FORMAT = "entropic-model-card"
@@ -30,10 +30,7 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; one EntropicError naming the file otherwise."""
     if not path.is_file():
         raise EntropicError(f"{path}: no such {what} file")
-    data = read_json(path, f"{what} file")
-    if not isinstance(data, dict):
-        raise EntropicError(f"{path}: not a {what} (expected a JSON object)")
-    return data
+    return read_json_object(path, f"{what} file")
 
 
 def _check_format(path: Path, data: Mapping[str, Any], fmt: str, what: str) -> None:

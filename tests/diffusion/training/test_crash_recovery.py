@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from diffusion.data.manifest import init_manifest, manifest_sha256
 from diffusion.runs.card import render_markdown
@@ -53,20 +52,9 @@ KILLS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): the same kernels, the same bits
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("crash") / "drawings"
-    _make_images(folder)
-    init_manifest(folder, "Test Artist", "CC0-1.0")
-    return folder
+def data(train_data) -> Path:
+    return train_data
 
 
 def _cli_args(steps: int, checkpoint_every: int) -> list[str]:

@@ -16,32 +16,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from diffusion.common.errors import EntropicError
-from diffusion.data.manifest import init_manifest
 from diffusion.runs.load import load_run
 from diffusion.training.loop import train
 from diffusion.training.settings import resolve_settings
-from tests.diffusion.training.test_train import TINY, TINY_CLI, _make_images, _snapshot
+from tests.diffusion.training.test_train import TINY, TINY_CLI, _snapshot
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("refusals") / "drawings"
-    _make_images(folder)
-    init_manifest(folder, "Test Artist", "CC0-1.0")
-    return folder
+def data(train_data) -> Path:
+    return train_data
 
 
 @pytest.fixture(scope="module")

@@ -57,16 +57,6 @@ TINY_CLI = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Module scope, so the module-scoped training fixtures run single-threaded too: on a
-    # shared, busy 2-core machine two OpenMP threads wait on each other far more than they gain.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _make_images(folder: Path, count: int = 16, size: int = 20, seed: int = 0) -> None:
     """Bars and blobs on black, a few sizes and modes (the loader makes them 16 px gray)."""
     folder.mkdir(parents=True)
@@ -78,14 +68,6 @@ def _make_images(folder: Path, count: int = 16, size: int = 20, seed: int = 0) -
         if i % 2:
             a = a.T.copy()
         Image.fromarray(a).save(folder / f"img{i:02d}.png")
-
-
-@pytest.fixture(scope="module")
-def train_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("train") / "drawings"
-    _make_images(folder)
-    init_manifest(folder, "Test Artist", "CC0-1.0")
-    return folder
 
 
 @pytest.fixture(scope="module")
