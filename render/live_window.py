@@ -50,7 +50,7 @@ class PlaybackClock:
     """
 
     def __init__(self, frame_count: int, fps: float, *, start_frame: float = 0.0,
-                 now: Callable[[], float] = time.perf_counter) -> None:
+                 now: Callable[[], float] = time.perf_counter, epoch: float | None = None) -> None:
         if frame_count < 1:
             raise EntropicError("the scene has no frames to preview")
         self.frame_count = int(frame_count)
@@ -59,7 +59,9 @@ class PlaybackClock:
         self.speed = 1.0
         self.paused = False
         self._anchor_pos = float(start_frame)
-        self._anchor_time = now()
+        # With an epoch, frame 0 was due at now() == epoch: the position is a function of the
+        # clock alone, so a restarted process lands on the same frame (entropic show).
+        self._anchor_time = now() if epoch is None else float(epoch)
         self.last_index: int | None = None
         self.dropped = 0
         self.presented = 0
@@ -258,6 +260,133 @@ def letterbox(width: int, height: int, fb_w: int, fb_h: int) -> tuple[int, int, 
     return (fb_w - w) // 2, (fb_h - h) // 2, w, h
 
 
+def display_screens(pyglet, wanted: list[int] | None = None) -> list:
+    """The display's screens (all, or those numbered in ``wanted``), in pyglet's order.
+
+    One clear line when the display cannot be opened or a wanted screen does not exist.
+    """
+    try:
+        screens = pyglet.display.get_display().get_screens()
+    except Exception as err:  # NoSuchDisplayException and friends: one line, not a traceback
+        raise EntropicError(
+            f"cannot open display {os.environ.get('DISPLAY', '')!r} ({err}); "
+            f"export instead with `entropic render SCENE -o piece.mp4`"
+        ) from None
+    if wanted is None:
+        return list(screens)
+    for number in wanted:
+        if not 0 <= number < len(screens):
+            raise EntropicError(
+                f"--screen {number} does not exist: this display has {len(screens)} screen(s), "
+                f"numbered 0..{len(screens) - 1}"
+            )
+    return [screens[number] for number in wanted]
+
+
+def open_window(pyglet, screen, **kwargs):
+    """A pyglet window on ``screen`` with 8-bit RGBA (exact read-back), or whatever the driver offers."""
+    gl = pyglet.gl
+    config = gl.Config(double_buffer=True, major_version=3, minor_version=3,
+                       red_size=8, green_size=8, blue_size=8, alpha_size=8)
+    try:
+        return pyglet.window.Window(config=config, screen=screen, **kwargs)
+    except pyglet.window.NoSuchConfigException:
+        return pyglet.window.Window(screen=screen, **kwargs)
+
+
+class FrameQuad:
+    """One grayscale texture drawn over a viewport: what a window needs to show uint8 frames.
+
+    Allocated once per GL context (a vertex array is not shared between contexts, so each
+    window has its own). :meth:`upload` takes any 2-D uint8 view whose rows are contiguous,
+    a crop of a larger frame included, without copying it (GL_UNPACK_ROW_LENGTH).
+    """
+
+    def __init__(self, gl, width: int, height: int) -> None:
+        from pyglet.graphics.shader import Shader, ShaderProgram
+
+        self.gl = gl
+        self.width, self.height = int(width), int(height)
+        self.program = ShaderProgram(Shader(_VERTEX_SRC, "vertex"), Shader(_FRAGMENT_SRC, "fragment"))
+        # Two triangles covering the viewport; v = 0 at the top because numpy row 0 (the top
+        # of the frame) is uploaded as texture row 0.
+        self.vertices = self.program.vertex_list(
+            6, gl.GL_TRIANGLES,
+            position=("f", (-1, -1, 1, -1, 1, 1, -1, -1, 1, 1, -1, 1)),
+            tex_coords=("f", (0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0)),
+        )
+        tex = gl.GLuint()
+        gl.glGenTextures(1, ctypes.byref(tex))
+        self.texture = tex
+        gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
+        gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_R8, self.width, self.height, 0, gl.GL_RED,
+                        gl.GL_UNSIGNED_BYTE, None)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_S, gl.GL_CLAMP_TO_EDGE)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_T, gl.GL_CLAMP_TO_EDGE)
+        self.set_filter(nearest=True)
+        self._readback: np.ndarray | None = None
+
+    def set_filter(self, nearest: bool) -> None:
+        """NEAREST when drawn 1:1 (pixel exact), LINEAR when scaled."""
+        gl = self.gl
+        filt = gl.GL_NEAREST if nearest else gl.GL_LINEAR
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MIN_FILTER, filt)
+        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MAG_FILTER, filt)
+
+    def upload(self, frame: np.ndarray) -> None:
+        """Copy ``frame`` (uint8 [height, width], rows contiguous) into the texture."""
+        gl = self.gl
+        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width):
+            raise EntropicError(f"frame is {frame.dtype} {tuple(frame.shape)}, expected uint8 ({self.height}, {self.width})")
+        if frame.strides[1] != 1:
+            frame = np.ascontiguousarray(frame)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)  # rows are not 4-byte aligned in general
+        gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, frame.strides[0])  # a crop: the full frame's row
+        gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, gl.GL_RED, gl.GL_UNSIGNED_BYTE,
+                           frame.ctypes.data_as(ctypes.c_void_p))
+        gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, 0)
+
+    def clear(self, fb_w: int, fb_h: int, grey: int) -> None:
+        """Fill the whole framebuffer with one grey level (0..255)."""
+        gl = self.gl
+        gl.glViewport(0, 0, fb_w, fb_h)
+        v = grey / 255.0
+        gl.glClearColor(v, v, v, 1.0)
+        gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+
+    def draw(self, x: int, y: int, w: int, h: int) -> None:
+        """Draw the texture over the viewport (x, y, w, h), in framebuffer pixels from the bottom left.
+
+        The viewport may extend past the framebuffer: GL clips it, which is how a window shows
+        its part of a canvas larger than itself.
+        """
+        gl = self.gl
+        gl.glViewport(x, y, w, h)
+        self.program.use()
+        gl.glActiveTexture(gl.GL_TEXTURE0)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
+        self.program["frame"] = 0
+        self.vertices.draw(gl.GL_TRIANGLES)
+        self.program.stop()
+
+    def read_pixels(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """The framebuffer's (x, y, w, h) as uint8 [h, w] (red channel), top row first."""
+        gl = self.gl
+        if self._readback is None or self._readback.shape != (h, w, 4):
+            self._readback = np.empty((h, w, 4), np.uint8)
+        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+        gl.glReadPixels(x, y, w, h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, self._readback.ctypes.data_as(ctypes.c_void_p))
+        return np.ascontiguousarray(self._readback[::-1, :, 0])
+
+    def delete(self) -> None:
+        """Release the texture, vertices and shader (the window's context must be current)."""
+        self.gl.glDeleteTextures(1, ctypes.byref(self.texture))
+        self.vertices.delete()
+        self.program.delete()
+
+
 class PreviewWindow:
     """A pyglet window showing frames from ``frame_at(index)`` at ``fps``.
 
@@ -307,29 +436,11 @@ class PreviewWindow:
         self.closed = False
         self._dirty = True
 
-        try:
-            display = pyglet.display.get_display()
-            screens = display.get_screens()
-        except Exception as err:  # NoSuchDisplayException and friends: one line, not a traceback
-            raise EntropicError(
-                f"cannot open display {os.environ.get('DISPLAY', '')!r} ({err}); "
-                f"export instead with `entropic render SCENE -o piece.mp4`"
-            ) from None
-        if options.screen is not None and not 0 <= options.screen < len(screens):
-            raise EntropicError(
-                f"--screen {options.screen} does not exist: this display has {len(screens)} screen(s), "
-                f"numbered 0..{len(screens) - 1}"
-            )
-        screen = screens[options.screen or 0]
+        screen = display_screens(pyglet, [options.screen or 0])[0]
         win_w, win_h = fit_to_screen(self.width, self.height, screen.width, screen.height)
-        config = gl.Config(double_buffer=True, major_version=3, minor_version=3,
-                           red_size=8, green_size=8, blue_size=8, alpha_size=8)  # 8 bits: exact read-back
-        kwargs = dict(caption=title, resizable=True, vsync=options.vsync and not options.uncapped, screen=screen)
         size = dict(fullscreen=True) if options.fullscreen else dict(width=win_w, height=win_h)
-        try:
-            self.window = pyglet.window.Window(config=config, **size, **kwargs)
-        except pyglet.window.NoSuchConfigException:
-            self.window = pyglet.window.Window(**size, **kwargs)  # whatever the driver offers
+        self.window = open_window(pyglet, screen, caption=title, resizable=True,
+                                  vsync=options.vsync and not options.uncapped, **size)
         if options.hide_cursor:
             self.window.set_mouse_visible(False)
         self._setup_gl()
@@ -341,37 +452,14 @@ class PreviewWindow:
 
     # -- GL ----------------------------------------------------------------------------------
     def _setup_gl(self) -> None:
-        gl = self.gl
-        from pyglet.graphics.shader import Shader, ShaderProgram
-
         self.window.switch_to()
-        self.program = ShaderProgram(Shader(_VERTEX_SRC, "vertex"), Shader(_FRAGMENT_SRC, "fragment"))
-        # Two triangles covering the viewport; v = 0 at the top because numpy row 0 (the top
-        # of the frame) is uploaded as texture row 0.
-        self.quad = self.program.vertex_list(
-            6, gl.GL_TRIANGLES,
-            position=("f", (-1, -1, 1, -1, 1, 1, -1, -1, 1, 1, -1, 1)),
-            tex_coords=("f", (0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0)),
-        )
-        tex = gl.GLuint()
-        gl.glGenTextures(1, ctypes.byref(tex))
-        self.texture = tex
-        gl.glBindTexture(gl.GL_TEXTURE_2D, tex)
-        gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_R8, self.width, self.height, 0, gl.GL_RED,
-                        gl.GL_UNSIGNED_BYTE, None)
-        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_S, gl.GL_CLAMP_TO_EDGE)
-        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_T, gl.GL_CLAMP_TO_EDGE)
+        self.quad = FrameQuad(self.gl, self.width, self.height)
         self._set_filter()
-        self._readback: np.ndarray | None = None
 
     def _set_filter(self) -> None:
         """NEAREST at 1:1 (pixel exact), LINEAR when the window scales the frame."""
-        gl = self.gl
         _, _, vw, vh = self.viewport()
-        filt = gl.GL_NEAREST if (vw, vh) == (self.width, self.height) else gl.GL_LINEAR
-        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
-        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MIN_FILTER, filt)
-        gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MAG_FILTER, filt)
+        self.quad.set_filter(nearest=(vw, vh) == (self.width, self.height))
 
     def viewport(self) -> tuple[int, int, int, int]:
         fb_w, fb_h = self.window.get_framebuffer_size()
@@ -379,45 +467,24 @@ class PreviewWindow:
 
     def upload(self, frame: np.ndarray) -> None:
         """Copy ``frame`` (uint8 [H, W]) into the texture; no allocation."""
-        gl = self.gl
         if frame.dtype != np.uint8 or frame.shape != (self.height, self.width):
             raise EntropicError(
                 f"preview frame is {frame.dtype} {tuple(frame.shape)}, expected uint8 ({self.height}, {self.width})"
             )
-        if not frame.flags.c_contiguous:
-            frame = np.ascontiguousarray(frame)
-        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
-        gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)  # rows are not 4-byte aligned in general
-        gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, gl.GL_RED, gl.GL_UNSIGNED_BYTE,
-                           frame.ctypes.data_as(ctypes.c_void_p))
+        self.quad.upload(frame)
 
     def on_draw(self) -> None:
-        gl = self.gl
         fb_w, fb_h = self.window.get_framebuffer_size()
         x, y, w, h = letterbox(self.width, self.height, fb_w, fb_h)
         if (w, h) != (fb_w, fb_h):
             # Black bars around a letterboxed frame. Skipped when the frame covers the window:
             # with software GL a full clear costs several ms a frame at 1080p.
-            gl.glViewport(0, 0, fb_w, fb_h)
-            gl.glClearColor(0.0, 0.0, 0.0, 1.0)
-            gl.glClear(gl.GL_COLOR_BUFFER_BIT)
-        gl.glViewport(x, y, w, h)
-        self.program.use()
-        gl.glActiveTexture(gl.GL_TEXTURE0)
-        gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
-        self.program["frame"] = 0
-        self.quad.draw(gl.GL_TRIANGLES)
-        self.program.stop()
+            self.quad.clear(fb_w, fb_h, 0)
+        self.quad.draw(x, y, w, h)
 
     def read_pixels(self) -> np.ndarray:
         """The scene area of the back buffer as uint8 [h, w] (red channel), top row first."""
-        gl = self.gl
-        x, y, w, h = self.viewport()
-        if self._readback is None or self._readback.shape != (h, w, 4):
-            self._readback = np.empty((h, w, 4), np.uint8)
-        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
-        gl.glReadPixels(x, y, w, h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, self._readback.ctypes.data_as(ctypes.c_void_p))
-        return np.ascontiguousarray(self._readback[::-1, :, 0])
+        return self.quad.read_pixels(*self.viewport())
 
     # -- frames ------------------------------------------------------------------------------
     def show(self, index: int, next_index: int | None = None) -> None:
@@ -533,13 +600,10 @@ class PreviewWindow:
 
     def destroy(self) -> None:
         """Release the GL objects and the window."""
-        gl = self.gl
         self.fetcher.close()
         try:
             self.window.switch_to()
-            gl.glDeleteTextures(1, ctypes.byref(self.texture))
             self.quad.delete()
-            self.program.delete()
         finally:
             self.window.close()
 
