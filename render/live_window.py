@@ -266,12 +266,14 @@ def display_screens(pyglet, wanted: list[int] | None = None) -> list:
     One clear line when the display cannot be opened or a wanted screen does not exist.
     """
     try:
-        screens = pyglet.display.get_display().get_screens()
+        display = pyglet.display.get_display()
+        screens = display.get_screens()
     except Exception as err:  # NoSuchDisplayException and friends: one line, not a traceback
         raise EntropicError(
             f"cannot open display {os.environ.get('DISPLAY', '')!r} ({err}); "
             f"export instead with `entropic render SCENE -o piece.mp4`"
         ) from None
+    screens = _xinerama_heads(display) or list(screens)
     if wanted is None:
         return list(screens)
     for number in wanted:
@@ -283,6 +285,37 @@ def display_screens(pyglet, wanted: list[int] | None = None) -> list:
     return [screens[number] for number in wanted]
 
 
+def _xinerama_heads(display) -> list | None:
+    """The X display's Xinerama heads, where they are more than the screens pyglet found.
+
+    pyglet lists X screens by RandR output; an X server that splits one output into several
+    heads (Xephyr with several -screen, TwinView-style video walls) shows them through
+    Xinerama only. None elsewhere.
+    """
+    try:
+        from ctypes import POINTER, byref, c_int, cast
+
+        from pyglet.display.xlib import XlibScreenXinerama
+        from pyglet.libs.x11 import xinerama, xlib
+    except Exception:  # noqa: BLE001 - not X11, or no libXinerama
+        return None
+    handle = getattr(display, "_display", None)
+    if handle is None or not xinerama.XineramaIsActive(handle):
+        return None
+    number = c_int()
+    infos = xinerama.XineramaQueryScreens(handle, byref(number))
+    if not infos:
+        return None
+    try:
+        heads = cast(infos, POINTER(xinerama.XineramaScreenInfo * number.value)).contents
+        found = [(h.x_org, h.y_org, h.width, h.height) for h in heads]
+    finally:
+        xlib.XFree(infos)
+    if len(found) <= len(display.get_screens()):
+        return None
+    return [XlibScreenXinerama(display, x, y, w, h, True, i) for i, (x, y, w, h) in enumerate(found)]
+
+
 def open_window(pyglet, screen, **kwargs):
     """A pyglet window on ``screen`` with 8-bit RGBA (exact read-back), or whatever the driver offers."""
     gl = pyglet.gl
@@ -292,6 +325,14 @@ def open_window(pyglet, screen, **kwargs):
         return pyglet.window.Window(config=config, screen=screen, **kwargs)
     except pyglet.window.NoSuchConfigException:
         return pyglet.window.Window(screen=screen, **kwargs)
+
+
+def clear_framebuffer(gl, fb_w: int, fb_h: int, grey: int) -> None:
+    """Fill the current context's framebuffer (fb_w x fb_h) with one grey level (0..255)."""
+    gl.glViewport(0, 0, fb_w, fb_h)
+    v = grey / 255.0
+    gl.glClearColor(v, v, v, 1.0)
+    gl.glClear(gl.GL_COLOR_BUFFER_BIT)
 
 
 class FrameQuad:
@@ -350,11 +391,7 @@ class FrameQuad:
 
     def clear(self, fb_w: int, fb_h: int, grey: int) -> None:
         """Fill the whole framebuffer with one grey level (0..255)."""
-        gl = self.gl
-        gl.glViewport(0, 0, fb_w, fb_h)
-        v = grey / 255.0
-        gl.glClearColor(v, v, v, 1.0)
-        gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+        clear_framebuffer(self.gl, fb_w, fb_h, grey)
 
     def draw(self, x: int, y: int, w: int, h: int) -> None:
         """Draw the texture over the viewport (x, y, w, h), in framebuffer pixels from the bottom left.

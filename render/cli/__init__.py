@@ -38,6 +38,7 @@ COMMANDS = {
     "render": "render.cli.render:render",
     "join": "render.cli.join:join",
     "preview": "render.cli.preview:preview",
+    "show": "render.cli.show:show",
     "info": "render.cli.info:info",
 }
 
