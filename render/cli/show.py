@@ -100,7 +100,7 @@ def show_settings(scene: Path | None, log_dir: Path, options: dict[str, Any]) ->
         scene=str(path.absolute()), log_dir=str(log_dir),
         size=tuple(given.pop("size", ()) or ()), fps=float(given.pop("fps", 0.0) or 0.0),
         screens=tuple(given.pop("screens", ())), viewport=tuple(given.pop("viewport", ()) or ()),
-        vsync=not given.pop("no_vsync"), **given,
+        vsync=not given.pop("no_vsync", False), **given,
     )
     settings.validate()
     return settings

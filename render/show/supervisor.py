@@ -8,7 +8,7 @@ memory blow-up, a hang in GL) does not reach it. It
 * restarts it when it crashes (a signal), exits with an error, or sends nothing for
   ``hang_after`` seconds (SIGKILL first: a SIGSTOPped or GL-stalled process answers nothing
   else), waiting 1, 2, 4 ... up to 60 s between restarts while they keep failing within a
-  minute of starting, and at once again after a window that ran for a minute;
+  half a minute of starting, and at once again after a window that ran longer;
 * logs every start, restart (with its reason) and the window's minute records, with its
   restart count added (:mod:`render.show.health`);
 * forwards remote commands (:mod:`render.show.remote`) and stops on SIGTERM or SIGINT
@@ -41,7 +41,7 @@ from render.show.settings import ShowSettings
 REPORT_FD_ENV = "ENTROPIC_SHOW_REPORT_FD"
 EXIT_ASKED_TO_STOP = 0
 EXIT_REFUSED = 2  # render.show.gallery's: restarting will not help
-STABLE_AFTER = 60.0  # a window that ran this long resets the back-off
+STABLE_AFTER = 30.0  # a window that ran this long resets the back-off
 MAX_BACKOFF = 60.0
 STOP_GRACE = 5.0  # seconds a window gets to exit on SIGTERM before SIGKILL
 LOCK_NAME = "show.lock"

@@ -7,10 +7,8 @@ is not installed (.ci/run installs it). The clock logic is tested without any wi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -125,37 +123,19 @@ def test_no_display_is_one_line_pointing_to_render(tmp_path):
 
 @pytest.fixture(scope="module")
 def preview_xvfb():
-    """A private X server (Xvfb picks a free display number itself with -displayfd)."""
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb libgl1-mesa-dri libglx-mesa0 libgl1; .ci/run does it)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    number = b""
-    deadline = time.time() + 20
-    while not number.endswith(b"\n") and time.time() < deadline:
-        chunk = os.read(read_fd, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read_fd)
-    if not number.strip():
-        proc.kill()
-        pytest.fail("Xvfb did not start")
-    display = f":{int(number)}"
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = display  # pyglet opens the display named here, in this process
-    try:
-        yield display
-    finally:
-        if old is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = old
-        proc.terminate()
-        proc.wait(timeout=10)
+    """A private X server (tests/x_servers.py); DISPLAY names it in this process too, for pyglet."""
+    from tests import x_servers
+
+    with x_servers.xvfb() as display:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display  # pyglet opens the display named here, in this process
+        try:
+            yield display
+        finally:
+            if old is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = old
 
 
 @pytest.fixture
