@@ -143,6 +143,31 @@ def soak(minutes: float) -> dict:
     }
 
 
+def plot_soak(result: dict, path: Path) -> None:
+    """Four panels, one point per minute: presented frames/s, dropped frames, the worst frame time, RSS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["per_minute"]
+    minute = np.arange(1, len(rows) + 1)
+    fig, axes = plt.subplots(4, 1, figsize=(7, 7), sharex=True)
+    for ax, key, label in zip(axes, ("fps", "dropped", "worst_frame_ms", "rss_mib"),
+                              ("presented frames/s", "dropped frames", "worst frame (ms)", "window RSS (MiB)")):
+        ax.plot(minute, [r[key] for r in rows], color="0.15", marker=".", linewidth=1)
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(color="0.85", linewidth=0.5)
+    axes[0].set_ylim(0, 35)
+    axes[1].set_ylim(bottom=0)
+    axes[3].set_ylim(0, 1.25 * max(r["rss_mib"] for r in rows))  # from zero: growth is seen at its true size
+    axes[-1].set_xlabel("minute of the show")
+    fig.suptitle(f"entropic show, {result['scene']}, {result['minutes']:g} min", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
@@ -256,6 +281,8 @@ def main() -> None:
         result = sync(args.samples)
     out = ROOT / "benchmarks" / "results" / f"show_{args.kind}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.kind == "soak":
+        plot_soak(result, out.with_suffix(".png"))
     summary = {k: v for k, v in result.items() if k not in ("per_minute", "faults", "samples_detail")}
     print(json.dumps(summary, indent=2))
 

@@ -40,12 +40,10 @@ import numpy as np
 from diffusion.common.errors import EntropicError
 from render.show import hours as opening
 from render.show.screens import Part, Rect, canvas_parts, parse_viewport
-from render.show.settings import ShowSettings
+from render.show.settings import EXIT_ASKED_TO_STOP, EXIT_REFUSED, REPORT_FD_ENV, ShowSettings
 from render.show.wall_clock import Cycle, blend, parse_epoch, picture_at, seconds_since_epoch, show_cycle
 
 LAST_GOOD = "last-good-scene.json"  # in the log folder: the scene text that last loaded
-EXIT_ASKED_TO_STOP = 0
-EXIT_REFUSED = 2  # the settings or the scene cannot be shown; restarting will not help
 BEAT_EVERY = 0.5  # seconds between heartbeats while presenting
 
 
@@ -515,7 +513,7 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
 
 
 def window_process_main(settings_json: str, named_stores: Callable | None = None) -> int:
-    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd in $ENTROPIC_SHOW_REPORT_FD)."""
+    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd in REPORT_FD_ENV)."""
     settings = ShowSettings.from_json(settings_json)
-    fd = os.environ.get("ENTROPIC_SHOW_REPORT_FD")
+    fd = os.environ.get(REPORT_FD_ENV)
     return run_window_process(settings, named_stores, int(fd) if fd else None, sys.stdin)

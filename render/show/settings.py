@@ -18,6 +18,12 @@ HANG_AFTER = 5.0
 REPORT_EVERY = 60.0
 # The crossing through the background between cycles of a scene that is not a loop.
 FADE = 2.0
+# How the window process ends, for the supervisor: 0 someone ended the show (stop too);
+# 2 the settings or the scene cannot be shown (restarting will not help).
+EXIT_ASKED_TO_STOP = 0
+EXIT_REFUSED = 2
+# The file descriptor of the pipe the window process reports on.
+REPORT_FD_ENV = "ENTROPIC_SHOW_REPORT_FD"
 
 
 @dataclass(frozen=True)

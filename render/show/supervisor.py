@@ -36,11 +36,8 @@ from typing import Any, Callable, Sequence
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render.show.health import HealthLog
-from render.show.settings import ShowSettings
+from render.show.settings import EXIT_ASKED_TO_STOP, EXIT_REFUSED, REPORT_FD_ENV, ShowSettings
 
-REPORT_FD_ENV = "ENTROPIC_SHOW_REPORT_FD"
-EXIT_ASKED_TO_STOP = 0
-EXIT_REFUSED = 2  # render.show.gallery's: restarting will not help
 STABLE_AFTER = 30.0  # a window that ran this long resets the back-off
 MAX_BACKOFF = 60.0
 STOP_GRACE = 5.0  # seconds a window gets to exit on SIGTERM before SIGKILL
