@@ -335,6 +335,18 @@ def clear_framebuffer(gl, fb_w: int, fb_h: int, grey: int) -> None:
     gl.glClear(gl.GL_COLOR_BUFFER_BIT)
 
 
+def read_framebuffer(gl, x: int, y: int, w: int, h: int, scratch: np.ndarray | None = None) -> np.ndarray:
+    """The current framebuffer's (x, y, w, h) as uint8 [h, w] (red channel), top row first.
+
+    ``scratch``: a uint8 [h, w, 4] array to read into (reused between calls: no allocation).
+    """
+    if scratch is None:
+        scratch = np.empty((h, w, 4), np.uint8)
+    gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+    gl.glReadPixels(x, y, w, h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, scratch.ctypes.data_as(ctypes.c_void_p))
+    return np.ascontiguousarray(scratch[::-1, :, 0])
+
+
 class FrameQuad:
     """One grayscale texture drawn over a viewport: what a window needs to show uint8 frames.
 
@@ -410,12 +422,9 @@ class FrameQuad:
 
     def read_pixels(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """The framebuffer's (x, y, w, h) as uint8 [h, w] (red channel), top row first."""
-        gl = self.gl
         if self._readback is None or self._readback.shape != (h, w, 4):
             self._readback = np.empty((h, w, 4), np.uint8)
-        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
-        gl.glReadPixels(x, y, w, h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, self._readback.ctypes.data_as(ctypes.c_void_p))
-        return np.ascontiguousarray(self._readback[::-1, :, 0])
+        return read_framebuffer(self.gl, x, y, w, h, self._readback)
 
     def delete(self) -> None:
         """Release the texture, vertices and shader (the window's context must be current)."""

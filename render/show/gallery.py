@@ -189,15 +189,9 @@ class ScreenWindow:
 
     def read_pixels(self) -> np.ndarray:
         """The whole window as uint8 [h, w] (red channel), top row first."""
-        import ctypes
+        from render.live_window import read_framebuffer
 
-        from pyglet import gl
-
-        fb_w, fb_h = self.window.get_framebuffer_size()
-        out = np.empty((fb_h, fb_w, 4), np.uint8)
-        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
-        gl.glReadPixels(0, 0, fb_w, fb_h, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, out.ctypes.data_as(ctypes.c_void_p))
-        return np.ascontiguousarray(out[::-1, :, 0])
+        return read_framebuffer(self.gl, 0, 0, *self.window.get_framebuffer_size())
 
     def close(self) -> None:
         try:

@@ -29,7 +29,7 @@ COMMANDS = ("pause", "resume", "jump", "reload", "screenshot", "status")
 
 
 def serve(host: str, port: int, commands: "queue.SimpleQueue", status: Callable[[], dict] | None = None):
-    """Start an OSC server on a daemon thread; commands go into ``commands`` as (text, reply) pairs.
+    """Start an OSC server on a daemon thread; commands go into ``commands`` as text (``jump 12.5``).
 
     ``status`` answers ``/entropic/status`` from the server's thread. Returns the server
     (``shutdown()`` and ``server_close()`` stop it).
@@ -45,7 +45,7 @@ def serve(host: str, port: int, commands: "queue.SimpleQueue", status: Callable[
         text = " ".join([word, *map(str, args)])
         if word == "status":
             return (PREFIX + "status", json.dumps(status() if status else {}, sort_keys=True, default=str))
-        commands.put((text, None))
+        commands.put(text)
         return (PREFIX + "ok", text)
 
     d = osc_dispatcher.Dispatcher()

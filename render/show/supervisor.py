@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
@@ -69,7 +69,7 @@ class Supervisor:
     settings: ShowSettings
     window_command: Sequence[str]
     log: HealthLog
-    commands: "queue.SimpleQueue[tuple[str, Callable[[str], None] | None]]" = field(default_factory=queue.SimpleQueue)  # from remote
+    commands: "queue.SimpleQueue[str]" = field(default_factory=queue.SimpleQueue)  # from remote control
     restarts: int = 0
     failures: int = 0
     ever_presented: bool = False
@@ -153,7 +153,7 @@ class Supervisor:
         event = {"presenting": "window-presenting", "error": "window-error"}.get(kind, kind)
         self.log.write({"event": event, **message})
 
-    def end_window(self, w: Window, reason: str | None, detail: str = "") -> int | None:
+    def end_window(self, w: Window, reason: str | None) -> int | None:
         """Stop ``w`` (SIGTERM, then SIGKILL after the grace; SIGKILL at once for a hang) and reap it."""
         p = w.process
         if p.poll() is None:
@@ -180,7 +180,7 @@ class Supervisor:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
-        """Supervise until stopped; the exit status (0, or 2 when the show cannot be shown at all)."""
+        """Supervise until stopped; 0, or an EntropicError with the window's reason when the show cannot be shown at all."""
         self.log.write({"event": "start", "pid": os.getpid(), "scene": self.settings.scene,
                         "settings": json.loads(self.settings.to_json())})
         try:
@@ -188,7 +188,7 @@ class Supervisor:
                 self.window = w = self.start_window()
                 reason, detail = self.watch(w)
                 lived = time.monotonic() - w.started
-                code = self.end_window(w, reason, detail)
+                code = self.end_window(w, reason)
                 if reason is None:  # the window exited by itself
                     if code == EXIT_ASKED_TO_STOP:
                         self.log.write({"event": "stop", "reason": "asked in the window"})
@@ -236,11 +236,14 @@ class Supervisor:
         while not self.stopping and time.monotonic() < end:
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
             self.handle_commands()
+            if self.reload_requested:  # asked to start again: now
+                self.reload_requested = False
+                return
 
     def handle_commands(self) -> None:
         while True:
             try:
-                command, reply = self.commands.get_nowait()
+                command = self.commands.get_nowait()
             except queue.Empty:
                 return
             if command.split(" ", 1)[0] == "reload":
