@@ -341,8 +341,7 @@ class Show:
         if now_open != self.open:
             self._change_hours(now_open)
         if not now_open:
-            if self.screenshot_request is not None:
-                self._draw_background()
+            self._draw_background()  # once a second: cheap, and whatever exposed the windows is covered again
             self._beat()
             self._maybe_report()
             self.pyglet.clock.schedule_once(self.tick, 1.0)
@@ -360,7 +359,6 @@ class Show:
         if not now_open:
             self.index = None
             self.frame = None
-            self._draw_background()
             self.report.send("hours", open=False, display=set_display_sleep(True), hours=self.settings.hours)
         else:
             self.clock.last_index = None  # coming back in sync is not a burst of drops
@@ -378,7 +376,13 @@ class Show:
             w.window.flip()
 
     def present(self, index: int) -> None:
-        """Show cycle frame ``index`` on every window (composited once), prefetching the next."""
+        """Show cycle frame ``index`` on every window (composited once), prefetching the next.
+
+        The frame already on screen is not presented again (a tick that came early, a held
+        frame), except to take a screenshot.
+        """
+        if index == self.index and self.frame is not None and self.screenshot_request is None:
+            return
         if index != self.index or self.frame is None:
             self.frame = self.fetcher.get(index)
             self.index = index
