@@ -273,6 +273,7 @@ def main() -> None:
     f.add_argument("--seed", type=int, default=0)
     sub.add_parser("sync").add_argument("--samples", type=int, default=100)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped early: still stop the show and its X server
     if args.kind == "soak":
         result = soak(args.minutes)
     elif args.kind == "faults":
