@@ -273,7 +273,7 @@ def display_screens(pyglet, wanted: list[int] | None = None) -> list:
             f"cannot open display {os.environ.get('DISPLAY', '')!r} ({err}); "
             f"export instead with `entropic render SCENE -o piece.mp4`"
         ) from None
-    screens = _xinerama_heads(display) or list(screens)
+    screens = _xinerama_heads(display, len(screens)) or list(screens)
     if wanted is None:
         return list(screens)
     for number in wanted:
@@ -285,8 +285,8 @@ def display_screens(pyglet, wanted: list[int] | None = None) -> list:
     return [screens[number] for number in wanted]
 
 
-def _xinerama_heads(display) -> list | None:
-    """The X display's Xinerama heads, where they are more than the screens pyglet found.
+def _xinerama_heads(display, found_by_pyglet: int) -> list | None:
+    """The X display's Xinerama heads, where they are more than the ``found_by_pyglet`` screens.
 
     pyglet lists X screens by RandR output; an X server that splits one output into several
     heads (Xephyr with several -screen, TwinView-style video walls) shows them through
@@ -311,7 +311,7 @@ def _xinerama_heads(display) -> list | None:
         found = [(h.x_org, h.y_org, h.width, h.height) for h in heads]
     finally:
         xlib.XFree(infos)
-    if len(found) <= len(display.get_screens()):
+    if len(found) <= found_by_pyglet:
         return None
     return [XlibScreenXinerama(display, x, y, w, h, True, i) for i, (x, y, w, h) in enumerate(found)]
 
