@@ -42,6 +42,7 @@ from diffusion.common.atomic import atomic_path, remove_stale_temporaries, tempo
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
+from render.canvas_size import parse_size
 from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video, read_tags
 from render.h264_levels import x264_target
 from render.image_sequence import ImageSequenceSink
@@ -59,24 +60,6 @@ FORMATS = ("auto", "video", "gif", "png")
 
 
 # -- parsing user values ------------------------------------------------------------------------
-
-
-def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"1920x1080"`` → (1920, 1080); EntropicError for anything else or a zero size."""
-    if text is None:
-        return None
-    if isinstance(text, tuple):
-        w, h = text
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-        if not m:
-            raise EntropicError(f"--size {text!r} is not WIDTHxHEIGHT (e.g. 1920x1080)")
-        w, h = int(m.group(1)), int(m.group(2))
-    if w < 1 or h < 1:
-        raise EntropicError(f"--size {w}x{h} is empty: width and height must be at least 1")
-    if w * h > 16384 * 16384:
-        raise EntropicError(f"--size {w}x{h} is too large (more than 16384x16384 pixels)")
-    return int(w), int(h)
 
 
 #: A timeline no range exceeds: :func:`parse_frames` with it (or more) checks the syntax only,

@@ -392,7 +392,7 @@ class FrameQuad:
         gl = self.gl
         if frame.dtype != np.uint8 or frame.shape != (self.height, self.width):
             raise EntropicError(f"frame is {frame.dtype} {tuple(frame.shape)}, expected uint8 ({self.height}, {self.width})")
-        if frame.strides[1] != 1:
+        if frame.strides[1] != 1 or frame.strides[0] < frame.shape[1]:  # GL reads rows forward, packed
             frame = np.ascontiguousarray(frame)
         gl.glBindTexture(gl.GL_TEXTURE_2D, self.texture)
         gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 1)  # rows are not 4-byte aligned in general
@@ -400,10 +400,6 @@ class FrameQuad:
         gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, self.width, self.height, gl.GL_RED, gl.GL_UNSIGNED_BYTE,
                            frame.ctypes.data_as(ctypes.c_void_p))
         gl.glPixelStorei(gl.GL_UNPACK_ROW_LENGTH, 0)
-
-    def clear(self, fb_w: int, fb_h: int, grey: int) -> None:
-        """Fill the whole framebuffer with one grey level (0..255)."""
-        clear_framebuffer(self.gl, fb_w, fb_h, grey)
 
     def draw(self, x: int, y: int, w: int, h: int) -> None:
         """Draw the texture over the viewport (x, y, w, h), in framebuffer pixels from the bottom left.
@@ -525,7 +521,7 @@ class PreviewWindow:
         if (w, h) != (fb_w, fb_h):
             # Black bars around a letterboxed frame. Skipped when the frame covers the window:
             # with software GL a full clear costs several ms a frame at 1080p.
-            self.quad.clear(fb_w, fb_h, 0)
+            clear_framebuffer(self.gl, fb_w, fb_h, 0)
         self.quad.draw(x, y, w, h)
 
     def read_pixels(self) -> np.ndarray:

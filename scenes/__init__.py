@@ -13,7 +13,7 @@ Scene attributes: width, height, fps, duration, loop, frame_count, source_path, 
 """
 
 from scenes.frames import frame, frame_at_index, iter_frames
-from scenes.loading import load_scene, resolve_store, scene_from_dict, with_canvas
+from scenes.loading import load_scene, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
 from scenes.spec import FORMAT_VERSION, Scene
 
 __all__ = [
@@ -23,7 +23,9 @@ __all__ = [
     "frame_at_index",
     "iter_frames",
     "load_scene",
+    "read_scene_text",
     "resolve_store",
     "scene_from_dict",
+    "scene_from_text",
     "with_canvas",
 ]

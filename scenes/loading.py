@@ -77,6 +77,13 @@ def load_scene(path: str | os.PathLike, named_stores: NamedStores | None = None)
     needs more samples than its store holds, or a scene too large to render.
     """
     p = Path(path)
+    return scene_from_text(read_scene_text(p), p, named_stores=named_stores)
+
+
+def read_scene_text(path: str | os.PathLike) -> str:
+    """The text of the scene file ``path``; EntropicError (one line) for a missing, unreadable,
+    irregular, oversized or non-UTF-8 file."""
+    p = Path(path)
     try:
         data = _read_scene_bytes(p)
     except FileNotFoundError:
@@ -86,12 +93,19 @@ def load_scene(path: str | os.PathLike, named_stores: NamedStores | None = None)
     except OSError as err:
         raise EntropicError(f"{p}: cannot read scene file: {err.strerror or err}") from None
     try:
-        text_ = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise EntropicError(f"{p}: not UTF-8 text (byte {err.start}); a scene file is TOML") from None
-    return scene_from_dict(
-        parse_toml(text_, str(p)), source=str(p), base_dir=p.parent, source_path=p, named_stores=named_stores
-    )
+
+
+def scene_from_text(text: str, path: str | os.PathLike, named_stores: NamedStores | None = None,
+                    source: str | None = None) -> Scene:
+    """The scene whose TOML is ``text``, as if read from ``path`` (relative stores start at its
+    folder); ``source`` names it in messages (default: the path)."""
+    p = Path(path)
+    where = source or str(p)
+    return scene_from_dict(parse_toml(text, where), source=where, base_dir=p.parent, source_path=p,
+                           named_stores=named_stores)
 
 
 def _read_scene_bytes(p: Path) -> bytes:

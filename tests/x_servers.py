@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -32,6 +33,8 @@ def _start(argv: list[str], env: dict | None = None) -> tuple[subprocess.Popen, 
     number = b""
     deadline = time.time() + 20
     while not number.endswith(b"\n") and time.time() < deadline:
+        if not select.select([read_fd], [], [], max(0.0, deadline - time.time()))[0]:
+            break
         chunk = os.read(read_fd, 16)
         if not chunk:
             break
@@ -83,7 +86,6 @@ def grab(display: str, width: int, height: int) -> np.ndarray:
     x11.XGetImage.restype = ctypes.c_void_p
     x11.XGetImage.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int, ctypes.c_uint,
                               ctypes.c_uint, ctypes.c_ulong, ctypes.c_int]
-    x11.XGetPixel.restype = ctypes.c_ulong
 
     class XImage(ctypes.Structure):  # the leading fields of Xlib's XImage
         _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int), ("xoffset", ctypes.c_int),

@@ -1,7 +1,7 @@
 """What the command line's options are made of: value types, vocabularies and defaults, all from the library.
 
 * :class:`Size`, :class:`FrameRange`, :class:`Shard` parse with the library's own parsers
-  (:func:`render.export.parse_size`, :func:`render.export.parse_frames`,
+  (:func:`render.canvas_size.parse_size`, :func:`render.export.parse_frames`,
   :func:`diffusion.record.parse_shard`), so one parser serves the library and the command line;
   :class:`IntList` reads ``1,2,4``. A value they refuse is reported with the parser's message,
   which names the option and the value, as one line with exit status 1 (:class:`ValueRefused`).
@@ -180,14 +180,14 @@ class LibraryType(click.ParamType):
 
 
 class Size(LibraryType):
-    """``WxH`` → (w, h), by :func:`render.export.parse_size`."""
+    """``WxH`` → (w, h), by :func:`render.canvas_size.parse_size`."""
 
     name = "size"
     metavar = "WxH"
 
     def parse(self, text: str, param: click.Parameter | None) -> tuple[int, int] | None:
         """``"1280x720"`` → (1280, 720)."""
-        from render.export import parse_size
+        from render.canvas_size import parse_size
 
         return parse_size(text)
 

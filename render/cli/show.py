@@ -59,7 +59,21 @@ def show(scene: Path | None, status: bool, install_autostart: bool, uninstall_au
         sys.exit(window_process_main(window_process, default_piece.named_stores(progress=False)))
     from render.show.settings import default_log_dir
 
-    log_dir = Path(options.pop("log_dir") or default_log_dir()).absolute()
+    if sys.platform == "win32":
+        raise EntropicError("entropic show runs on Linux and macOS; on Windows use "
+                            "`entropic preview SCENE --fullscreen --hide-cursor`")
+    given_log_dir = options.pop("log_dir")
+    log_dir = Path(given_log_dir or default_log_dir()).absolute()
+    modes = [flag for flag, on in (("--status", status), ("--install-autostart", install_autostart),
+                                   ("--uninstall-autostart", uninstall_autostart)) if on]
+    if len(modes) > 1:
+        raise EntropicError(f"{' and '.join(modes)}: choose one")
+    if status or uninstall_autostart:
+        extra = ["SCENE"] if scene is not None else []
+        flags = {p.name: p.opts[0] for p in click.get_current_context().command.params}
+        extra += [flags[name] for name, value in options.items() if value not in (None, False, ())]
+        if extra:
+            raise EntropicError(f"{modes[0]} takes no {', '.join(extra)}" + ("" if uninstall_autostart else " (only --log-dir)"))
     if status:
         from render.show.health import format_status, summarise
         from render.show.supervisor import show_running
@@ -76,7 +90,7 @@ def show(scene: Path | None, status: bool, install_autostart: bool, uninstall_au
     if install_autostart:
         from render.show.autostart import install_autostart as install
 
-        for path in install(autostart_command(settings)):
+        for path in install(autostart_command(settings), working_directory=log_dir):
             click.echo(f"wrote {path}")
         return
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -117,7 +131,7 @@ def autostart_command(settings: Any) -> list[str]:
     for name, flag in flags.items():
         value = getattr(settings, name)
         if value != getattr(plain, name):
-            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]  # repr: every digit
     for number in settings.screens:
         argv += ["--screen", str(number)]
     if settings.size:

@@ -85,6 +85,8 @@ DAEMON_RELOAD_TIMEOUT = 5.0
 VERIFY_TIMEOUT = 30.0
 # The environment a GUI program needs to find its display, captured at install.
 DISPLAY_VARIABLES = ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY")
+# Where entropic keeps its cache and finds its modules, when the installing shell set them.
+CARRIED_VARIABLES = ("ENTROPIC_CACHE_DIR", "PYTHONPATH")
 
 # Vocabulary of AutostartFile.kind.
 SYSTEMD_UNIT = "systemd-user-unit"
@@ -107,27 +109,29 @@ class SystemdAnalyzeUnavailable(EntropicError):
 
 
 def autostart_files(command: Sequence[str], platform: str, home: Path,
-                    environ: Mapping[str, str]) -> list[AutostartFile]:
+                    environ: Mapping[str, str], working_directory: Path | None = None) -> list[AutostartFile]:
     """The files that would start ``command`` at login on ``platform`` (as ``sys.platform`` names it).
 
     Pure: paths are found from ``home`` and ``environ`` only, nothing is read or written. Raises
     EntropicError for a command that cannot be written for that platform, or an unsupported one.
+    ``working_directory``: where the command runs (systemd and launchd; default their own: home).
     """
     locations = _locations(platform, Path(home), environ)  # an unsupported platform first
     command = _checked_command(command)
     if platform == "linux":
         (unit, _), (link, _) = locations
-        return [AutostartFile(unit, systemd_unit_text(command, environ), SYSTEMD_UNIT),
+        return [AutostartFile(unit, systemd_unit_text(command, environ, working_directory), SYSTEMD_UNIT),
                 AutostartFile(link, LINK_TARGET, SYSTEMD_LINK)]
     if platform == "darwin":
         ((agent, _),) = locations
-        return [AutostartFile(agent, launchd_plist_text(command, Path(home)), LAUNCHD_AGENT)]
+        return [AutostartFile(agent, launchd_plist_text(command, Path(home), environ, working_directory), LAUNCHD_AGENT)]
     ((script, _),) = locations
     return [AutostartFile(script, windows_startup_text(command), WINDOWS_STARTUP)]
 
 
 def install_autostart(command: Sequence[str], *, platform: str = sys.platform, home: Path | None = None,
-                      environ: Mapping[str, str] | None = None, daemon_reload: bool = True) -> list[Path]:
+                      environ: Mapping[str, str] | None = None, daemon_reload: bool = True,
+                      working_directory: Path | None = None) -> list[Path]:
     """Write (atomically) and enable what starts ``command`` at login; return the paths written.
 
     Refuses, before writing anything, when a file that entropic did not write sits at one of the
@@ -136,7 +140,7 @@ def install_autostart(command: Sequence[str], *, platform: str = sys.platform, h
     ``daemon_reload=False``); the show starts at the next graphical login.
     """
     home, environ = _home_and_environ(home, environ)
-    files = autostart_files(command, platform, home, environ)
+    files = autostart_files(command, platform, home, environ, working_directory)
     _refuse_foreign(_locations(platform, home, environ))
     written: list[Path] = []
     for file in files:
@@ -212,12 +216,15 @@ def verify_systemd_unit(path: Path) -> str | None:
     return text or f"systemd-analyze verify exited with status {done.returncode}"
 
 
-def systemd_unit_text(command: Sequence[str], environ: Mapping[str, str]) -> str:
+def systemd_unit_text(command: Sequence[str], environ: Mapping[str, str], working_directory: Path | None = None) -> str:
     """The systemd user unit that runs ``command`` in the graphical session (see the module docstring)."""
     command = _checked_command(command)
     _check_systemd_executable(command[0])
     environment = [f"Environment={systemd_quote(f'{name}={value}', expand_env=False)}"
-                   for name, value in display_environment(environ).items()]
+                   for name, value in carried_environment(environ).items()]
+    if working_directory is not None:
+        # Not the home folder: `python -m` puts the working directory first on sys.path.
+        environment.append(f"WorkingDirectory={str(working_directory).replace('%', '%%')}")
     lines = [
         f"# {MARKER_LINE}",
         "[Unit]",
@@ -234,6 +241,8 @@ def systemd_unit_text(command: Sequence[str], environ: Mapping[str, str]) -> str
         *environment,
         "# The supervisor's log lines reach the journal as they are written.",
         "Environment=PYTHONUNBUFFERED=1",
+        "# systemctl --user reload entropic-show: the show re-reads its scene.",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         f"RestartSec={RESTART_SEC}",
         "# SIGTERM to the supervisor only: it stops its window process itself.",
@@ -257,6 +266,12 @@ def display_environment(environ: Mapping[str, str]) -> dict[str, str]:
     if cookie and any(_inside(cookie, d) for d in runtime_dirs):
         del captured["XAUTHORITY"]
     return captured
+
+
+def carried_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the started show needs from the installing environment: the display
+    (:func:`display_environment`), and where entropic's cache and modules are when set there."""
+    return {**display_environment(environ), **{name: environ[name] for name in CARRIED_VARIABLES if environ.get(name)}}
 
 
 def exec_start_value(command: Sequence[str]) -> str:
@@ -295,7 +310,8 @@ def systemd_quote(word: str, *, expand_env: bool = True) -> str:
     return '"' + "".join(out) + '"'
 
 
-def launchd_plist_text(command: Sequence[str], home: Path) -> str:
+def launchd_plist_text(command: Sequence[str], home: Path, environ: Mapping[str, str] | None = None,
+                       working_directory: Path | None = None) -> str:
     """The launchd agent that runs ``command`` at login and again when it fails (see the module docstring)."""
     command = _checked_command(command)
     if not command[0].startswith("/"):
@@ -314,6 +330,11 @@ def launchd_plist_text(command: Sequence[str], home: Path) -> str:
         "StandardOutPath": log,
         "StandardErrorPath": log,
     }
+    carried = {name: environ[name] for name in CARRIED_VARIABLES if environ and environ.get(name)}
+    if carried:
+        agent["EnvironmentVariables"] = carried
+    if working_directory is not None:
+        agent["WorkingDirectory"] = str(working_directory)
     try:
         return plistlib.dumps(agent, fmt=plistlib.FMT_XML, sort_keys=False).decode("utf-8")
     except ValueError as err:  # plistlib refuses control characters in strings

@@ -1,8 +1,8 @@
 """The show's window process: fullscreen windows presenting the frame the wall clock says is due.
 
-Started and watched by :mod:`render.show.supervisor`; it talks back through a pipe (``report``:
-one JSON object per line, written without blocking) and takes commands on stdin (``pause``,
-``resume``, ``jump SECONDS``, ``screenshot PATH``, one per line).
+Started and watched by :mod:`render.show.supervisor`; it talks back through a pipe (one JSON
+object per line) and takes commands on stdin (``pause``, ``resume``, ``jump SECONDS``,
+``screenshot NAME``, ``quit``, one per line; the end of stdin, a supervisor gone, is ``quit``).
 
 * **Frames**: the same frame function as ``render`` and ``preview``
   (``scenes.frame_at_index``), composited one frame ahead on a worker thread
@@ -11,11 +11,13 @@ one JSON object per line, written without blocking) and takes commands on stdin 
 * **Windows**: one per screen, each with its own texture holding its part of the canvas
   (:mod:`render.show.screens`), all fed from the one frame each tick. Only the first waits for
   vsync: several vsynced swaps in a row would each wait a refresh.
-* **Reporting**: a heartbeat at least every half second while presenting (the supervisor's
-  hang detector), a ``minute`` record every ``report_every`` seconds. While the scene loads,
-  a thread beats instead (loading is not presenting, but it is alive).
-* **Hours**: outside them every window shows the background, nothing is composited, the
-  display is asked to sleep where ``xset`` exists, and the loop wakes once a second.
+* **Ticks** come at least every half second whatever the frame rate, and each sends a
+  heartbeat: the supervisor's hang detector. A wall clock that jumps (midnight with the
+  default epoch, an NTP step) is followed, not counted as dropped frames.
+* **Reports**: ``loading`` (a thread beats while the scene loads), ``opening`` (windows are
+  being made), ``presenting``, and a ``minute`` record every ``report_every`` seconds.
+* **Hours**: outside them every window shows the background, nothing is composited, and the
+  display is put to sleep where ``xset`` exists (:mod:`render.show.display_sleep`).
 * **Keys**: none stops the show by accident; ``Ctrl+Shift+Q`` ends it (exit status 0, which
   the supervisor takes as "stop"), and closing the window from the window manager is ignored.
 """
@@ -24,11 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import queue
-import resource
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -38,17 +38,25 @@ from typing import Any, Callable
 import numpy as np
 
 from diffusion.common.errors import EntropicError
+from render.show import display_sleep
 from render.show import hours as opening
-from render.show.screens import Part, Rect, canvas_parts, parse_viewport
-from render.show.settings import EXIT_ASKED_TO_STOP, EXIT_REFUSED, REPORT_FD_ENV, ShowSettings
-from render.show.wall_clock import Cycle, blend, parse_epoch, picture_at, seconds_since_epoch, show_cycle
+from render.show.screens import Part, Rect, canvas_parts, check_region
+from render.show.settings import (
+    EXIT_ASKED_TO_STOP, EXIT_REFUSED, EXIT_UNEXPECTED, REPORT_FD_ENV, RESTARTS_ENV, ShowSettings,
+)
+from render.show.wall_clock import (
+    Cycle, blend, clock_step, parse_epoch, picture_at, seconds_since_epoch, show_cycle,
+)
 
 LAST_GOOD = "last-good-scene.json"  # in the log folder: the scene text that last loaded
-BEAT_EVERY = 0.5  # seconds between heartbeats while presenting
+SCREENSHOTS = "screenshots"  # in the log folder: where `screenshot NAME` writes
+BEAT_EVERY = 0.5  # the longest time between two ticks (and heartbeats)
+CLOCK_STEP = 0.25  # seconds the wall clock may move unlike the monotonic one before it counts as a jump
 
 
 class Reporter:
-    """Writes JSON lines to the supervisor's pipe; drops a line rather than block (a stalled reader)."""
+    """Writes JSON lines to the supervisor's pipe without blocking on a stalled reader (a line
+    that does not fit is dropped whole; one begun is finished, so lines are never torn)."""
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
@@ -57,43 +65,53 @@ class Reporter:
             os.set_blocking(fd, False)
 
     def send(self, kind: str, **fields: Any) -> None:
-        """Send one message (``kind`` plus ``fields``); silently nothing without a pipe or when it is full."""
+        """Send one message (``kind`` plus ``fields``); nothing without a pipe."""
         if self.fd is None:
             return
         data = (json.dumps({"kind": kind, **fields}, default=str) + "\n").encode()
         with self.lock:
             try:
-                os.write(self.fd, data)  # < PIPE_BUF: all or nothing
-            except (BlockingIOError, BrokenPipeError, OSError):
-                pass
+                written = os.write(self.fd, data)
+            except OSError:  # full (the reader is stalled) or gone
+                return
+            if written < len(data):  # begun: finish it, or the next line would be glued to this one
+                os.set_blocking(self.fd, True)
+                try:
+                    os.write(self.fd, data[written:])
+                except OSError:
+                    pass
+                finally:
+                    os.set_blocking(self.fd, False)
 
 
 # -- the scene -----------------------------------------------------------------------------------
 
 
-def load_show_scene(settings: ShowSettings, named_stores, report: Reporter) -> Any:
-    """The scene to show, with --size/--fps applied; at a restart, the last good version when the file no longer loads."""
+def load_show_scene(settings: ShowSettings, named_stores, report: Reporter, restart: bool) -> Any:
+    """The scene to show, with --size/--fps applied.
+
+    At a restart (``restart``), a scene file that no longer loads is replaced by the text that
+    last did, with the error reported; the first window of a show shows the file or refuses.
+    """
     import scenes
     from render.export import load_render_scene
-    from scenes.loading import parse_toml
 
     size = tuple(settings.size) if settings.size else None
     fps = settings.fps or None
     path = Path(settings.scene)
     last_good = Path(settings.log_dir) / LAST_GOOD
     try:
-        scene = load_render_scene(path, size, fps, named_stores=named_stores)
+        text = scenes.read_scene_text(path)
+        scene = scenes.scene_from_text(text, path, named_stores=named_stores)
     except EntropicError as err:
-        saved = _read_last_good(last_good, path)
+        saved = _read_last_good(last_good, path) if restart else None
         if saved is None:
             raise
         report.send("scene-error", message=str(err), fallback="the last version that loaded")
-        raw = parse_toml(saved, f"{path} (last good version)")
-        scene = scenes.scene_from_dict(raw, source=f"{path} (last good version)", base_dir=path.parent,
-                                       source_path=path, named_stores=named_stores)
-        return load_render_scene(scene, size, fps)
-    _save_last_good(last_good, path)
-    return scene
+        scene = scenes.scene_from_text(saved, path, named_stores=named_stores, source=f"{path} (last good version)")
+    else:
+        _save_last_good(last_good, path, text)
+    return load_render_scene(scene, size, fps)
 
 
 def _read_last_good(file: Path, scene: Path) -> str | None:
@@ -108,11 +126,10 @@ def _read_last_good(file: Path, scene: Path) -> str | None:
     return doc["text"]
 
 
-def _save_last_good(file: Path, scene: Path) -> None:
+def _save_last_good(file: Path, scene: Path, text: str) -> None:
     from diffusion.common.atomic import atomic_write_json
 
     try:
-        text = scene.read_text(encoding="utf-8")
         file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(file, {"path": str(scene), "text": text})
     except OSError:
@@ -125,7 +142,6 @@ class CycleFrames:
     def __init__(self, scene, cycle: Cycle) -> None:
         import scenes
 
-        self.scene = scene
         self.cycle = cycle
         self.background = int(scene.canvas.background)
         self.shape = (scene.height, scene.width)
@@ -150,7 +166,7 @@ class CycleFrames:
 
 
 class ScreenWindow:
-    """One fullscreen window and its part of the canvas."""
+    """One fullscreen (or borderless) window over one screen, and its part of the canvas."""
 
     def __init__(self, pyglet, screen, part: Part, background: int, vsync: bool, windowed: bool, title: str) -> None:
         from render.live_window import FrameQuad, open_window
@@ -181,11 +197,10 @@ class ScreenWindow:
             clear_framebuffer(self.gl, fb_w, fb_h, self.background)
         if frame is None or self.quad is None:
             return
-        c, v = self.part.crop, self.part.viewport
+        c, v, s = self.part.crop, self.part.viewport, self.part.screen
         self.quad.upload(frame[c.y:c.bottom, c.x:c.right])
-        sx = fb_w / max(1, self.window.width)  # framebuffer pixels per window pixel (HiDPI)
-        sy = fb_h / max(1, self.window.height)
-        self.quad.draw(round(v.x * sx), round((self.window.height - v.bottom) * sy), round(v.w * sx), round(v.h * sy))
+        sx, sy = fb_w / s.w, fb_h / s.h  # framebuffer pixels per screen pixel (HiDPI)
+        self.quad.draw(round(v.x * sx), round((s.h - v.bottom) * sy), round(v.w * sx), round(v.h * sy))
 
     def read_pixels(self) -> np.ndarray:
         """The whole window as uint8 [h, w] (red channel), top row first."""
@@ -216,23 +231,10 @@ def rss_mib() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
     except (OSError, ValueError, IndexError):
+        import resource
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-def set_display_sleep(asleep: bool) -> str:
-    """Ask the X server to blank the display (DPMS) or wake it; says what was done."""
-    xset = shutil.which("xset")
-    if xset is None or not os.environ.get("DISPLAY"):
-        return "unavailable (no xset)"
-    args = [xset, "dpms", "force", "off"] if asleep else [xset, "dpms", "force", "on"]
-    try:
-        subprocess.run(args, check=True, timeout=5, capture_output=True)
-        if not asleep:
-            subprocess.run([xset, "s", "reset"], timeout=5, capture_output=True)
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"failed ({err})"
-    return "xset dpms"
 
 
 class Show:
@@ -254,17 +256,14 @@ class Show:
         self.hours = opening.parse_hours(settings.hours) if settings.hours else None
         self.cycle = show_cycle(scene.frame_count, scene.fps, scene.loop, settings.fade)
         self.frames = CycleFrames(scene, self.cycle)
-        self.clock = PlaybackClock(self.cycle.length, scene.fps, epoch=0.0,
-                                   now=lambda: seconds_since_epoch(self.epoch, time.time()))
-        region = (parse_viewport(",".join(map(str, settings.viewport)), scene.width, scene.height)
+        self.clock = PlaybackClock(self.cycle.length, scene.fps, epoch=0.0, now=self.seconds)
+        region = (check_region(Rect(*settings.viewport), scene.width, scene.height)
                   if settings.viewport else Rect(0, 0, scene.width, scene.height))
-        if settings.span and not settings.screens:
-            screens = display_screens(pyglet)
-        else:
-            screens = display_screens(pyglet, list(settings.screens or (0,)))
+        screens = display_screens(pyglet, list(settings.screens) if settings.screens else None if settings.span else [0])
         parts = canvas_parts(region, screen_rects(screens))
         title = f"entropic show · {Path(settings.scene).name}"
         self.windows: list[ScreenWindow] = []
+        self.fetcher = None
         try:
             for k, (screen, part) in enumerate(zip(screens, parts)):
                 self.windows.append(ScreenWindow(pyglet, screen, part, self.frames.background,
@@ -273,21 +272,25 @@ class Show:
             self.close()
             raise
         for w in self.windows:
-            w.window.push_handlers(on_key_press=self.on_key_press, on_close=lambda: True,
-                                   on_draw=lambda: None)
+            w.window.push_handlers(on_key_press=self.on_key_press, on_close=lambda: True, on_draw=lambda: None)
         self.fetcher = FrameFetcher(self.frames)
         self.index: int | None = None
         self.frame: np.ndarray | None = None
         self.held: int | None = None  # a frame held by `pause` / `jump`
         self.open: bool | None = None
         self.exit_code: int | None = None
-        self.screenshot_request: str | None = None
+        self.screenshot_request: Path | None = None
         self._last_beat = 0.0
+        self._last_tick: tuple[float, float] | None = None  # (monotonic, wall seconds) of the last tick
         self._minute_start = time.perf_counter()
         self._minute_presented = 0
         self._minute_dropped_base = 0
         self._worst_interval = 0.0
         self._last_present: float | None = None
+
+    def seconds(self) -> float:
+        """Seconds since the epoch now (the clock's time base)."""
+        return seconds_since_epoch(self.epoch, time.time())
 
     # -- events ----------------------------------------------------------------------------
     def on_key_press(self, symbol: int, modifiers: int) -> bool:
@@ -298,36 +301,45 @@ class Show:
         return True  # every other key, Esc included, does nothing
 
     def stop(self, code: int) -> None:
-        """End the event loop with exit status ``code``."""
+        """End the event loop with exit status ``code`` (the supervisor is told first: closing may take a while)."""
+        if code == EXIT_ASKED_TO_STOP:
+            self.report.send("stopping")
         self.exit_code = code
         self.pyglet.app.exit()
+
+    def resync(self) -> None:
+        """Forget the last frame shown: what comes next is a jump, not a run of dropped frames."""
+        self.clock.last_index = None
+        self._last_present = None
 
     def handle(self, line: str) -> None:
         """One command from the supervisor."""
         word, _, arg = line.strip().partition(" ")
         if word == "pause":
             self.held = self.index if self.index is not None else self.clock.index()
+            self.resync()
         elif word == "resume":
             self.held = None
-            self.clock.last_index = None  # back on the wall clock: a jump is not a drop
+            self.resync()
         elif word == "jump":
             try:
                 seconds = float(arg)
             except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds):
                 self.report.send("command-error", message=f"jump {arg!r}: give seconds into the scene")
                 return
             self.held = int(round(min(max(seconds, 0.0), self.scene.duration) * self.scene.fps)) % self.cycle.length
+            self.resync()
         elif word == "screenshot":
-            self.screenshot_request = arg or "entropic-show.png"
+            name = Path(arg).name or f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.png"
+            self.screenshot_request = Path(self.settings.log_dir) / SCREENSHOTS / name
         elif word == "quit":
             self.stop(EXIT_ASKED_TO_STOP)
         elif word:
             self.report.send("command-error", message=f"unknown command {word!r}")
 
     # -- ticking ---------------------------------------------------------------------------
-    def is_open(self) -> bool:
-        return opening.is_open(self.hours, dt.datetime.now())
-
     def tick(self, dt_: float = 0.0) -> None:  # noqa: ARG002 - time comes from the clock
         """Present what is due now and schedule the next tick."""
         while True:
@@ -337,43 +349,52 @@ class Show:
                 break
         if self.exit_code is not None:
             return
-        now_open = self.is_open()
+        self._follow_clock_steps()
+        now_open = opening.is_open(self.hours, dt.datetime.now())
         if now_open != self.open:
             self._change_hours(now_open)
         if not now_open:
-            self._draw_background()  # once a second: cheap, and whatever exposed the windows is covered again
-            self._beat()
-            self._maybe_report()
-            self.pyglet.clock.schedule_once(self.tick, 1.0)
-            return
-        index = self.held if self.held is not None else self.clock.advance()
-        self.present(index)
+            self._draw_background()  # cheap once a second, and it covers whatever exposed the windows
+            delay = 1.0
+        elif self.held is not None:
+            self.present(self.held)
+            delay = 1.0 / self.scene.fps
+        else:
+            self.present(self.clock.advance())
+            delay = self.clock.seconds_to_next()
         self._beat()
         self._maybe_report()
-        delay = 1.0 / self.scene.fps if self.held is not None else self.clock.seconds_to_next()
-        self.pyglet.clock.schedule_once(self.tick, delay)
+        self.pyglet.clock.schedule_once(self.tick, min(delay, BEAT_EVERY))
+
+    def _follow_clock_steps(self) -> None:
+        """Resync when the wall clock moved differently from the monotonic clock since the last tick."""
+        now = (time.monotonic(), self.seconds())
+        if self._last_tick is not None:
+            step = clock_step(self._last_tick, now)
+            if abs(step) > CLOCK_STEP:
+                self.resync()
+                self.report.send("clock-step", seconds=round(step, 3))
+        self._last_tick = now
 
     def _change_hours(self, now_open: bool) -> None:
-        first = self.open is None
         self.open = now_open
+        self.resync()  # coming back in sync is not a burst of drops, nor a night-long frame
         if not now_open:
             self.index = None
             self.frame = None
-            self.report.send("hours", open=False, display=set_display_sleep(True), hours=self.settings.hours)
-        else:
-            self.clock.last_index = None  # coming back in sync is not a burst of drops
-            if not first:
-                self.report.send("hours", open=True, display=set_display_sleep(False), hours=self.settings.hours)
+        folder = Path(self.settings.log_dir)
+        action = display_sleep.wake if now_open else display_sleep.put_to_sleep
+
+        def run() -> None:  # xset may take seconds: never on the drawing thread
+            self.report.send("hours", open=now_open, display=action(folder), hours=self.settings.hours)
+
+        threading.Thread(target=run, name="display-sleep", daemon=True).start()
 
     def _draw_background(self) -> None:
         """Every window shows only the background (outside opening hours)."""
         for w in self.windows:
             w.draw(None)
-        if self.screenshot_request is not None:
-            self._screenshot(self.screenshot_request)
-            self.screenshot_request = None
-        for w in self.windows:
-            w.window.flip()
+        self._flip()
 
     def present(self, index: int) -> None:
         """Show cycle frame ``index`` on every window (composited once), prefetching the next.
@@ -381,40 +402,41 @@ class Show:
         The frame already on screen is not presented again (a tick that came early, a held
         frame), except to take a screenshot.
         """
-        if index == self.index and self.frame is not None and self.screenshot_request is None:
+        new = index != self.index or self.frame is None
+        if not new and self.screenshot_request is None:
             return
-        if index != self.index or self.frame is None:
+        if new:
             self.frame = self.fetcher.get(index)
             self.index = index
-            nxt = (index + 1) % self.cycle.length if self.held is None else None
-            for w in self.windows:
-                w.draw(self.frame)
-            if nxt is not None:
-                self.fetcher.prefetch(nxt)  # the uploads have copied the frame
-        else:
-            for w in self.windows:
-                w.draw(self.frame)
-        if self.screenshot_request is not None:
-            self._screenshot(self.screenshot_request)
-            self.screenshot_request = None
         for w in self.windows:
-            w.window.flip()
+            w.draw(self.frame)
+        if new and self.held is None:
+            self.fetcher.prefetch((index + 1) % self.cycle.length)  # the uploads have copied the frame
+        self._flip()
         now = time.perf_counter()
         if self._last_present is not None:
             self._worst_interval = max(self._worst_interval, now - self._last_present)
         self._last_present = now
         self._minute_presented += 1
 
-    def _screenshot(self, path: str) -> None:
+    def _flip(self) -> None:
+        if self.screenshot_request is not None:
+            self._screenshot(self.screenshot_request)
+            self.screenshot_request = None
+        for w in self.windows:
+            w.window.flip()
+
+    def _screenshot(self, target: Path) -> None:
+        """Save what each window shows (drawn, not yet flipped) as PNG: ``target``, or ``NAME-k.png`` per window."""
         from diffusion.common.atomic import atomic_write_bytes
         from render.image_sequence import encode_png
 
         paths = []
-        target = Path(path)
         for k, w in enumerate(self.windows):
             w.window.switch_to()
             out = target if len(self.windows) == 1 else target.with_name(f"{target.stem}-{k}{target.suffix}")
             try:
+                out.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(out, encode_png(w.read_pixels()))
                 paths.append(str(out))
             except OSError as err:
@@ -423,7 +445,7 @@ class Show:
 
     def _beat(self) -> None:
         now = time.monotonic()
-        if now - self._last_beat >= BEAT_EVERY:
+        if now - self._last_beat >= BEAT_EVERY * 0.9:
             self._last_beat = now
             self.report.send("beat", frame=self.index)
 
@@ -447,21 +469,19 @@ class Show:
     def run(self) -> int:
         """Run until asked to stop; the exit status."""
         # The first frame before the clock runs: compositing it warms the caches.
-        if self.is_open():
+        if opening.is_open(self.hours, dt.datetime.now()):
             self.present(self.clock.index())
-        self.clock.last_index = None
-        self._last_present = None
+        self.resync()
         self.report.send("presenting", scene=self.settings.scene, windows=len(self.windows),
                          screens=[vars(w.part.screen) for w in self.windows], cycle=self.cycle.length,
                          frame=self.index)
         self.pyglet.clock.schedule_once(self.tick, 0.0)
         self.pyglet.app.run(None)
-        return EXIT_ASKED_TO_STOP if self.exit_code is None else self.exit_code
+        return EXIT_UNEXPECTED if self.exit_code is None else self.exit_code
 
     def close(self) -> None:
-        fetcher = getattr(self, "fetcher", None)
-        if fetcher is not None:
-            fetcher.close()
+        if self.fetcher is not None:
+            self.fetcher.close()
         for w in self.windows:
             try:
                 w.close()
@@ -472,6 +492,7 @@ class Show:
 def _read_commands(stream, out: "queue.SimpleQueue[str]") -> None:
     for line in stream:
         out.put(line)
+    out.put("quit")  # the supervisor is gone (where the kernel does not end us with it)
 
 
 def _beat_while(report: Reporter, stop: threading.Event) -> None:
@@ -480,25 +501,26 @@ def _beat_while(report: Reporter, stop: threading.Event) -> None:
 
 
 def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int | None = None,
-                       commands_from=None) -> int:
+                       commands_from=None, restart: bool = False) -> int:
     """The window process's body: load, open, present until stopped; the exit status.
 
     A problem that restarting cannot fix (a bad setting, a screen that does not exist, a scene
-    that never loaded) is reported as ``error`` and returns EXIT_REFUSED.
+    that does not load) is reported as ``error`` and returns EXIT_REFUSED.
     """
     report = Reporter(report_fd)
     commands: queue.SimpleQueue[str] = queue.SimpleQueue()
     if commands_from is not None:
         threading.Thread(target=_read_commands, args=(commands_from, commands), daemon=True).start()
-    loading = threading.Event()
-    threading.Thread(target=_beat_while, args=(report, loading), daemon=True).start()
     show = None
     try:
+        loading = threading.Event()
+        threading.Thread(target=_beat_while, args=(report, loading), daemon=True).start()
         try:
-            scene = load_show_scene(settings, named_stores, report)
-            show = Show(scene, settings, report, commands)
+            scene = load_show_scene(settings, named_stores, report, restart)
         finally:
             loading.set()
+        report.send("opening")  # windows, GL contexts, the first frame: no beats until presenting
+        show = Show(scene, settings, report, commands)
         return show.run()
     except EntropicError as err:
         report.send("error", message=str(err))
@@ -511,7 +533,8 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
 
 
 def window_process_main(settings_json: str, named_stores: Callable | None = None) -> int:
-    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd in REPORT_FD_ENV)."""
+    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd and the restart count in the environment)."""
     settings = ShowSettings.from_json(settings_json)
     fd = os.environ.get(REPORT_FD_ENV)
-    return run_window_process(settings, named_stores, int(fd) if fd else None, sys.stdin)
+    restarts = int(os.environ.get(RESTARTS_ENV, "0") or 0)
+    return run_window_process(settings, named_stores, int(fd) if fd else None, sys.stdin, restart=restarts > 0)

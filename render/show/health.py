@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -48,29 +49,29 @@ class HealthLog:
 
     def write(self, record: dict[str, Any]) -> bool:
         """Append ``record`` (stamped with the time unless it has one); False when it could not be written."""
-        line = json.dumps({"time": now_text(), **record}, sort_keys=True, allow_nan=False, default=str) + "\n"
-        data = line.encode("utf-8")
+        data = (_json_line({"time": now_text(), **record}) + "\n").encode("utf-8")
         path = self.folder / LOG_NAME
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if path.exists() and path.stat().st_size + len(data) > self.max_bytes:
                 self._rotate()
-            # One write() per record in append mode: a line is never interleaved or torn by a kill.
+            # One write() per record in append mode: a line is never interleaved with another.
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
                 written = os.write(fd, data)
+                if written != len(data):  # a disk that filled mid-line: take the torn line back
+                    os.ftruncate(fd, size)
+                    raise OSError(28, "No space left on device")
             finally:
                 os.close(fd)
-            if written != len(data):
-                raise OSError(28, "short write")
         except OSError as err:
             if not self.failing:
-                print(f"entropic show: cannot write the health log {path} ({err.strerror or err}); "
-                      f"the show goes on", file=sys.stderr, flush=True)
+                _say(f"entropic show: cannot write the health log {path} ({err.strerror or err}); the show goes on")
             self.failing = True
             return False
         if self.failing:
-            print(f"entropic show: the health log {path} is written again", file=sys.stderr, flush=True)
+            _say(f"entropic show: the health log {path} is written again")
         self.failing = False
         return True
 
@@ -83,6 +84,23 @@ class HealthLog:
             if src.exists():
                 os.replace(src, self.folder / f"show.{i + 1}.jsonl")
         os.replace(self.folder / LOG_NAME, self.folder / "show.1.jsonl")
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One line of JSON; a number that is not finite is written as null (JSON has no NaN)."""
+    try:
+        return json.dumps(record, sort_keys=True, allow_nan=False, default=str)
+    except ValueError:
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        return json.dumps(clean, sort_keys=True, allow_nan=False, default=str)
+
+
+def _say(line: str) -> None:
+    """A line on stderr, if stderr still takes one (a closed terminal must not stop the show)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def read_records(folder: Path) -> Iterator[dict[str, Any]]:
@@ -114,7 +132,8 @@ def summarise(folder: Path, last_hours: float = 24.0) -> dict[str, Any]:
         except (KeyError, ValueError):
             cutoff = None
     recent = [m for m in minutes if cutoff is None or _after(m, cutoff)]
-    open_recent = [m for m in recent if m.get("open", True) and isinstance(m.get("fps"), (int, float))]
+    shown = [m for m in recent if m.get("open", True) and not m.get("held")]  # open and playing
+    open_recent = [m for m in shown if isinstance(m.get("fps"), (int, float))]
     restarts = [r for r in session if r.get("event") == "restart"]
     errors = [r for r in session if r.get("event") in ("scene-error", "window-error")]
     rss = [m["rss_mib"] for m in minutes if isinstance(m.get("rss_mib"), (int, float))]

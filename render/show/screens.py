@@ -54,19 +54,15 @@ class Part:
         return v.x <= 0 and v.y <= 0 and v.right >= s.w and v.bottom >= s.h
 
 
-def parse_viewport(text: str, canvas_w: int, canvas_h: int, option: str = "--viewport") -> Rect:
-    """``X,Y,W,H`` in canvas pixels, inside a ``canvas_w`` x ``canvas_h`` canvas."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        x, y, w, h = (int(p) for p in parts)
-    except ValueError:
-        raise EntropicError(f"{option} {text!r}: give X,Y,W,H in whole canvas pixels (e.g. 0,0,960,1080)") from None
+def check_region(region: Rect, canvas_w: int, canvas_h: int, option: str = "--viewport") -> Rect:
+    """``region`` itself, when it lies inside a ``canvas_w`` x ``canvas_h`` canvas; else one clear line."""
+    x, y, w, h = region.x, region.y, region.w, region.h
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > canvas_w or y + h > canvas_h:
         raise EntropicError(
-            f"{option} {text!r}: must lie inside the {canvas_w}x{canvas_h} canvas "
+            f"{option} {x},{y},{w},{h}: must lie inside the {canvas_w}x{canvas_h} canvas "
             f"(x, y >= 0, width and height >= 1, x + width <= {canvas_w}, y + height <= {canvas_h})"
         )
-    return Rect(x, y, w, h)
+    return region
 
 
 def bounding_box(screens: list[Rect]) -> Rect:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -18,12 +17,17 @@ HANG_AFTER = 5.0
 REPORT_EVERY = 60.0
 # The crossing through the background between cycles of a scene that is not a loop.
 FADE = 2.0
-# How the window process ends, for the supervisor: 0 someone ended the show (stop too);
-# 2 the settings or the scene cannot be shown (restarting will not help).
+# How the window process ends, for the supervisor: someone ended the show (stop too); the
+# settings or the scene cannot be shown (sysexits' EX_CONFIG: restarting will not help); its
+# event loop ended by itself (restart it).
 EXIT_ASKED_TO_STOP = 0
-EXIT_REFUSED = 2
-# The file descriptor of the pipe the window process reports on.
+EXIT_REFUSED = 78
+EXIT_UNEXPECTED = 70
+# What the supervisor tells each window process: its report pipe, and how many restarts came before it.
 REPORT_FD_ENV = "ENTROPIC_SHOW_REPORT_FD"
+RESTARTS_ENV = "ENTROPIC_SHOW_RESTARTS"
+# The shortest --hang-after: several heartbeats (one every half second at least) must be missed.
+MIN_HANG_AFTER = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,14 @@ class ShowSettings:
             raise EntropicError(f"--fade {self.fade:g}: must be 0..{MAX_FADE:g} seconds")
         if not 1.0 <= self.report_every <= 3600.0:
             raise EntropicError(f"--report-every {self.report_every:g}: must be 1..3600 seconds")
-        if not 1.0 <= self.hang_after <= 600.0:
-            raise EntropicError(f"--hang-after {self.hang_after:g}: must be 1..600 seconds")
+        if not MIN_HANG_AFTER <= self.hang_after <= 600.0:
+            raise EntropicError(f"--hang-after {self.hang_after:g}: must be {MIN_HANG_AFTER:g}..600 seconds")
         if any(s < 0 for s in self.screens):
             raise EntropicError(f"--screen {min(self.screens)}: screens are numbered from 0")
+        if len(set(self.screens)) != len(self.screens):
+            raise EntropicError(f"--screen {', '.join(map(str, self.screens))}: each screen once")
+        if self.span and self.screens:
+            raise EntropicError("--span shows on every screen; with --screen, name the screens to span instead")
         if self.viewport and len(self.viewport) != 4:
             raise EntropicError("--viewport: give X,Y,W,H")
         if not 0 <= self.osc_port <= 65535:
@@ -78,10 +86,6 @@ class ShowSettings:
     def from_json(cls, text: str) -> "ShowSettings":
         """The inverse of :meth:`to_json`, validated."""
         return config_from_dict(cls, json.loads(text), "show settings")
-
-    def replace(self, **changes) -> "ShowSettings":
-        """A copy with ``changes``."""
-        return dataclasses.replace(self, **changes)
 
 
 def default_log_dir() -> Path:

@@ -6,17 +6,19 @@ memory blow-up, a hang in GL) does not reach it. It
 * starts the window process (:mod:`render.show.gallery`) with a pipe for its reports and its
   stdin for commands, in its own process group and dying with the supervisor;
 * restarts it when it crashes (a signal), exits with an error, or sends nothing for
-  ``hang_after`` seconds (SIGKILL first: a SIGSTOPped or GL-stalled process answers nothing
-  else), waiting 1, 2, 4 ... up to 60 s between restarts while they keep failing within a
-  half a minute of starting, and at once again after a window that ran longer;
+  ``hang_after`` seconds (SIGKILL: a SIGSTOPped or GL-stalled process answers nothing else;
+  while it opens its windows and makes its first frame, ``STARTUP_GRACE``), waiting 1, 2, 4 ...
+  up to 60 s between restarts while windows keep dying within half a minute of starting, and
+  restarting at once after a window that ran longer;
 * logs every start, restart (with its reason) and the window's minute records, with its
   restart count added (:mod:`render.show.health`);
 * forwards remote commands (:mod:`render.show.remote`) and stops on SIGTERM or SIGINT
   (stopping the window first); SIGHUP restarts the window, which re-reads the scene.
 
 The window's exit status 0 means someone ended the show (Ctrl+Shift+Q): the supervisor stops
-too. Status 2 before the first window ever presented means the settings or the scene cannot
-be shown at all: the supervisor stops with that window's one-line reason.
+too. A first window that ends before it presented anything (a screen that does not exist, a
+scene that does not load, no OpenGL) means the show cannot be shown as asked: the supervisor
+stops with that window's one-line reason instead of restarting it forever.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from typing import Any, Sequence
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render.show.health import HealthLog
-from render.show.settings import EXIT_ASKED_TO_STOP, EXIT_REFUSED, REPORT_FD_ENV, ShowSettings
+from render.show.settings import EXIT_ASKED_TO_STOP, REPORT_FD_ENV, RESTARTS_ENV, ShowSettings
 
 STABLE_AFTER = 30.0  # a window that ran this long resets the back-off
 MAX_BACKOFF = 60.0
+STARTUP_GRACE = 60.0  # seconds a window may be silent while it opens its windows and makes its first frame
 STOP_GRACE = 5.0  # seconds a window gets to exit on SIGTERM before SIGKILL
+REAP_WAIT = 10.0  # seconds to wait for a SIGKILLed window to go (one stuck in a driver may not)
 LOCK_NAME = "show.lock"
 
 
@@ -57,9 +61,14 @@ class Window:
     reports: int  # read end of the report pipe
     started: float
     last_heard: float
-    presented: bool = False
+    phase: str = "loading"  # loading -> opening -> presenting (-> stopping)
     buffer: bytes = b""
     last_frame: Any = None
+    last_error: str | None = None
+
+    @property
+    def presented(self) -> bool:
+        return self.phase in ("presenting", "stopping")
 
 
 @dataclass
@@ -77,12 +86,12 @@ class Supervisor:
     reload_requested: bool = False
     last_minute: dict | None = None
     window: Window | None = None
-    refusal: str | None = None  # the window's one-line reason for refusing to show
+    unkillable: list = field(default_factory=list)  # windows that outlived SIGKILL, reaped when they go
 
     # -- the window process ------------------------------------------------------------------
     def start_window(self) -> Window:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ, **{REPORT_FD_ENV: str(write_fd)})
+        env = dict(os.environ, **{REPORT_FD_ENV: str(write_fd), RESTARTS_ENV: str(self.restarts)})
         try:
             process = subprocess.Popen(
                 list(self.window_command), stdin=subprocess.PIPE, env=env, pass_fds=(write_fd,),
@@ -99,22 +108,19 @@ class Supervisor:
         return Window(process, read_fd, now, now)
 
     def send(self, line: str) -> None:
-        """A command to the window process (dropped when it cannot take it now)."""
+        """A command to the window process; dropped when there is none, or it cannot take one now."""
         w = self.window
         if w is None or w.process.stdin is None:
             return
         try:
             w.process.stdin.write((line + "\n").encode())
             w.process.stdin.flush()
-        except (BrokenPipeError, BlockingIOError, OSError, ValueError):
+        except (BlockingIOError, OSError, ValueError):
             pass
 
     def read_reports(self, w: Window, timeout: float) -> None:
         """Wait up to ``timeout`` s for the window's reports and handle the complete lines."""
-        try:
-            ready, _, _ = select.select([w.reports], [], [], timeout)
-        except InterruptedError:
-            return
+        ready, _, _ = select.select([w.reports], [], [], timeout)
         if not ready:
             return
         try:
@@ -141,34 +147,45 @@ class Supervisor:
             if message.get("frame") is not None:
                 w.last_frame = message["frame"]
             return
+        if kind in ("opening", "stopping"):
+            w.phase = kind
+            return
         if kind == "presenting":
-            w.presented = True
+            w.phase = "presenting"
             self.ever_presented = True
         if kind == "minute":
             message["restarts"] = self.restarts
             w.last_frame = message.get("frame", w.last_frame)
             self.last_minute = message
         if kind == "error":
-            self.refusal = message.get("message")
+            w.last_error = message.get("message")
         event = {"presenting": "window-presenting", "error": "window-error"}.get(kind, kind)
         self.log.write({"event": event, **message})
 
     def end_window(self, w: Window, reason: str | None) -> int | None:
-        """Stop ``w`` (SIGTERM, then SIGKILL after the grace; SIGKILL at once for a hang) and reap it."""
+        """Stop ``w`` (SIGTERM, then SIGKILL after the grace; SIGKILL at once for a hang) and reap it.
+
+        None when even SIGKILL did not end it in REAP_WAIT (stuck in a driver): it is kept to be
+        reaped later, and the show goes on without it.
+        """
         p = w.process
-        if p.poll() is None:
-            try:
-                if reason == "hang":
+        try:
+            if p.poll() is None and reason == "hang":
+                p.kill()
+            elif p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(STOP_GRACE)
+                except subprocess.TimeoutExpired:
                     p.kill()
-                else:
-                    p.terminate()
-                    try:
-                        p.wait(STOP_GRACE)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-            except ProcessLookupError:
-                pass
-        code = p.wait()
+            code = p.wait(REAP_WAIT)
+        except ProcessLookupError:
+            code = p.poll()
+        except subprocess.TimeoutExpired:
+            self.log.write({"event": "unkillable", "pid": p.pid, "detail": f"still there {REAP_WAIT:g} s after SIGKILL"})
+            self.unkillable.append(p)
+            code = None
+        self.unkillable = [q for q in self.unkillable if q.poll() is None]
         os.close(w.reports)
         if p.stdin is not None:
             try:
@@ -189,15 +206,16 @@ class Supervisor:
                 reason, detail = self.watch(w)
                 lived = time.monotonic() - w.started
                 code = self.end_window(w, reason)
-                if reason is None:  # the window exited by itself
+                if reason is None:  # the window ended by itself
                     if code == EXIT_ASKED_TO_STOP:
                         self.log.write({"event": "stop", "reason": "asked in the window"})
                         return 0
-                    if code == EXIT_REFUSED and not self.ever_presented:
-                        self.log.write({"event": "stop", "reason": "refused", "message": self.refusal})
-                        raise EntropicError(self.refusal or "the show's window process refused to start")
                     reason = "crashed" if code is not None and code < 0 else "exited"
                     detail = _exit_text(code)
+                if not self.ever_presented and reason in ("crashed", "exited", "hang"):
+                    message = w.last_error or f"the show's window process {detail or 'hung'} before it showed anything"
+                    self.log.write({"event": "stop", "reason": "refused", "message": message})
+                    raise EntropicError(message)
                 if self.stopping:
                     break
                 self.restarts += 1
@@ -214,7 +232,6 @@ class Supervisor:
 
     def watch(self, w: Window) -> tuple[str | None, str]:
         """Follow ``w`` until it exits (None), hangs, or is to be reloaded or stopped."""
-        hang_after = self.settings.hang_after
         while True:
             self.read_reports(w, 0.25)
             self.handle_commands()
@@ -226,9 +243,10 @@ class Supervisor:
             if w.process.poll() is not None:
                 self.read_reports(w, 0.0)  # what it said last
                 return None, ""
+            limit = {"opening": STARTUP_GRACE, "stopping": STOP_GRACE}.get(w.phase, self.settings.hang_after)
             silent = time.monotonic() - w.last_heard
-            if silent > hang_after:
-                return "hang", f"no report for {silent:.1f} s"
+            if silent > max(limit, self.settings.hang_after):
+                return "hang", f"no report for {silent:.1f} s" + (" while opening its windows" if w.phase == "opening" else "")
 
     def wait(self, seconds: float) -> None:
         """Wait before a restart, still answering commands and signals."""

@@ -29,6 +29,8 @@ MIDNIGHT = "midnight"
 CROSSING_LEVELS = 256
 # The longest crossing: an hour, far beyond any fade a viewer would sit through.
 MAX_FADE = 3600.0
+# Epochs beyond this many seconds from 1970 are mistakes (1e10 s is the year 2286).
+MAX_EPOCH = 1e10
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,14 @@ def parse_epoch(text: str, option: str = "--epoch") -> str | float:
         seconds = float(value)
     except ValueError:
         try:
-            moment = dt.datetime.fromisoformat(value)
-        except ValueError:
+            seconds = dt.datetime.fromisoformat(value).timestamp()  # naive: local time, as the artist reads their clock
+        except (ValueError, OverflowError, OSError):
             raise EntropicError(
                 f"{option} {text!r}: not a moment; give 'midnight', Unix seconds (1764583200) or an "
                 f"ISO date-time (2026-12-01T10:00, local time unless it carries an offset)"
             ) from None
-        return moment.timestamp()  # naive: local time, as the artist reads their clock
-    if not math.isfinite(seconds):
-        raise EntropicError(f"{option} {text!r}: must be a finite number of seconds")
+    if not 0.0 <= seconds <= MAX_EPOCH:  # NaN fails too
+        raise EntropicError(f"{option} {text!r}: must be a moment from 1970 to 2286 (Unix seconds 0..{MAX_EPOCH:.0f})")
     return seconds
 
 
@@ -139,3 +140,10 @@ def seconds_since_epoch(epoch: str | float, now: float) -> float:
 def frame_due(cycle: Cycle, seconds: float) -> int:
     """The cycle frame due ``seconds`` after the epoch."""
     return int(math.floor(seconds * cycle.fps + 0.5)) % cycle.length
+
+
+def clock_step(last: tuple[float, float], now: tuple[float, float]) -> float:
+    """How far the wall clock jumped between two (monotonic, wall) readings: its advance minus the
+    monotonic clock's (0 while both tick alike; about -86400 s at midnight with the default
+    epoch; an NTP step otherwise)."""
+    return (now[1] - last[1]) - (now[0] - last[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffusion.common.errors import EntropicError
-from render.show.screens import Rect, bounding_box, canvas_parts, parse_viewport
+from render.show.screens import Rect, bounding_box, canvas_parts, check_region
 
 
 def test_two_screens_split_a_canvas_of_their_size_pixel_for_pixel():
@@ -44,9 +44,9 @@ def test_a_screen_outside_the_canvas_shows_background_only():
     assert [p.crop.w for p in parts] == [0, 100, 0]
 
 
-@pytest.mark.parametrize("text", ["0,0,960", "a,b,c,d", "0,0,0,10", "-1,0,10,10", "1000,0,960,1080", "0,0,1921,1080"])
-def test_bad_viewports_are_one_line(text):
+@pytest.mark.parametrize("region", [(0, 0, 0, 10), (-1, 0, 10, 10), (1000, 0, 960, 1080), (0, 0, 1921, 1080)])
+def test_viewports_outside_the_canvas_are_one_line(region):
     with pytest.raises(EntropicError, match="--viewport") as err:
-        parse_viewport(text, 1920, 1080)
-    assert "\n" not in str(err.value)
-    assert parse_viewport("960,0,960,1080", 1920, 1080) == Rect(960, 0, 960, 1080)
+        check_region(Rect(*region), 1920, 1080)
+    assert "\n" not in str(err.value) and "inside the 1920x1080 canvas" in str(err.value)
+    assert check_region(Rect(960, 0, 960, 1080), 1920, 1080) == Rect(960, 0, 960, 1080)

@@ -205,9 +205,11 @@ def test_remote_control_keys_and_a_broken_scene(two_screens, scene_file, cycle_f
         held = x_servers.grab(two_screens, 2 * W, H)
         time.sleep(0.4)
         assert np.array_equal(held, x_servers.grab(two_screens, 2 * W, H))  # paused: the frame stays
-        shot = tmp_path / "shot.png"
-        osc(port, "/entropic/screenshot", str(shot))
+        assert osc(port, "/entropic/screenshot", "shot.png\nquit")[0] == "/entropic/error"  # no smuggled commands
+        osc(port, "/entropic/screenshot", "../../shot.png")  # a name only: it lands in the log folder
         taken = wait_for(log, "screenshot")
+        shot = log / "screenshots" / "shot.png"
+        assert taken["paths"] == [str(shot)]
         # One screen shows the whole 320x90 canvas scaled to 160x45, letterboxed in the scene's background.
         pixels = np.asarray(Image.open(shot))
         assert np.array_equal(pixels, held[:, W:])
@@ -215,7 +217,7 @@ def test_remote_control_keys_and_a_broken_scene(two_screens, scene_file, cycle_f
         status = json.loads(osc(port, "/entropic/status")[1][0])
         assert status["presenting"] and status["restarts"] == 0 and status["frame"] == taken["frame"]
         osc(port, "/entropic/resume")
-        # Keys: Esc does nothing; a window manager's close does nothing.
+        # Keys: Esc and q, which close the preview, do nothing here.
         x_servers.press(two_screens, ["Escape"], at=(W + 20, 20))
         x_servers.press(two_screens, ["q"], at=(W + 20, 20))
         time.sleep(0.5)
@@ -234,6 +236,22 @@ def test_remote_control_keys_and_a_broken_scene(two_screens, scene_file, cycle_f
         if proc.poll() is None:
             stop(proc)
     assert records(log)[-1] == {**records(log)[-1], "event": "stop", "reason": "asked in the window"}
+    # A new show is not a restart: the broken file is refused, not replaced by the last good one.
+    proc = run_show(str(scene), "--log-dir", str(log), env=dict(os.environ, DISPLAY=two_screens))
+    assert proc.returncode == 1 and "malformed TOML" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_slow_scene_is_not_taken_for_a_hang(two_screens, scene_file, tmp_path):
+    """A frame every 4 s still beats every half second: --hang-after 2 never fires."""
+    log = tmp_path / "log"
+    proc = start_show(two_screens, scene_file, log, "--fps", "0.25", "--hang-after", "2")
+    try:
+        wait_for(log, "window-presenting")
+        time.sleep(5)
+        assert proc.poll() is None
+        assert not [r for r in records(log) if r.get("event") == "restart"]
+    finally:
+        assert stop(proc) == 0
 
 
 def test_outside_its_hours_the_screen_shows_the_background(two_screens, scene_file, tmp_path):
@@ -279,7 +297,7 @@ def test_bad_settings_are_one_line_and_never_a_dead_supervisor(two_screens, scen
     log = ["--log-dir", str(tmp_path / "log")]
     cases = [
         (["--screen", "5"], 1, "--screen 5 does not exist: this display has 2 screen(s)"),
-        (["--viewport", "0,0,999,10"], 1, "--viewport '0,0,999,10': must lie inside the 320x90 canvas"),
+        (["--viewport", "0,0,999,10"], 1, "--viewport 0,0,999,10: must lie inside the 320x90 canvas"),
         (["--hours", "mon-fry 10-18"], 1, 'unknown day "fry"'),
         (["--epoch", "tomorrow"], 1, "--epoch 'tomorrow': not a moment"),
         (["--fade", "-1"], 1, "--fade -1: must be 0..3600 seconds"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ def test_the_supervisor_holds_no_gl_no_numpy_and_no_torch(tmp_path):
         "from render.cli.show import show_settings, autostart_command\n"
         "import render.show.supervisor, render.show.health, render.show.remote, render.show.autostart\n"
         f"s = show_settings(None, __import__('pathlib').Path({str(tmp_path)!r}), "
-        "{'hours': 'mon-fri 10-18', 'epoch': 'midnight', 'fade': 2.0})\n"
+        "{'hours': 'mon-fri 10-18', 'epoch': 'midnight', 'fade': 2.0, 'size': __import__('render.cli.params').cli.params.Size().convert('640x360', None, None)})\n"
         "render.show.supervisor.window_command(s); autostart_command(s)\n"
         "render.show.health.format_status(render.show.health.summarise(s.log_dir), False, s.log_dir)\n"
         "print(sorted(m for m in ('numpy', 'pyglet', 'torch', 'scenes') if m in sys.modules))\n"
@@ -48,9 +49,11 @@ def test_settings_travel_to_the_window_process_unchanged(tmp_path):
     assert ShowSettings.from_json(command[5]) == s
     for bad, message in [({"fade": -1.0}, "--fade"), ({"hang_after": 0.1}, "--hang-after"),
                          ({"osc_port": 70000}, "--osc-port"), ({"viewport": (1, 2)}, "--viewport"),
-                         ({"hours": "sometimes"}, "--hours"), ({"screens": (-1,)}, "--screen")]:
+                         ({"hours": "sometimes"}, "--hours"), ({"screens": (-1,)}, "--screen"),
+                         ({"screens": (1, 1)}, "each screen once"), ({"span": True}, "--span"),
+                         ({"epoch": "0001-01-01"}, "--epoch")]:
         with pytest.raises(EntropicError, match=message):
-            s.replace(**bad).validate()
+            dataclasses.replace(s, **bad).validate()
     with pytest.raises(EntropicError, match="show settings fade must be a finite number"):
         ShowSettings.from_json(json.dumps({**json.loads(s.to_json()), "fade": "slow"}))
 
@@ -105,6 +108,7 @@ def test_install_autostart_writes_a_unit_systemd_accepts(tmp_path):
     assert f"wrote {unit}" in out.stdout
     text = unit.read_text()
     assert "Environment=\"DISPLAY=:0\"" in text and "--hours" in text and "100%%" in text
+    assert f"WorkingDirectory={tmp_path / 'log'}" in text and "ExecReload=" in text
     assert (unit.parent / "graphical-session.target.wants" / unit.name).is_symlink()
     try:
         complaint = autostart.verify_systemd_unit(unit)
@@ -112,4 +116,7 @@ def test_install_autostart_writes_a_unit_systemd_accepts(tmp_path):
         pytest.skip(str(why))
     assert complaint is None
     out = subprocess.run([*run, "--uninstall-autostart"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert out.returncode == 1 and "--uninstall-autostart takes no SCENE, --hours, --screen" in out.stderr
+    assert unit.exists()  # a refused command changes nothing
+    out = subprocess.run(run[:4] + ["--uninstall-autostart"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert out.returncode == 0 and not unit.exists() and f"removed {unit}" in out.stdout

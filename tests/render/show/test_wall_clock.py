@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from diffusion.common.errors import EntropicError
+from render.live_window import PlaybackClock
 from render.show.wall_clock import (
-    CROSSING_LEVELS, MIDNIGHT, Picture, blend, epoch_at, frame_due, local_midnight, parse_epoch, picture_at, show_cycle,
+    CROSSING_LEVELS, MIDNIGHT, Picture, blend, clock_step, epoch_at, frame_due, local_midnight, parse_epoch,
+    picture_at, seconds_since_epoch, show_cycle,
 )
 
 
@@ -70,3 +72,21 @@ def test_epochs():
     now = dt.datetime(2026, 12, 1, 13, 45, 10).timestamp()
     assert local_midnight(now) == dt.datetime(2026, 12, 1).timestamp()
     assert epoch_at(MIDNIGHT, now) == local_midnight(now) and epoch_at(5.0, now) == 5.0
+
+
+def test_the_window_clock_shows_the_frame_due():
+    """The show's clock (the preview's PlaybackClock on an epoch) and frame_due are one formula."""
+    cycle = show_cycle(1800, 30.0, loop=False, fade=2.0)
+    now = [1764583200.0 + 10 * 3600 + 0.01]
+    epoch = parse_epoch("2026-12-01T00:00:00+00:00")
+    clock = PlaybackClock(cycle.length, cycle.fps, epoch=0.0, now=lambda: seconds_since_epoch(epoch, now[0]))
+    for k in range(500):
+        now[0] += 0.0173
+        assert clock.index() == frame_due(cycle, now[0] - epoch)
+
+
+def test_clock_steps_are_told_from_slow_ticks():
+    assert clock_step((100.0, 5000.0), (100.5, 5000.5)) == 0.0  # both clocks ticked alike
+    assert clock_step((100.0, 5000.0), (103.0, 5003.0)) == 0.0  # a 3 s stall is not a step
+    assert clock_step((100.0, 86399.9), (100.2, 0.1)) == pytest.approx(-86400.0)  # midnight, default epoch
+    assert clock_step((100.0, 5000.0), (100.1, 5002.1)) == pytest.approx(2.0)  # an NTP step forward
