@@ -56,7 +56,8 @@ mean "fri"?)``.
 
 :func:`is_open` says whether a moment is inside the hours (an opening includes its start and
 excludes its end: open at 10:00:00, closed at 18:00:00); :func:`next_change` gives the next
-moment at which that answer flips, so that a show can sleep until then instead of polling.
+moment at which that answer flips. (The show's window asks :func:`is_open` at every tick,
+at least twice a second, so it opens and closes on time whatever the clock does.)
 """
 
 from __future__ import annotations
