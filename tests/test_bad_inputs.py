@@ -358,6 +358,18 @@ OPTIONS = [
     Case("info-not-a-video", ("info", "notes.mp4"), ("notes.mp4",), write("notes.mp4", "text\n")),
     Case("info-on-a-fifo", ("info", "pipe"), ("pipe", "not a regular file"), lambda ws: os.mkfifo(ws / "pipe")),
     Case("info-unknown-folder", ("info", "mine"), ("mine", "header.json"), write("mine/notes.txt", "mine\n")),
+    Case("show-hours-malformed", ("show", "scene.toml", "--log-dir", "log", "--hours", "mon-fri 25:00-18:00"),
+         ("--hours", "25:00")),
+    Case("show-epoch-not-a-moment", ("show", "scene.toml", "--log-dir", "log", "--epoch", "soon"), ("--epoch", "soon")),
+    Case("show-epoch-year-one", ("show", "scene.toml", "--log-dir", "log", "--epoch", "0001-01-01"),
+         ("--epoch", "0001-01-01")),
+    Case("show-epoch-out-of-range", ("show", "scene.toml", "--log-dir", "log", "--epoch", "1e12"), ("--epoch", "1970")),
+    Case("show-fade-negative", ("show", "scene.toml", "--log-dir", "log", "--fade", "-2"), ("--fade", "-2")),
+    Case("show-viewport-not-four", ("show", "scene.toml", "--log-dir", "log", "--viewport", "1,2"), ("--viewport",)),
+    Case("show-span-and-screens", ("show", "scene.toml", "--log-dir", "log", "--span", "--screen", "1"),
+         ("--span", "--screen")),
+    Case("show-status-with-a-scene", ("show", "scene.toml", "--status", "--log-dir", "log"), ("--status", "SCENE")),
+    Case("show-scene-missing", ("show", "nothing.toml", "--log-dir", "log"), ("nothing.toml", "no such scene")),
 ]
 
 CORPUS = IMAGES + MANIFESTS + RUNS + STORES + SCENES + OPTIONS
