@@ -76,6 +76,15 @@ def write_synthetic_store(
     return write_store(path, x, t, a, meta={"synthetic": True, "seed": seed, "schedule": schedule}, dtype=dtype)
 
 
+def write_small_scene(folder: str | os.PathLike, scene_toml: str) -> Path:
+    """``folder/scene.toml`` with ``scene_toml``, beside the small store it plays (``store``: 8
+    synthetic samples of 12 steps at 16 px, seed 1); the scene file's path."""
+    folder = Path(folder)
+    write_synthetic_store(folder / "store", 8, steps=12, size=16, seed=1)
+    (folder / "scene.toml").write_text(scene_toml)
+    return folder / "scene.toml"
+
+
 def write_default_shaped_store(path: str | os.PathLike, size: int = 8) -> Path:
     """A store timed like the default piece's (144 samples, the default model's schedule at the
     default recipe's DDIM steps) with tiny flat frames: for tests of where tiles are and when."""

@@ -39,6 +39,7 @@ from diffusion.common.atomic import (
     temporary_path,
 )
 from diffusion.common.errors import EntropicError
+from diffusion.common.locks import lock_folder
 from diffusion.store.format import (
     COMPLETE_FILE,
     COMPLETE_FORMAT,
@@ -229,25 +230,12 @@ class StoreWriter:
 
 
 def lock_store_dir(root: Path) -> int | None:
-    """An exclusive flock on the store directory itself, so two processes never write one store.
+    """An exclusive lock on the store directory, so two processes never write one store.
 
-    (Their completeness records would overwrite each other.) Released when the descriptor closes,
-    also when the process dies. None where the platform has no flock.
+    (Their completeness records would overwrite each other.) See :func:`diffusion.common.locks.lock_folder`.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        return None
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise EntropicError(
-            f"{root}: another process is recording into this store right now; wait for it to finish, "
-            "or record shards into separate stores (--shard K/N) and merge them"
-        ) from None
-    return fd
+    return lock_folder(root, "another process is recording into this store right now; wait for it to finish, "
+                             "or record shards into separate stores (--shard K/N) and merge them")
 
 
 def write_complete(root: Path, mask: np.ndarray) -> None:

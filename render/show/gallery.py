@@ -259,7 +259,11 @@ class Show:
         self.clock = PlaybackClock(self.cycle.length, scene.fps, epoch=0.0, now=self.seconds)
         region = (check_region(Rect(*settings.viewport), scene.width, scene.height)
                   if settings.viewport else Rect(0, 0, scene.width, scene.height))
-        screens = display_screens(pyglet, list(settings.screens) if settings.screens else None if settings.span else [0])
+        if settings.screens:
+            wanted: list[int] | None = list(settings.screens)
+        else:
+            wanted = None if settings.span else [0]  # None: every screen
+        screens = display_screens(pyglet, wanted)
         parts = canvas_parts(region, screen_rects(screens))
         title = f"entropic show · {Path(settings.scene).name}"
         self.windows: list[ScreenWindow] = []

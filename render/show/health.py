@@ -20,6 +20,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from collections import Counter
 from typing import Any, Iterator
 
 LOG_NAME = "show.jsonl"
@@ -145,7 +146,7 @@ def summarise(folder: Path, last_hours: float = 24.0) -> dict[str, Any]:
         "minutes": len(minutes),
         "last": minutes[-1] if minutes else None,
         "restarts": len(restarts),
-        "restart_reasons": _count(r.get("reason", "?") for r in restarts),
+        "restart_reasons": dict(Counter(str(r.get("reason", "?")) for r in restarts)),
         "last_restart": restarts[-1] if restarts else None,
         "last_error": errors[-1] if errors else None,
         "recent_hours": last_hours,
@@ -162,13 +163,6 @@ def _after(record: dict[str, Any], cutoff: dt.datetime) -> bool:
         return dt.datetime.fromisoformat(str(record["time"])) >= cutoff
     except (KeyError, ValueError, TypeError):
         return False
-
-
-def _count(items: Iterator[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[str(item)] = out.get(str(item), 0) + 1
-    return out
 
 
 def format_status(summary: dict[str, Any], running: bool | None, folder: Path) -> str:

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
+from diffusion.common.locks import folder_locked, lock_folder
 from render.show.health import HealthLog
 from render.show.settings import EXIT_ASKED_TO_STOP, REPORT_FD_ENV, RESTARTS_ENV, ShowSettings
 
@@ -45,7 +46,6 @@ MAX_BACKOFF = 60.0
 STARTUP_GRACE = 60.0  # seconds a window may be silent while it opens its windows and makes its first frame
 STOP_GRACE = 5.0  # seconds a window gets to exit on SIGTERM before SIGKILL
 REAP_WAIT = 10.0  # seconds to wait for a SIGKILLed window to go (one stuck in a driver may not)
-LOCK_NAME = "show.lock"
 
 
 def backoff(failures: int) -> float:
@@ -289,54 +289,17 @@ def _exit_text(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def lock_log_dir(folder: Path):
-    """Hold ``folder/show.lock`` for this process (one show per log folder); the open file, or None where locks are not available."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        other = f.read().strip()
-        f.close()
-        raise EntropicError(
-            f"{folder}: another show is running with this log folder (pid {other or '?'}); "
-            f"stop it, or give this one its own --log-dir"
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
-
-
 def show_running(folder: Path) -> bool | None:
     """Whether a supervisor holds ``folder``'s lock now (None where that cannot be told)."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    path = Path(folder) / LOCK_NAME
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    return folder_locked(folder)
 
 
 def supervise(settings: ShowSettings, window_command: Sequence[str]) -> int:
     """Run the show: lock its log folder, handle signals, serve remote control, supervise the window."""
     folder = Path(settings.log_dir)
     try:
-        lock = lock_log_dir(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(folder, "another show is running with this log folder; stop it, or give this one its own --log-dir")
     except OSError as err:
         raise EntropicError(f"{folder}: cannot use as the show's log folder ({err.strerror or err})") from None
     sup = Supervisor(settings, window_command, HealthLog(folder))
@@ -365,7 +328,7 @@ def supervise(settings: ShowSettings, window_command: Sequence[str]) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if lock is not None:
-            lock.close()
+            os.close(lock)
 
 
 def window_command(settings: ShowSettings) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from diffusion.common.children import parent_death_signal_supported
 from render.cli import main as cli_main
-from tests.helpers import write_synthetic_store
+from tests.helpers import write_small_scene
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,10 +70,7 @@ main(sys.argv[1:])
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kill-scene")
-    write_synthetic_store(root / "store", 8, steps=12, size=16, seed=1)
-    (root / "scene.toml").write_text(SCENE)
-    return root / "scene.toml"
+    return write_small_scene(tmp_path_factory.mktemp("kill-scene"), SCENE)
 
 
 @pytest.fixture(scope="module")

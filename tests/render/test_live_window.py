@@ -255,12 +255,9 @@ spread = 10
 
 @pytest.fixture(scope="module")
 def preview_scene(tmp_path_factory) -> Path:
-    from tests.helpers import write_synthetic_store
+    from tests.helpers import write_small_scene
 
-    root = tmp_path_factory.mktemp("preview-scene")
-    write_synthetic_store(root / "store", 8, steps=12, size=16, seed=1)
-    (root / "scene.toml").write_text(PREVIEW_SCENE)
-    return root / "scene.toml"
+    return write_small_scene(tmp_path_factory.mktemp("preview-scene"), PREVIEW_SCENE)
 
 
 def _preview_cli(scene: Path, tmp_path: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:

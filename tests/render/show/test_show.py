@@ -50,12 +50,9 @@ def two_screens():
 
 @pytest.fixture(scope="module")
 def scene_file(tmp_path_factory) -> Path:
-    from tests.helpers import write_synthetic_store
+    from tests.helpers import write_small_scene
 
-    root = tmp_path_factory.mktemp("show-scene")
-    write_synthetic_store(root / "store", 8, steps=12, size=16, seed=1)
-    (root / "scene.toml").write_text(SCENE)
-    return root / "scene.toml"
+    return write_small_scene(tmp_path_factory.mktemp("show-scene"), SCENE)
 
 
 @pytest.fixture(scope="module")
