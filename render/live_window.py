@@ -50,10 +50,13 @@ class PlaybackClock:
     """
 
     def __init__(self, frame_count: int, fps: float, *, start_frame: float = 0.0,
-                 now: Callable[[], float] = time.perf_counter, epoch: float | None = None) -> None:
+                 now: Callable[[], float] = time.perf_counter, epoch: float | None = None,
+                 wrap: bool = True) -> None:
         if frame_count < 1:
             raise EntropicError("the scene has no frames to preview")
         self.frame_count = int(frame_count)
+        # wrap=False: indices run on past the last frame (an endless window's laps, render.live_scene).
+        self.wrap = wrap
         self.fps = float(fps)
         self._now = now
         self.speed = 1.0
@@ -85,12 +88,16 @@ class PlaybackClock:
 
     def index(self) -> int:
         """The frame due now, wrapped into [0, frame_count) (the preview loops)."""
-        return int(math.floor(self.position() + 0.5)) % self.frame_count
+        return self.wrapped(int(math.floor(self.position() + 0.5)))
+
+    def wrapped(self, raw: int) -> int:
+        """``raw`` wrapped into [0, frame_count), or as it is when the clock does not wrap."""
+        return raw % self.frame_count if self.wrap else raw
 
     def index_in(self, seconds: float) -> int:
         """The frame that will be due ``seconds`` from now at the current speed."""
         ahead = 0.0 if self.paused else seconds * self.fps * self.speed
-        return int(math.floor(self.position() + ahead + 0.5)) % self.frame_count
+        return self.wrapped(int(math.floor(self.position() + ahead + 0.5)))
 
     def stride(self) -> int:
         """Frames advanced per presentation: 1 up to normal speed, ``round(speed)`` above it."""
@@ -104,7 +111,7 @@ class PlaybackClock:
             if skipped > 0:
                 self.dropped += skipped
         self.last_index = raw
-        return raw % self.frame_count
+        return self.wrapped(raw)
 
     def seconds_to_next(self) -> float:
         """Wall seconds until the middle of the next frame to present (one stride after the
@@ -175,10 +182,14 @@ class FrameFetcher:
             self._pending[1].cancel()
         self._pending = (index, self._pool.submit(self.frame_at, index))
 
-    def close(self) -> None:
+    def discard(self) -> None:
+        """Forget the prediction (the frames it was made from have changed)."""
         if self._pending is not None:
             self._pending[1].cancel()
         self._pending = None
+
+    def close(self) -> None:
+        self.discard()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -429,6 +440,45 @@ class FrameQuad:
         self.program.delete()
 
 
+class Overlay:
+    """Lines of text over the frame's top-left corner, on a dark band (the preview's ``i`` key).
+
+    The text is laid out again at most every ``refresh`` seconds: pyglet lays a label out on
+    the CPU, which costs more than a frame of software GL if done every tick.
+    """
+
+    def __init__(self, pyglet, refresh: float = 0.25) -> None:
+        self.pyglet = pyglet
+        self.batch = pyglet.graphics.Batch()
+        self.band = pyglet.shapes.Rectangle(0, 0, 1, 1, color=(0, 0, 0, 170), batch=self.batch)
+        self.label = pyglet.text.Label("", font_size=11, x=8, y=0, anchor_y="top", multiline=True, width=2000,
+                                       color=(255, 255, 255, 255), batch=self.batch)
+        self.refresh = refresh
+        self._laid_out = -1e9
+        self._lines: list[str] = []
+
+    def draw(self, lines: list[str], window_h: int) -> None:
+        """Draw ``lines`` at the top of a window ``window_h`` high (laid out again if they changed
+        and the last layout is old enough)."""
+        now = time.perf_counter()
+        if lines != self._lines and now - self._laid_out >= self.refresh:
+            self._lines, self._laid_out = lines, now
+            self.label.text = "\n".join(lines)
+        self.label.y = window_h - 6
+        self.band.x, self.band.y = 0, window_h - self.label.content_height - 12
+        self.band.width, self.band.height = self.label.content_width + 16, self.label.content_height + 12
+        gl = self.pyglet.gl
+        gl.glEnable(gl.GL_BLEND)
+        gl.glBlendFunc(gl.GL_SRC_ALPHA, gl.GL_ONE_MINUS_SRC_ALPHA)
+        self.batch.draw()
+        gl.glDisable(gl.GL_BLEND)
+
+    def delete(self) -> None:
+        """Release its GL objects (the window's context must be current)."""
+        self.label.delete()
+        self.band.delete()
+
+
 class PreviewWindow:
     """A pyglet window showing frames from ``frame_at(index)`` at ``fps``.
 
@@ -446,6 +496,7 @@ class PreviewWindow:
         frame_count: int,
         options: PreviewOptions = PreviewOptions(),
         title: str = "entropic preview",
+        live=None,
     ) -> None:
         check_display(options.headless)
         import pyglet
@@ -467,7 +518,13 @@ class PreviewWindow:
         self.frame_at = frame_at
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.options = options
-        self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps)
+        # A render.live_scene.LiveScene: reloaded scenes (its version) and endless laps (no wrap).
+        self.live = live
+        self._live_version = live.version if live is not None else 0
+        self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps,
+                                   wrap=not (live is not None and live.endless))
+        self.overlay: Overlay | None = None
+        self._drag_x: float | None = None
         self.current_index: int | None = None
         self._period = 1.0 / self.fps  # measured time between presentations (timed mode)
         self._last_present: float | None = None
@@ -490,6 +547,7 @@ class PreviewWindow:
         self.window.push_handlers(
             on_draw=self.on_draw, on_key_press=self.on_key_press, on_close=self.on_close,
             on_expose=self._mark_dirty, on_resize=self._on_resize,
+            on_mouse_press=self.on_mouse_press, on_mouse_drag=self.on_mouse_drag,
         )
 
     # -- GL ----------------------------------------------------------------------------------
@@ -523,6 +581,9 @@ class PreviewWindow:
             # with software GL a full clear costs several ms a frame at 1080p.
             clear_framebuffer(self.gl, fb_w, fb_h, 0)
         self.quad.draw(x, y, w, h)
+        if self.overlay is not None:
+            self.gl.glViewport(0, 0, fb_w, fb_h)
+            self.overlay.draw(self._overlay_lines(), self.window.height)
 
     def read_pixels(self) -> np.ndarray:
         """The scene area of the back buffer as uint8 [h, w] (red channel), top row first."""
@@ -566,12 +627,14 @@ class PreviewWindow:
             return None
         ahead = max(1.0 / self.fps, self._period)
         nxt = self.clock.index_in(ahead)
-        return nxt if nxt != index else (index + 1) % self.clock.frame_count
+        return nxt if nxt != index else self.clock.wrapped(index + 1)
 
     def tick(self, dt: float = 0.0) -> None:  # noqa: ARG002 - pyglet passes dt; time comes from the clock
         """Show the frame due now (clock mode)."""
         if self.closed:
             return
+        if self.live is not None and self.live.version != self._live_version:
+            self.take_reloaded_scene()
         index = self.clock.advance()
         shown = self.clock.presented
         self.show(index, self.expected_next(index))
@@ -611,6 +674,8 @@ class PreviewWindow:
             self._dirty = True
         elif symbol == key.S:
             self.save_current_frame()
+        elif symbol == key.I:
+            self.toggle_overlay()
         elif symbol in (key.Q, key.ESCAPE):
             self.on_close()
         else:
@@ -618,6 +683,78 @@ class PreviewWindow:
         if symbol in (key.SPACE, key.LEFT, key.RIGHT) and clock.paused:
             self.show(clock.index())
         return True  # handled: pyglet's default Esc handler must not also run
+
+    # -- scrubbing with the mouse, the overlay, reloads --------------------------------------------
+    def on_mouse_press(self, x: int, y: int, button: int, modifiers: int) -> None:  # noqa: ARG002
+        self._drag_x = x
+
+    def on_mouse_drag(self, x: int, y: int, dx: int, dy: int, buttons: int, modifiers: int) -> None:  # noqa: ARG002
+        """Dragging across the whole window moves through one whole cycle (left: back in time)."""
+        self.scrub(dx / max(1, self.window.width))
+
+    def scrub(self, fraction: float) -> None:
+        """Move by ``fraction`` of the scene's length (negative: back), keeping pause state."""
+        self.clock.seek_frames(fraction * self.clock.frame_count)
+        self._dirty = True
+        if self.clock.paused:
+            self.show(self.clock.index())
+
+    def toggle_overlay(self) -> bool:
+        """Show or hide the overlay (time, frame, fps, dropped frames, scene file); whether it is shown."""
+        if self.overlay is None:
+            self.window.switch_to()
+            self.overlay = Overlay(self.pyglet)
+        else:
+            self.window.switch_to()
+            self.overlay.delete()
+            self.overlay = None
+        self._dirty = True
+        return self.overlay is not None
+
+    def _overlay_lines(self) -> list[str]:
+        clock = self.clock
+        index = 0 if self.current_index is None else self.current_index
+        within = index % clock.frame_count
+        fps = 0.0 if self._period <= 0 else 1.0 / self._period
+        lines = [
+            f"{within / clock.fps:6.2f} s / {clock.frame_count / clock.fps:.2f} s   frame {within} / {clock.frame_count}",
+            f"{fps:5.1f} fps   dropped {clock.dropped}" + ("   paused" if clock.paused else "")
+            + (f"   speed x{clock.speed:g}" if clock.speed != 1 else ""),
+        ]
+        live = self.live
+        if live is not None:
+            lines.append(str(live.path))
+            cycle = live.cycle_at(index)
+            if cycle is not None:
+                lines.append(f"cycle {cycle}   next: {'sampled' if live.next_ready(cycle) else 'sampling'}")
+            if live.last_error:
+                lines.append(f"not loaded: {live.last_error}")
+        return lines
+
+    def take_reloaded_scene(self) -> None:
+        """Play the live scene's new version from the same time position (same lap when endless)."""
+        live, old = self.live, self.clock
+        self._live_version = live.version
+        scene = live.scene
+        lap, within = divmod(old.position(), old.frame_count)
+        seconds = within / old.fps
+        position = lap * scene.frame_count + (seconds * scene.fps) % scene.frame_count
+        clock = PlaybackClock(scene.frame_count, scene.fps, start_frame=position, wrap=old.wrap)
+        clock.paused, clock.speed = old.paused, old.speed
+        clock.presented, clock.dropped = old.presented, old.dropped
+        self.clock = clock
+        self.fps = float(scene.fps)
+        self._period = 1.0 / self.fps
+        if (scene.width, scene.height) != (self.width, self.height):
+            self.window.switch_to()
+            self.quad.delete()
+            self.width, self.height = scene.width, scene.height
+            self.quad = FrameQuad(self.gl, self.width, self.height)
+            self._set_filter()
+            self.current_frame = None
+        self.fetcher.discard()
+        self.current_index = None
+        self._dirty = True
 
     def save_current_frame(self) -> Path:
         """Save the exact scene frame now shown as ``entropic-frame-NNNNNN.png`` in save_dir."""
@@ -645,6 +782,8 @@ class PreviewWindow:
         self.fetcher.close()
         try:
             self.window.switch_to()
+            if self.overlay is not None:
+                self.overlay.delete()
             self.quad.delete()
         finally:
             self.window.close()
@@ -654,7 +793,8 @@ class PreviewWindow:
         """Run the event loop until quit (or the non-interactive limits); return the stats."""
         pyglet = self.pyglet
         opts = self.options
-        self.clock = PlaybackClock(self.clock.frame_count, self.fps, start_frame=opts.start * self.fps)
+        self.clock = PlaybackClock(self.clock.frame_count, self.fps, start_frame=opts.start * self.fps,
+                                   wrap=self.clock.wrap)
         t0 = time.perf_counter()
 
         if opts.frames_then_exit is not None:
@@ -665,10 +805,10 @@ class PreviewWindow:
             def fixed_tick(dt: float) -> None:  # noqa: ARG001
                 n = self.clock.presented
                 self._dirty = True
-                index = (start + n) % self.clock.frame_count
+                index = self.clock.wrapped(start + n)
                 if n + 1 == opts.frames_then_exit:
                     self.screenshot_request = opts.screenshot  # taken between draw and flip
-                self.show(index, (index + 1) % self.clock.frame_count)
+                self.show(index, self.clock.wrapped(index + 1))
                 if self.clock.presented >= opts.frames_then_exit:
                     self.on_close()
 
@@ -684,8 +824,8 @@ class PreviewWindow:
             tick = timed_tick
             # Show the first frame before the clock starts: its compositing warms the scene's
             # caches and would otherwise count as a burst of dropped frames.
-            first = int(math.floor(opts.start * self.fps + 0.5)) % self.clock.frame_count
-            self.show(first, (first + 1) % self.clock.frame_count)
+            first = self.clock.wrapped(int(math.floor(opts.start * self.fps + 0.5)))
+            self.show(first, self.clock.wrapped(first + 1))
             self.clock.restart()
             self.clock.last_index = int(math.floor(self.clock.position() + 0.5))
             self.clock.presented = 1
@@ -713,22 +853,18 @@ class PreviewWindow:
         return Path(path)
 
 
-def run_preview(scene, options: PreviewOptions = PreviewOptions()) -> PreviewStats:
-    """Open a preview window on ``scene`` (a loaded Scene) and run it until it is closed."""
-    import scenes
-
+def run_preview(live, options: PreviewOptions = PreviewOptions()) -> PreviewStats:
+    """Open a preview window on ``live`` (a :class:`render.live_scene.LiveScene`) and run it until it is closed."""
     check_display(options.headless)
+    scene = live.scene
     if options.screenshot is not None and options.frames_then_exit is None:
         raise EntropicError("--screenshot needs --frames-then-exit N (the screenshot is taken after N frames)")
     if options.screenshot is not None and not Path(options.screenshot).parent.is_dir():
         raise EntropicError(f"{Path(options.screenshot).parent}: screenshot folder does not exist")
     if options.start < 0 or options.start > scene.duration:
         raise EntropicError(f"--start {options.start} is outside the scene's 0..{scene.duration} s")
-    win = PreviewWindow(
-        lambda i: scenes.frame_at_index(scene, i),
-        scene.width, scene.height, scene.fps, scene.frame_count, options,
-        title=f"entropic · {Path(str(getattr(scene, 'source_path', 'scene'))).name}",
-    )
+    win = PreviewWindow(live.frame, scene.width, scene.height, scene.fps, scene.frame_count, options,
+                        title=f"entropic · {live.path.name}", live=live)
     try:
         return win.run()
     finally:

@@ -4,6 +4,7 @@ Public API (used by ``render/``):
 
     load_scene(path, named_stores=None) -> Scene  validate a TOML scene (docs/scene-format.md)
     resolve_store(value, base_dir=".") -> Path    what a scene's ``store = ...`` path points at
+    read_generate(text, path, ...) -> GenerateSpec | None   the [generate] table (render.endless)
     with_canvas(scene, width=None, height=None, fps=None) -> Scene
     frame(scene, t) -> uint8 [height, width]      pure function of (scene, stores, t seconds)
     frame_at_index(scene, i) -> uint8 frame at t = i / fps
@@ -13,16 +14,19 @@ Scene attributes: width, height, fps, duration, loop, frame_count, source_path, 
 """
 
 from scenes.frames import frame, frame_at_index, iter_frames
-from scenes.loading import load_scene, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
-from scenes.spec import FORMAT_VERSION, Scene
+from scenes.loading import load_scene, read_generate, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
+from scenes.spec import FORMAT_VERSION, GENERATED_STORE, GenerateSpec, Scene
 
 __all__ = [
     "FORMAT_VERSION",
+    "GENERATED_STORE",
+    "GenerateSpec",
     "Scene",
     "frame",
     "frame_at_index",
     "iter_frames",
     "load_scene",
+    "read_generate",
     "read_scene_text",
     "resolve_store",
     "scene_from_dict",

@@ -19,6 +19,7 @@ from diffusion.common.validation import Invalid, TableReader, join_key, quoted, 
 from scenes.layout import grid_origin, select_samples
 from scenes.schema import (
     SCHEMA_CANVAS,
+    SCHEMA_GENERATE,
     SCHEMA_GRID,
     SCHEMA_MOTION,
     SCHEMA_TIMELINE,
@@ -27,11 +28,13 @@ from scenes.schema import (
 )
 from scenes.spec import (
     FORMAT_VERSION,
+    GENERATED_STORE,
     MAX_CANVAS_SIDE,
     MAX_GRIDS,
     MAX_TILES_PER_GRID,
     TILE_MEMORY_LIMIT,
     CanvasSpec,
+    GenerateSpec,
     GridSpec,
     MotionSpec,
     Scene,
@@ -136,15 +139,43 @@ def scene_from_dict(
     as in :func:`load_scene`.
     """
     r = TableReader(source, "scene")
-    canvas, tables = _check_tables(r, raw)
+    canvas, tables, generate = _check_tables(r, raw)
     grids = tuple(
         _grid(r, canvas, gi, g, timeline, motion, tone, _store_path(r, g["store"], f"grid[{gi}].store", base_dir, named_stores))
         for gi, (g, timeline, motion, tone) in enumerate(tables, start=1)
     )
-    return Scene(source_path=source_path, canvas=canvas, grids=grids)
+    return Scene(source_path=source_path, canvas=canvas, grids=grids, generate=generate)
 
 
-def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, list[tuple[dict, TimelineSpec, MotionSpec, ToneSpec]]]:
+def read_generate(text: str, path: str | os.PathLike, plays: tuple[str, ...] = (GENERATED_STORE,),
+                  implicit: bool = False) -> GenerateSpec | None:
+    """The scene's ``[generate]`` table, checked with the whole file but before any store is opened.
+
+    ``plays``: the store names whose grids play the generated cycles. ``implicit``: a scene
+    without the table is given its defaults (``--endless``); otherwise such a scene gives None.
+    ``count`` left out becomes the most samples one of those grids needs. A scene whose grids
+    never name one of ``plays`` is an EntropicError: nothing would show what is generated.
+    """
+    where = str(Path(path))
+    r = TableReader(where, "scene")
+    _, tables, generate = _check_tables(r, parse_toml(text, where))
+    if generate is None:
+        if not implicit:
+            return None
+        generate = GenerateSpec()
+    needed = [max(g["rows"] * g["cols"], 1 + max(g["samples"]) if isinstance(g["samples"], tuple) else 0)
+              for g, *_ in tables if g["store"] in plays]
+    if not needed:
+        names = " or ".join(f'store = "{name}"' for name in plays)
+        raise r.fail("generate", f"no [[grid]] plays the generated samples; give one {names}")
+    if generate.count is None:
+        generate = dataclasses.replace(generate, count=max(needed))
+    elif generate.count < max(needed):
+        raise r.fail("generate.count", f"{generate.count} samples per cycle, but a grid needs {max(needed)}")
+    return generate
+
+
+def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, list[tuple[dict, TimelineSpec, MotionSpec, ToneSpec]], GenerateSpec | None]:
     """Every table of the file checked, before any store is looked at."""
     top = r.table(dict(raw), SCHEMA_TOP, "")
     version = top["version"]
@@ -193,13 +224,19 @@ def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, l
             tiles = g["rows"] * g["cols"]
             raise r.fail(f"{where}.rows", f"rows x cols = {tiles} tiles; at most {MAX_TILES_PER_GRID} per grid")
         tables.append((g, timeline, motion, tone))
-    return canvas, tables
+    generate = None
+    if top["generate"] is not None:
+        generate = GenerateSpec(**r.table(top["generate"], SCHEMA_GENERATE, "generate"))
+    return canvas, tables, generate
 
 
 def _store_path(r: TableReader, value: str, key: str, base_dir: str | os.PathLike, named_stores: NamedStores | None) -> Path:
     named = (named_stores or {}).get(value)
     if named is not None:
         return named()
+    if value == GENERATED_STORE:
+        raise r.fail(key, f'"{GENERATED_STORE}" plays the cycles that [generate] samples: show it with '
+                          "`entropic preview` or `entropic show`, render one with `entropic render --cycle N`")
     return resolve_store(value, base_dir)
 
 

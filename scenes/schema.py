@@ -21,6 +21,9 @@ from diffusion.common.validation import (
     passthrough,
     text,
 )
+from diffusion.model.config import SAMPLERS
+from diffusion.record_settings import PRECISIONS
+from diffusion.store.format import DTYPES
 from scenes.spec import (
     AFTER_RUN,
     BETWEEN_STEPS,
@@ -164,8 +167,23 @@ SCHEMA_TONE: dict[str, Key] = {
 }
 
 
+SCHEMA_GENERATE: dict[str, Key] = {
+    "model": Key(_store, "default"),
+    "count": Key(integer(1, MAX_TILES_PER_GRID), None),
+    "sampler": Key(choice(SAMPLERS), "ddim"),
+    "steps": Key(integer(1, 100_000), 50),
+    "eta": Key(number(0.0, 1.0), 0.0),
+    "seed": Key(SEED, 7),
+    "precision": Key(choice(PRECISIONS), "auto"),
+    "dtype": Key(choice(tuple(DTYPES)), "float16"),
+    "store": Key(_store, None),
+    "keep": Key(integer(2, 1_000_000), 3),
+}
+
+
 SCHEMA_TOP: dict[str, Key] = {
     "version": Key(integer()),
     "canvas": Key(passthrough, None),
     "grid": Key(passthrough, None),
+    "generate": Key(passthrough, None),
 }

@@ -36,6 +36,8 @@ BLEND_MODES = ("over", "darken", "lighten", "multiply", "add")
 DITHERS = ("none", "ordered", "blue-noise")
 ORDERS = ("as-is", "shuffle")
 FRAME_KINDS = ("x", "x0")
+# The store a grid names to play the cycles that [generate] samples (render.endless).
+GENERATED_STORE = "generated"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,29 @@ class ToneSpec:
 
 
 @dataclass(frozen=True)
+class GenerateSpec:
+    """[generate]: new samples for every cycle of a live window (render.endless).
+
+    ``model`` is a run directory (relative to the scene file) or ``"default"``; ``count`` the
+    samples per cycle (None: as many as the grids naming ``store = "generated"`` need);
+    ``seed`` the base from which each cycle's seed is derived; ``store`` the rolling store's
+    folder (None: one in the cache folder named after the scene file); ``keep`` how many
+    cycles it keeps. The sampler keys mean what they mean to ``entropic sample``.
+    """
+
+    model: str = "default"
+    count: int | None = None
+    sampler: str = "ddim"
+    steps: int | None = 50
+    eta: float = 0.0
+    seed: int = 7
+    precision: str = "auto"
+    dtype: str = "float16"
+    store: str | None = None
+    keep: int = 3
+
+
+@dataclass(frozen=True)
 class GridSpec:
     """One [[grid]]: a layer of tiles, each showing one sample's trajectory.
 
@@ -134,6 +159,7 @@ class Scene:
     canvas: CanvasSpec
     grids: tuple[GridSpec, ...]
     scale: tuple[float, float] = (1.0, 1.0)
+    generate: GenerateSpec | None = None
 
     @property
     def width(self) -> int:

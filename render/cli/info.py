@@ -27,6 +27,10 @@ def describe(path: Path) -> str:
             from render.provenance import describe_video
 
             return describe_video(path)
+        if (path / "rolling.json").is_file():
+            from render.endless.rolling_store import describe
+
+            return describe(path)
         if (path / "provenance.json").is_file():
             from diffusion.data.manifest import describe_dataset
 
@@ -45,5 +49,5 @@ def describe(path: Path) -> str:
 @click.command()
 @click.argument("path", type=params.PATH)
 def info(path: Path) -> None:
-    """Provenance and facts of a run directory, a trajectory store, a dataset or a video."""
+    """Provenance and facts of a run directory, a trajectory store, a dataset, a video or a rolling store."""
     click.echo(describe(path))

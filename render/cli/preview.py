@@ -30,25 +30,42 @@ _preview_option = functools.partial(params.option, defaults=params.defaults_of("
               help="With --frames-then-exit: save the window's pixels (read back from GL) as PNG at exit.")
 @click.option("--headless", is_flag=True,
               help="Render offscreen with pyglet's EGL mode (no X server); for --frames-then-exit runs.")
+@click.option("--watch", is_flag=True, help="Reload the scene when its file is saved or a store it reads changes.")
+@click.option("--endless", is_flag=True,
+              help="New drawings every cycle: sampled in the background while the current cycle plays "
+                   "(the scene's [generate] table does the same; without one, grids of store \"default\" are generated).")
+@click.option("--keep", metavar="N|SIZE", default=None,
+              help="Endless: keep the newest N cycles (default 3) or as many as fit in SIZE (e.g. 2GB).")
+@click.option("--sampler-threads", type=click.IntRange(min=1), default=None,
+              help="Endless: torch CPU threads of the background sampler (default: torch's choice).")
 @click.option("--quiet", is_flag=True, help="No messages except errors.")
 def preview(scene: Path | None, size: tuple[int, int] | None, fps: float | None, no_vsync: bool, quiet: bool,
-            **options: Any) -> None:
+            watch: bool, endless: bool, keep: str | None, sampler_threads: int | None, **options: Any) -> None:
     """Show SCENE (default: the default piece) live; it loops until you quit.
 
     Keys: space pause · left/right step a frame (paused) or scrub 1 s (shift: 10 s) ·
-    up/down speed x2 / x0.5 · f fullscreen · s save the current frame as PNG · q/Esc quit.
+    drag with the mouse to scrub · up/down speed x2 / x0.5 · f fullscreen · i overlay ·
+    s save the current frame as PNG · q/Esc quit.
     Late frames are dropped, never slowed down. Without a display use `entropic render`.
     """
-    from render.cli import default_piece
-    from render.export import load_render_scene
+    import threading
+
+    from render.cli.live import live_scene
     from render.live_window import PreviewOptions, check_display, run_preview
 
     check_display(options["headless"])  # before loading anything: the answer without a screen is immediate
-    the_scene = load_render_scene(
-        scene if scene is not None else default_piece.scene_path("preview"), size, fps,
-        named_stores=default_piece.named_stores(progress=not quiet),
-    )
-    stats = run_preview(the_scene, PreviewOptions(vsync=not no_vsync, quiet=quiet, **params.given(options)))
+    live = live_scene(scene, "preview", size=size, fps=fps, endless=endless, keep=keep, quiet=quiet,
+                      threads=sampler_threads)
+    stop = threading.Event()
+    try:
+        if watch:
+            from render.scene_watch import watch as watch_scene
+
+            watch_scene(live, lambda line: click.echo(line, err=True), stop)
+        stats = run_preview(live, PreviewOptions(vsync=not no_vsync, quiet=quiet, **params.given(options)))
+    finally:
+        stop.set()
+        live.close()
     if not quiet:
         click.echo(
             f"presented {stats.presented} frames in {stats.seconds:.1f} s ({stats.presented_per_second:.1f}/s), "

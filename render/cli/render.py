@@ -36,8 +36,11 @@ _render_option = functools.partial(params.option, defaults=params.defaults_of("r
 @click.option("--full-range", is_flag=True,
               help="H.264: keep all 256 grey levels (full/PC range flag) instead of 16-235 (limited/TV).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (it is replaced only when the new one is complete).")
+@click.option("--cycle", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Render cycle N of the scene's endless rolling store (what `preview`/`show` played; "
+                   "see `entropic info ROLLING`).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def render(scene: Path | None, quiet: bool, **options: Any) -> None:
+def render(scene: Path | None, quiet: bool, cycle: int | None, **options: Any) -> None:
     """Export SCENE (default: the default piece) as a video, a GIF or a PNG sequence.
 
     The file is written under a temporary name and renamed when complete; the video's
@@ -47,11 +50,13 @@ def render(scene: Path | None, quiet: bool, **options: Any) -> None:
     from render.cli import default_piece
     from render.export import RenderOptions, render as render_scene
 
-    result = render_scene(
-        scene if scene is not None else default_piece.scene_path("render"),
-        RenderOptions(quiet=quiet, **params.given(options)),
-        named_stores=default_piece.named_stores(progress=not quiet),
-    )
+    path = scene if scene is not None else default_piece.scene_path("render")
+    named = default_piece.named_stores(progress=not quiet)
+    if cycle is not None:
+        from render.cli.live import cycle_stores, scene_file
+
+        named = {**named, **cycle_stores(scene_file(path, "render"), cycle)}
+    result = render_scene(path, RenderOptions(quiet=quiet, **params.given(options)), named_stores=named)
     click.echo(
         f"wrote {result.path} ({result.kind if result.codec is None else result.codec}, {result.width}x{result.height} "
         f"at {result.fps:g} fps, frames {result.start}:{result.stop}, {result.frames_written} rendered in "

@@ -1,0 +1,112 @@
+"""The window's side of endless generation: the sampler process behind it, and which cycle plays next.
+
+:class:`CycleFeed` starts :mod:`render.endless.sampler_process` (a child that dies with the
+window, SIGKILL included), restarts it when it dies (after 1, 2, 4 ... 60 s while it keeps
+dying young), and answers from the rolling store's files which complete cycle comes after the
+one playing. It never blocks the window: every call reads a few small files.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from diffusion.common.children import dies_with_parent
+from diffusion.common.errors import EntropicError
+from render.endless import rolling_store as rs
+from render.endless.plan import EndlessPlan
+
+BACKOFF_MAX = 60.0
+STABLE_AFTER = 60.0  # a sampler that ran this long before dying restarts at once
+
+
+class CycleFeed:
+    """Cycles for a live window: ``first()``, then ``next_after(cycle)`` each lap; ``poll()`` often."""
+
+    def __init__(self, plan: EndlessPlan, log: Callable[[str], None], threads: int | None = None) -> None:
+        self.plan = plan
+        self.log = log
+        self.threads = threads
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+        self._started = 0.0
+        self._backoff = 1.0
+        self._restart_at: float | None = None
+        rs.open_rolling(plan.root, plan.recipe)
+
+    # -- the sampler process -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the sampler process (from the thread that will outlive it: see dies_with_parent)."""
+        command = [sys.executable, "-m", "render.endless.sampler_process", self.plan.to_json()]
+        if self.threads is not None:
+            command.append(str(self.threads))
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, **dies_with_parent())
+        self._started = time.monotonic()
+
+    def poll(self) -> None:
+        """Restart a sampler process that has died (logged once, with its exit status)."""
+        if self.process is None:
+            return
+        code = self.process.poll()
+        now = time.monotonic()
+        if code is None:
+            return
+        if self._restart_at is None:
+            ran = now - self._started
+            self._backoff = 1.0 if ran >= STABLE_AFTER else min(BACKOFF_MAX, self._backoff * 2 if self.restarts else 1.0)
+            self._restart_at = now + self._backoff
+            self.log(f"entropic: the endless sampler stopped (exit status {code}) after {ran:.0f} s; "
+                     f"restarting it in {self._backoff:.0f} s, the window keeps playing")
+        if now >= self._restart_at:
+            self._restart_at = None
+            self.restarts += 1
+            self.start()
+
+    def close(self) -> None:
+        """Stop the sampler process (what it had committed stays; a cycle half-sampled resumes next time)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    # -- cycles ----------------------------------------------------------------------------------
+    def first(self, wait: bool = True, progress: bool = True) -> int:
+        """The cycle to play first (an unshown one; else the newest, shown again). With none
+        complete yet (the first run), waits while the sampler records one."""
+        said = False
+        while True:
+            cycle, again = rs.first_to_play(self.plan.root)
+            if cycle is not None:
+                if again:
+                    self.log(f"entropic: no new cycle is ready; cycle {cycle} plays again while the next is sampled")
+                return cycle
+            if not wait:
+                raise EntropicError(f"{self.plan.root}: no complete cycle to play")
+            if progress and not said:
+                self.log(f"entropic: sampling the first cycle ({self.plan.settings.count} drawings) into "
+                         f"{self.plan.root}; the window opens when it is complete")
+                said = True
+            self.poll()
+            time.sleep(0.2)
+
+    def next_after(self, cycle: int) -> int | None:
+        """The complete cycle after ``cycle`` (the lowest number above it), or None."""
+        later = [n for n in rs.cycle_numbers(self.plan.root) if n > cycle]
+        return next((n for n in later if rs.is_complete(self.plan.root, n)), None)
+
+    def began(self, cycle: int) -> None:
+        """Record that ``cycle`` began to play (what the sampler works ahead of)."""
+        try:
+            rs.record_shown(self.plan.root, cycle)
+        except OSError as err:  # a full disk must not stop the window
+            self.log(f"entropic: cannot note cycle {cycle} in {self.plan.root} ({err.strerror or err})")
+
+    def store(self, cycle: int):
+        """The folder of cycle ``cycle``'s store."""
+        return rs.cycle_path(self.plan.root, cycle)

@@ -1,0 +1,297 @@
+"""The rolling store: one trajectory store per cycle of an endless live window, the newest kept.
+
+A folder (docs/endless.md)::
+
+    rolling.json        what every cycle is sampled with: the model (its weights hash), the
+                        sampler settings, the samples per cycle and the base seed
+    cycles/000041/      cycle 41: an ordinary trajectory store whose seed is
+                        ``cycle_seed(base, 41)``, so any cycle can be rendered like any store
+    shown.jsonl         one line per cycle the window began to play: {"cycle", "at"}
+    playing.json        the cycle on screen now (what the sampler samples ahead of)
+
+Cycles are numbered in the order they are made; a cycle's samples depend only on the model,
+the settings, the base seed and its number. Only the window writes ``shown.jsonl`` and
+``playing.json``; only the sampler process writes cycles and removes old ones. Removing a
+cycle renames it out of ``cycles/`` first, so a reader never opens half a deleted store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from diffusion.common.atomic import atomic_write_json, remove_stale_temporaries, temporary_path
+from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json_object
+from diffusion.store.format import COMPLETE_FILE, read_complete, read_header, sample_seed
+
+FORMAT = "entropic-rolling-store"
+VERSION = 1
+RECIPE_FILE = "rolling.json"
+CYCLES = "cycles"
+SHOWN_FILE = "shown.jsonl"
+PLAYING_FILE = "playing.json"
+_CYCLE_NAME = re.compile(r"[0-9]{6,}")
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What the rolling store keeps: the newest ``cycles``, or as many as fit in ``bytes``."""
+
+    cycles: int | None = None
+    bytes: int | None = None
+
+    def describe(self) -> str:
+        """How it reads in messages."""
+        return f"{self.cycles} cycles" if self.cycles is not None else f"{self.bytes / 1e6:,.0f} MB"
+
+
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B)\s*", re.IGNORECASE)
+_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_keep(text: str) -> Keep:
+    """``"3"`` (cycles) or a disk budget such as ``"500MB"``, ``"2GiB"``; EntropicError otherwise."""
+    value = str(text).strip()
+    if value.isdigit():
+        cycles = int(value)
+        if cycles < 2:
+            raise EntropicError(f"--keep {value}: keep at least 2 cycles (the one playing and the next)")
+        return Keep(cycles=cycles)
+    m = _SIZE.fullmatch(value)
+    if not m:
+        raise EntropicError(f"--keep {value!r}: give a number of cycles (e.g. 3) or a disk budget (e.g. 500MB, 2GiB)")
+    unit = m.group(2)[:-1].lower()
+    return Keep(bytes=int(float(m.group(1)) * _UNITS[unit]))
+
+
+def cycle_seed(base_seed: int, cycle: int) -> int:
+    """The store seed of cycle ``cycle``: independent streams per cycle, a function of (base, cycle) only."""
+    return sample_seed(base_seed, cycle)
+
+
+def cycle_path(root: str | os.PathLike, cycle: int) -> Path:
+    """The folder of cycle ``cycle`` in the rolling store ``root``."""
+    return Path(root) / CYCLES / f"{int(cycle):06d}"
+
+
+def cycle_numbers(root: str | os.PathLike) -> list[int]:
+    """Every cycle with a folder (complete or being sampled), in order."""
+    folder = Path(root) / CYCLES
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return sorted(int(name) for name in names if _CYCLE_NAME.fullmatch(name))
+
+
+def is_complete(root: str | os.PathLike, cycle: int) -> bool:
+    """Whether every sample of the cycle's store is recorded (from its files alone, no arrays read)."""
+    path = cycle_path(root, cycle)
+    if not (path / COMPLETE_FILE).is_file():
+        return False
+    try:
+        header = read_header(path)
+        return bool(read_complete(path, int(header["num_samples"])).all())
+    except (EntropicError, OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def complete_cycles(root: str | os.PathLike) -> list[int]:
+    """The cycles that can be played, in order."""
+    return [n for n in cycle_numbers(root) if is_complete(root, n)]
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes a folder takes on disk (allocated blocks: sparse array files count what they hold)."""
+    total = 0
+    for entry in path.rglob("*"):
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        blocks = getattr(st, "st_blocks", None)  # not on Windows
+        total += st.st_size if blocks is None else blocks * 512
+    return total
+
+
+def open_rolling(root: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
+    """The rolling store at ``root``, created for ``recipe`` or checked to have been made by it.
+
+    A folder made with another recipe (another model, other settings) is refused naming the
+    first difference: its cycles would not be what the scene asks for, and nothing is deleted.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise EntropicError(f"{root}: is a file; the rolling store is a folder")
+    path = root / RECIPE_FILE
+    if path.is_file():
+        existing = read_json_object(path, "rolling store")
+        if existing.get("format") != FORMAT:
+            raise EntropicError(f"{path}: not an entropic rolling store")
+        for key in sorted(set(existing.get("recipe", {})) | set(recipe)):
+            old, new = existing.get("recipe", {}).get(key), recipe.get(key)
+            if old != new:
+                raise EntropicError(
+                    f"{root}: this rolling store was sampled with {key} = {json.dumps(old)}, the scene asks for "
+                    f"{json.dumps(new)}; give [generate] store another folder, or delete this one"
+                )
+        return root
+    if root.exists() and any(name != CYCLES for name in os.listdir(root)) and not (root / CYCLES).is_dir():
+        raise EntropicError(f"{root}: a folder that is not a rolling store; give [generate] store an empty or new folder")
+    (root / CYCLES).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"format": FORMAT, "version": VERSION, "recipe": dict(recipe)})
+    return root
+
+
+def read_recipe(root: str | os.PathLike) -> dict[str, Any]:
+    """``rolling.json``'s recipe; EntropicError when ``root`` is not a rolling store."""
+    path = Path(root) / RECIPE_FILE
+    if not path.is_file():
+        raise EntropicError(f"{root}: not a rolling store (no {RECIPE_FILE})")
+    data = read_json_object(path, "rolling store")
+    if data.get("format") != FORMAT or not isinstance(data.get("recipe"), dict):
+        raise EntropicError(f"{path}: not an entropic rolling store")
+    return data["recipe"]
+
+
+def record_shown(root: str | os.PathLike, cycle: int, now: dt.datetime | None = None) -> None:
+    """Note that ``cycle`` began to play (``shown.jsonl``, and ``playing.json`` for the sampler)."""
+    root = Path(root)
+    at = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    with open(root / SHOWN_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"cycle": int(cycle), "at": at}) + "\n")
+    atomic_write_json(root / PLAYING_FILE, {"cycle": int(cycle), "at": at})
+
+
+def read_playing(root: str | os.PathLike) -> int | None:
+    """The cycle the window says is on screen, or None."""
+    try:
+        data = json.loads((Path(root) / PLAYING_FILE).read_text(encoding="utf-8"))
+        cycle = data["cycle"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return cycle if isinstance(cycle, int) and not isinstance(cycle, bool) and cycle >= 0 else None
+
+
+def shown(root: str | os.PathLike) -> list[tuple[int, str]]:
+    """Every (cycle, time) the window began to play, oldest first; unreadable lines are skipped."""
+    out: list[tuple[int, str]] = []
+    try:
+        lines = (Path(root) / SHOWN_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            item = json.loads(line)
+            if isinstance(item["cycle"], int) and not isinstance(item["cycle"], bool):
+                out.append((item["cycle"], str(item["at"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def next_cycle(root: str | os.PathLike) -> int:
+    """The number of the cycle to make after every one made or shown so far."""
+    known = cycle_numbers(root) + [n for n, _ in shown(root)]
+    return max(known) + 1 if known else 0
+
+
+def to_make(root: str | os.PathLike) -> int | None:
+    """The cycle the sampler should record now, or None when it is ahead.
+
+    With a cycle playing, the one after it. With none (a window not started yet), an unplayed
+    complete cycle is enough; otherwise the newest unfinished one is resumed, or a new one begun.
+    """
+    playing = read_playing(root)
+    if playing is not None:
+        wanted = playing + 1
+        return None if is_complete(root, wanted) else wanted
+    played = {n for n, _ in shown(root)}
+    complete = complete_cycles(root)
+    if any(n not in played for n in complete):
+        return None
+    numbers = cycle_numbers(root)
+    if numbers and numbers[-1] not in complete and numbers[-1] not in played:
+        return numbers[-1]
+    return next_cycle(root)
+
+
+def first_to_play(root: str | os.PathLike) -> tuple[int | None, bool]:
+    """(the cycle a window starting now plays first, whether it was shown before); (None, False) when none is complete.
+
+    The oldest complete cycle never shown; failing that the newest complete one, shown again.
+    """
+    played = {n for n, _ in shown(root)}
+    complete = complete_cycles(root)
+    fresh = [n for n in complete if n not in played]
+    if fresh:
+        return fresh[0], False
+    return (complete[-1], True) if complete else (None, False)
+
+
+def prune(root: str | os.PathLike, keep: Keep, protect: set[int]) -> list[int]:
+    """Remove the oldest cycles beyond ``keep``, never one in ``protect``; the cycles removed."""
+    root = Path(root)
+    remove_stale_temporaries(root / CYCLES)
+    numbers = cycle_numbers(root)
+    removed: list[int] = []
+    if keep.cycles is not None:
+        doomed = [n for n in numbers[: max(0, len(numbers) - keep.cycles)] if n not in protect]
+    else:
+        sizes = {n: folder_bytes(cycle_path(root, n)) for n in numbers}
+        total = sum(sizes.values())
+        doomed = []
+        for n in numbers:
+            if total <= keep.bytes:
+                break
+            if n not in protect:
+                doomed.append(n)
+                total -= sizes[n]
+    for n in doomed:
+        path = cycle_path(root, n)
+        trash = temporary_path(path, ".removed")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(n)
+    return removed
+
+
+def describe(root: str | os.PathLike) -> str:
+    """What ``entropic info ROLLING`` prints: the recipe, the cycles on disk and the ones shown."""
+    root = Path(root)
+    recipe = read_recipe(root)
+    complete = set(complete_cycles(root))
+    numbers = cycle_numbers(root)
+    seen: dict[int, list[str]] = {}
+    for n, at in shown(root):
+        seen.setdefault(n, []).append(at)
+    lines = [
+        f"{root}: rolling store of an endless window",
+        f"  model: {recipe.get('model', {}).get('run', '?')} (weights sha256 {str(recipe.get('model', {}).get('weights_sha256', '?'))[:16]}…)",
+        f"  each cycle: {recipe.get('count')} samples, {recipe.get('sampler')} {recipe.get('steps') or 'all'} steps, "
+        f"base seed {recipe.get('seed')}",
+        f"  on disk: {len(numbers)} cycle(s) ({len(complete)} complete), {folder_bytes(root / CYCLES) / 1e6:,.1f} MB; "
+        f"shown: {len(seen)} cycle(s)",
+    ]
+    for n in sorted(set(numbers) | set(seen)):
+        state = "complete" if n in complete else ("being sampled" if n in numbers else "removed")
+        times = seen.get(n, [])
+        when = f"shown {times[0]}" + (f" and {len(times) - 1} more time(s)" if len(times) > 1 else "") if times else "not shown"
+        lines.append(f"  cycle {n:6d}: {state:13s} {when}")
+    return "\n".join(lines)
+
+
+def is_rolling_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a rolling store's folder."""
+    return (Path(path) / RECIPE_FILE).is_file()
+
