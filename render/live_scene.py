@@ -36,13 +36,13 @@ class LiveScene:
     """The scene a live window shows; ``feed`` (a :class:`render.endless.cycles.CycleFeed`) makes it endless."""
 
     def __init__(self, path: Path, load: SceneLoader, *, feed=None, log: Callable[[str], None] = print,
-                 progress: bool = True) -> None:
+                 progress: bool = True, text: str | None = None) -> None:
         self.path = Path(path)
         self.load = load
         self.feed = feed
         self.log = log
         self._lock = threading.Lock()
-        self.text = scenes.read_scene_text(self.path)
+        self.text = scenes.read_scene_text(self.path) if text is None else text
         self.version = 0
         self.last_error: str | None = None
         self._laps: dict[int, int] = {}  # lap -> cycle
@@ -72,7 +72,7 @@ class LiveScene:
         if self.feed is None:
             return scenes.frame_at_index(scene, position % scene.frame_count)
         lap, index = divmod(position, scene.frame_count)
-        return scenes.frame_at_index(self._scene_of_lap(lap), index)
+        return scenes.frame_at_index(self.scene_of_lap(lap), index)
 
     def cycle_at(self, position: int) -> int | None:
         """The cycle that the lap holding ``position`` plays (None: not endless, or not decided yet)."""
@@ -86,7 +86,8 @@ class LiveScene:
         with self._lock:
             return cycle in self._next
 
-    def _scene_of_lap(self, lap: int) -> scenes.Scene:
+    def scene_of_lap(self, lap: int) -> scenes.Scene:
+        """The scene lap ``lap`` plays (its cycle decided now if it is new)."""
         with self._lock:
             cycle = self._laps.get(lap)
             began = False

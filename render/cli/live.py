@@ -28,7 +28,7 @@ def endless_plan(path: Path, text: str, *, endless: bool, keep: str | None):
     """The scene's generation plan (:func:`render.endless.plan.plan_endless`), or None when it
     plays fixed stores (no ``[generate]`` and no ``--endless``)."""
     from render.endless.plan import plan_endless
-    from render.endless.rolling_store import parse_keep
+    from render.endless.keep import parse_keep
 
     return plan_endless(
         path, text, implicit=endless, keep=parse_keep(keep) if keep is not None else None,

@@ -39,6 +39,9 @@ _show_option = functools.partial(params.option, defaults=params.defaults_of("ren
 @_show_option("--osc-host", help="The address the OSC port listens on.")
 @_show_option("--hang-after", type=float, help="Restart the window when it reports nothing for this many seconds.")
 @_show_option("--report-every", type=float, help="Seconds between health records in the log.")
+@click.option("--endless", is_flag=True,
+              help="New drawings every cycle, sampled in the background (a scene with [generate] is endless anyway).")
+@_show_option("--keep", metavar="N|SIZE", help="Endless: keep the newest N cycles or as many as fit in SIZE (e.g. 2GB).")
 @click.option("--status", is_flag=True, help="Summarise the health log of the show using --log-dir, and exit.")
 @click.option("--install-autostart", is_flag=True, help="Start this show, with these options, at every login.")
 @click.option("--uninstall-autostart", is_flag=True, help="Remove what --install-autostart wrote.")
@@ -56,7 +59,9 @@ def show(scene: Path | None, status: bool, install_autostart: bool, uninstall_au
         from render.cli import default_piece
         from render.show.gallery import window_process_main
 
-        sys.exit(window_process_main(window_process, default_piece.named_stores(progress=False)))
+        from render.cli.live import endless_plan
+
+        sys.exit(window_process_main(window_process, default_piece.named_stores(progress=False), endless_plan))
     from render.show.settings import default_log_dir
 
     if sys.platform == "win32":
@@ -127,7 +132,8 @@ def autostart_command(settings: Any) -> list[str]:
     plain = ShowSettings(scene=settings.scene, log_dir=settings.log_dir)
     argv = [sys.executable, "-m", "render.cli", "show", settings.scene, "--log-dir", settings.log_dir]
     flags = {"epoch": "--epoch", "fade": "--fade", "hours": "--hours", "fps": "--fps", "osc_port": "--osc-port",
-             "osc_host": "--osc-host", "hang_after": "--hang-after", "report_every": "--report-every"}
+             "osc_host": "--osc-host", "hang_after": "--hang-after", "report_every": "--report-every",
+             "keep": "--keep"}
     for name, flag in flags.items():
         value = getattr(settings, name)
         if value != getattr(plain, name):
@@ -139,5 +145,5 @@ def autostart_command(settings: Any) -> list[str]:
     if settings.viewport:
         argv += ["--viewport", ",".join(map(str, settings.viewport))]
     argv += [flag for flag, on in (("--span", settings.span), ("--windowed", settings.windowed),
-                                   ("--no-vsync", not settings.vsync)) if on]
+                                   ("--no-vsync", not settings.vsync), ("--endless", settings.endless)) if on]
     return argv

@@ -20,7 +20,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.record_settings import RecordSettings
 from diffusion.runs.layout import read_config
 from diffusion.store.format import DTYPES
-from render.endless.rolling_store import Keep
+from render.endless.keep import Keep
 
 DEFAULT_MODEL = "default"  # [generate] model = "default": the default model
 

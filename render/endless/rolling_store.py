@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +29,7 @@ from diffusion.common.atomic import atomic_write_json, remove_stale_temporaries,
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json_object
 from diffusion.store.format import COMPLETE_FILE, read_complete, read_header, sample_seed
+from render.endless.keep import Keep
 
 FORMAT = "entropic-rolling-store"
 VERSION = 1
@@ -38,37 +38,6 @@ CYCLES = "cycles"
 SHOWN_FILE = "shown.jsonl"
 PLAYING_FILE = "playing.json"
 _CYCLE_NAME = re.compile(r"[0-9]{6,}")
-
-
-@dataclass(frozen=True)
-class Keep:
-    """What the rolling store keeps: the newest ``cycles``, or as many as fit in ``bytes``."""
-
-    cycles: int | None = None
-    bytes: int | None = None
-
-    def describe(self) -> str:
-        """How it reads in messages."""
-        return f"{self.cycles} cycles" if self.cycles is not None else f"{self.bytes / 1e6:,.0f} MB"
-
-
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B)\s*", re.IGNORECASE)
-_UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_keep(text: str) -> Keep:
-    """``"3"`` (cycles) or a disk budget such as ``"500MB"``, ``"2GiB"``; EntropicError otherwise."""
-    value = str(text).strip()
-    if value.isdigit():
-        cycles = int(value)
-        if cycles < 2:
-            raise EntropicError(f"--keep {value}: keep at least 2 cycles (the one playing and the next)")
-        return Keep(cycles=cycles)
-    m = _SIZE.fullmatch(value)
-    if not m:
-        raise EntropicError(f"--keep {value!r}: give a number of cycles (e.g. 3) or a disk budget (e.g. 500MB, 2GiB)")
-    unit = m.group(2)[:-1].lower()
-    return Keep(bytes=int(float(m.group(1)) * _UNITS[unit]))
 
 
 def cycle_seed(base_seed: int, cycle: int) -> int:

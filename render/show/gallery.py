@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -87,31 +87,43 @@ class Reporter:
 # -- the scene -----------------------------------------------------------------------------------
 
 
-def load_show_scene(settings: ShowSettings, named_stores, report: Reporter, restart: bool) -> Any:
-    """The scene to show, with --size/--fps applied.
+def show_scene_text(settings: ShowSettings, report: Reporter, restart: bool, load: Callable[[str, str], Any]) -> Any:
+    """``load(text, source)`` of the scene file's text: what the window shows.
 
     At a restart (``restart``), a scene file that no longer loads is replaced by the text that
     last did, with the error reported; the first window of a show shows the file or refuses.
     """
     import scenes
-    from render.export import load_render_scene
 
-    size = tuple(settings.size) if settings.size else None
-    fps = settings.fps or None
     path = Path(settings.scene)
     last_good = Path(settings.log_dir) / LAST_GOOD
     try:
         text = scenes.read_scene_text(path)
-        scene = scenes.scene_from_text(text, path, named_stores=named_stores)
+        loaded = load(text, str(path))
     except EntropicError as err:
         saved = _read_last_good(last_good, path) if restart else None
         if saved is None:
             raise
         report.send("scene-error", message=str(err), fallback="the last version that loaded")
-        scene = scenes.scene_from_text(saved, path, named_stores=named_stores, source=f"{path} (last good version)")
+        loaded = load(saved, f"{path} (last good version)")
     else:
         _save_last_good(last_good, path, text)
-    return load_render_scene(scene, size, fps)
+    return loaded
+
+
+def scene_loader(settings: ShowSettings, named_stores) -> Callable[[str, Mapping[str, Callable[[], Path]], str | None], Any]:
+    """(text, extra named stores, source) -> the scene, with --size/--fps applied."""
+    import scenes
+    from render.export import load_render_scene
+
+    size = tuple(settings.size) if settings.size else None
+    path = Path(settings.scene)
+
+    def load(text: str, stores: Mapping[str, Callable[[], Path]], source: str | None = None) -> Any:
+        scene = scenes.scene_from_text(text, path, named_stores={**(named_stores or {}), **stores}, source=source)
+        return load_render_scene(scene, size, settings.fps or None)
+
+    return load
 
 
 def _read_last_good(file: Path, scene: Path) -> str | None:
@@ -137,28 +149,42 @@ def _save_last_good(file: Path, scene: Path, text: str) -> None:
 
 
 class CycleFrames:
-    """Frame ``i`` of the show's cycle as a full canvas (uint8 [H, W]): a scene frame or a crossing frame."""
+    """Frame ``i`` of the show as a full canvas (uint8 [H, W]): a scene frame or a crossing frame.
 
-    def __init__(self, scene, cycle: Cycle) -> None:
-        import scenes
+    ``i`` counts within one cycle, or (``live``, an endless :class:`render.live_scene.LiveScene`)
+    on the unwrapped timeline, where lap k of the show plays lap k's cycle and its crossing leads
+    into the first frame of the next lap's.
+    """
 
+    def __init__(self, scene, cycle: Cycle, live=None) -> None:
         self.cycle = cycle
+        self.live = live
+        self.scene = scene
         self.background = int(scene.canvas.background)
         self.shape = (scene.height, scene.width)
-        self._scene_frame = lambda i: scenes.frame_at_index(scene, i)
-        self._ends: dict[int, np.ndarray] = {}
+        self._ends: dict[tuple[int, int], np.ndarray] = {}
 
-    def _end(self, index: int) -> np.ndarray:
-        if index not in self._ends:  # the first and last frames, kept for the crossing
-            self._ends[index] = np.array(self._scene_frame(index), dtype=np.uint8, copy=True)
-        return self._ends[index]
+    def _scene(self, lap: int):
+        return self.scene if self.live is None else self.live.scene_of_lap(lap)
+
+    def _end(self, lap: int, index: int) -> np.ndarray:
+        import scenes
+
+        if (lap, index) not in self._ends:  # the first and last frames, kept for the crossing
+            if len(self._ends) >= 4:
+                self._ends.clear()
+            self._ends[(lap, index)] = np.array(scenes.frame_at_index(self._scene(lap), index), dtype=np.uint8)
+        return self._ends[(lap, index)]
 
     def __call__(self, i: int) -> np.ndarray:
-        pic = picture_at(self.cycle, i)
+        import scenes
+
+        lap, within = divmod(i, self.cycle.length) if self.live is not None else (0, i)
+        pic = picture_at(self.cycle, within)
         if pic.second is None and pic.weight == 0:
-            return self._scene_frame(pic.first)
-        first = self.background if pic.first is None else self._end(pic.first)
-        second = self.background if pic.second is None else self._end(pic.second)
+            return scenes.frame_at_index(self._scene(lap), pic.first)
+        first = self.background if pic.first is None else self._end(lap, pic.first)
+        second = self.background if pic.second is None else self._end(lap + 1 if self.live is not None else lap, pic.second)
         return blend(first, second, pic.weight, self.shape)
 
 
@@ -240,7 +266,8 @@ def rss_mib() -> float:
 class Show:
     """The window process's state: windows, clock, the frame shown, the minute's statistics."""
 
-    def __init__(self, scene, settings: ShowSettings, report: Reporter, commands: "queue.SimpleQueue[str]") -> None:
+    def __init__(self, scene, settings: ShowSettings, report: Reporter, commands: "queue.SimpleQueue[str]",
+                 live=None) -> None:
         import pyglet
 
         pyglet.options["shadow_window"] = False
@@ -255,8 +282,8 @@ class Show:
         self.epoch = parse_epoch(settings.epoch)
         self.hours = opening.parse_hours(settings.hours) if settings.hours else None
         self.cycle = show_cycle(scene.frame_count, scene.fps, scene.loop, settings.fade)
-        self.frames = CycleFrames(scene, self.cycle)
-        self.clock = PlaybackClock(self.cycle.length, scene.fps, epoch=0.0, now=self.seconds)
+        self.frames = CycleFrames(scene, self.cycle, live)
+        self.clock = PlaybackClock(self.cycle.length, scene.fps, epoch=0.0, now=self.seconds, wrap=live is None)
         region = (check_region(Rect(*settings.viewport), scene.width, scene.height)
                   if settings.viewport else Rect(0, 0, scene.width, scene.height))
         if settings.screens:
@@ -333,7 +360,9 @@ class Show:
             if not math.isfinite(seconds):
                 self.report.send("command-error", message=f"jump {arg!r}: give seconds into the scene")
                 return
-            self.held = int(round(min(max(seconds, 0.0), self.scene.duration) * self.scene.fps)) % self.cycle.length
+            lap = (self.index if self.index is not None else self.clock.index()) // self.cycle.length
+            within = int(round(min(max(seconds, 0.0), self.scene.duration) * self.scene.fps)) % self.cycle.length
+            self.held = self.clock.wrapped(lap * self.cycle.length + within)
             self.resync()
         elif word == "screenshot":
             name = Path(arg).name or f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.png"
@@ -415,7 +444,7 @@ class Show:
         for w in self.windows:
             w.draw(self.frame)
         if new and self.held is None:
-            self.fetcher.prefetch((index + 1) % self.cycle.length)  # the uploads have copied the frame
+            self.fetcher.prefetch(self.clock.wrapped(index + 1))  # the uploads have copied the frame
         self._flip()
         now = time.perf_counter()
         if self._last_present is not None:
@@ -505,7 +534,7 @@ def _beat_while(report: Reporter, stop: threading.Event) -> None:
 
 
 def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int | None = None,
-                       commands_from=None, restart: bool = False) -> int:
+                       commands_from=None, restart: bool = False, endless_plan: Callable | None = None) -> int:
     """The window process's body: load, open, present until stopped; the exit status.
 
     A problem that restarting cannot fix (a bad setting, a screen that does not exist, a scene
@@ -515,16 +544,38 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
     commands: queue.SimpleQueue[str] = queue.SimpleQueue()
     if commands_from is not None:
         threading.Thread(target=_read_commands, args=(commands_from, commands), daemon=True).start()
-    show = None
+    show = live = None
+    load = scene_loader(settings, named_stores)
     try:
         loading = threading.Event()
         threading.Thread(target=_beat_while, args=(report, loading), daemon=True).start()
         try:
-            scene = load_show_scene(settings, named_stores, report, restart)
+            def open_scene(text: str, source: str):
+                plan = None
+                if endless_plan is not None:
+                    plan = endless_plan(Path(settings.scene), text, endless=settings.endless, keep=settings.keep or None)
+                if plan is None:
+                    return None, load(text, {}, source)
+                from render.endless.cycles import CycleFeed
+                from render.live_scene import LiveScene
+
+                def log(line: str) -> None:
+                    report.send("endless", message=line.removeprefix("entropic: "))
+
+                feed = CycleFeed(plan, log)
+                try:
+                    endless = LiveScene(Path(settings.scene), lambda t, stores: load(t, stores, source),
+                                        feed=feed, log=log, text=text)
+                except BaseException:
+                    feed.close()
+                    raise
+                return endless, endless.scene
+
+            live, scene = show_scene_text(settings, report, restart, open_scene)
         finally:
             loading.set()
         report.send("opening")  # windows, GL contexts, the first frame: no beats until presenting
-        show = Show(scene, settings, report, commands)
+        show = Show(scene, settings, report, commands, live=live)
         return show.run()
     except EntropicError as err:
         report.send("error", message=str(err))
@@ -536,9 +587,12 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
             show.close()
 
 
-def window_process_main(settings_json: str, named_stores: Callable | None = None) -> int:
-    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd and the restart count in the environment)."""
+def window_process_main(settings_json: str, named_stores: Callable | None = None,
+                        endless_plan: Callable | None = None) -> int:
+    """Entry of the hidden ``entropic show --window-process`` (the report pipe's fd and the restart count in
+    the environment); ``endless_plan`` is :func:`render.cli.live.endless_plan`."""
     settings = ShowSettings.from_json(settings_json)
     fd = os.environ.get(REPORT_FD_ENV)
     restarts = int(os.environ.get(RESTARTS_ENV, "0") or 0)
-    return run_window_process(settings, named_stores, int(fd) if fd else None, sys.stdin, restart=restarts > 0)
+    return run_window_process(settings, named_stores, int(fd) if fd else None, sys.stdin, restart=restarts > 0,
+                              endless_plan=endless_plan)

@@ -50,6 +50,8 @@ class ShowSettings:
     hang_after: float = HANG_AFTER
     osc_port: int = 0  # 0 = no remote control
     osc_host: str = "127.0.0.1"
+    endless: bool = False  # new drawings every cycle (render.endless); a scene with [generate] is endless anyway
+    keep: str = ""  # endless: cycles or disk budget kept ("" = the scene's [generate] keep)
 
     def validate(self) -> None:
         """One clear line for a value no show can use (screens and viewport are checked against the display and canvas later)."""
@@ -75,6 +77,10 @@ class ShowSettings:
         if self.fps and not 0 < self.fps <= 1000:
             raise EntropicError(f"--fps {self.fps:g}: must be a positive number up to 1000")
         parse_epoch(self.epoch)
+        if self.keep:
+            from render.endless.keep import parse_keep
+
+            parse_keep(self.keep)
         if self.hours:
             parse_hours(self.hours)
 

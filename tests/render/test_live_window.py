@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -317,3 +318,103 @@ def test_preview_without_a_scene_shows_the_default_piece(preview_xvfb, tiny_defa
         default_piece.scene_path(), (192, 108), named_stores=default_piece.named_stores(progress=False)
     ), 1)
     assert np.array_equal(np.asarray(Image.open(shot)), expected)
+
+
+def test_overlay_shows_over_the_frame_and_goes_away(preview_window):
+    from pyglet.window import key
+
+    win = preview_window
+    win.show(5)
+    plain = win.read_pixels()
+    press(win, key.I)
+    win.show(5)
+    shown = win.read_pixels()
+    band = shown[:30, :60]
+    assert not np.array_equal(band, plain[:30, :60])  # text on a dark band in the top-left corner
+    assert band.max() > 200 and np.median(band) < np.median(plain[:30, :60])
+    assert np.array_equal(shown[60:, 100:], plain[60:, 100:])  # the rest of the frame untouched
+    assert "frame 5 / 40" in "\n".join(win._overlay_lines())
+    press(win, key.I)
+    win.show(5)
+    assert np.array_equal(win.read_pixels(), plain)
+
+
+def test_dragging_the_mouse_scrubs_through_the_cycle(preview_window):
+    from pyglet.window import key
+
+    win = preview_window
+    press(win, key.SPACE)  # paused: the drag alone moves the frame
+    start = win.clock.index()
+    win.window.dispatch_event("on_mouse_press", 10, 10, 1, 0)
+    win.window.dispatch_event("on_mouse_drag", 10 + W // 2, 10, W // 2, 0, 1, 0)
+    win.window.dispatch_events()
+    moved = (win.clock.index() - start) % 40
+    assert moved in (19, 20)  # half the window's width: half of the 40 frames
+    assert np.array_equal(win.read_pixels(), moving_frame(win.clock.index()))
+
+
+ENDLESS_SCENE = """version = 1
+[canvas]
+width = 64
+height = 40
+fps = 10
+duration = 1
+[[grid]]
+store = "generated"
+rows = 2
+cols = 3
+[generate]
+model = "{run}"
+steps = 3
+store = "rolling"
+"""
+
+
+def test_endless_window_shows_what_render_of_the_cycle_writes(preview_xvfb, tiny_run, tmp_path):
+    """Laps of the endless window play new cycles; the pixels on screen are `render --cycle`'s."""
+    import json
+
+    scene = tmp_path / "scene.toml"
+    scene.write_text(ENDLESS_SCENE.format(run=tiny_run))
+    shot = tmp_path / "shot.png"
+    proc = _preview_cli(scene, tmp_path, dict(os.environ, DISPLAY=preview_xvfb),
+                        "--frames-then-exit", "24", "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr
+    shown = [json.loads(line)["cycle"] for line in (tmp_path / "rolling" / "shown.jsonl").read_text().splitlines()]
+    assert len(shown) == 3 and shown[0] == 0  # frames 0..23: laps 0, 1, 2
+    frames = tmp_path / "frames"
+    done = subprocess.run([sys.executable, "-m", "render.cli", "render", str(scene), "--cycle", str(shown[2]),
+                           "--format", "png", "-o", str(frames), "--frames", "3:4", "--quiet"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.asarray(Image.open(shot)), np.asarray(Image.open(frames / "frame_000003.png")))
+
+
+def test_watch_reloads_the_window_when_the_scene_is_saved(preview_xvfb, preview_scene, tmp_path):
+    from tests import x_servers
+    from tests.helpers import write_small_scene
+
+    scene = write_small_scene(tmp_path, PREVIEW_SCENE)
+    proc = subprocess.Popen([sys.executable, "-m", "render.cli", "preview", str(scene), "--watch"],
+                            env=dict(os.environ, DISPLAY=preview_xvfb), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def corner() -> float:  # the scene's background, left of the grid's first tile
+            return float(x_servers.grab(preview_xvfb, 8, 8).mean())
+
+        deadline = time.monotonic() + 30
+        while corner() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = corner()
+        assert before > 0, "the window never showed the scene"
+        tmp = scene.with_name(".scene.toml.tmp")
+        tmp.write_text(PREVIEW_SCENE.replace("[canvas]", "[canvas]\nbackground = 0"))
+        os.replace(tmp, scene)
+        deadline = time.monotonic() + 10
+        while corner() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert corner() != before, "the saved scene never reached the screen"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "reloaded scene.toml" in err

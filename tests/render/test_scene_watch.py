@@ -1,0 +1,83 @@
+"""Live reload (render.scene_watch, render.live_scene): real files, real change notifications."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from render.cli.live import live_scene
+from render.scene_watch import watch
+from tests.helpers import write_small_scene, write_synthetic_store
+
+SCENE = """version = 1
+[canvas]
+width = 48
+height = 32
+fps = 10
+duration = 2
+background = {background}
+[[grid]]
+store = "store"
+rows = 1
+cols = 2
+"""
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def watched(tmp_path):
+    path = write_small_scene(tmp_path, SCENE.format(background=255))
+    live = live_scene(path, "preview", quiet=True)
+    lines: list[str] = []
+    stop = threading.Event()
+    thread = watch(live, lines.append, stop)
+    time.sleep(0.3)  # the watcher is listening
+    yield live, lines, path
+    stop.set()
+    thread.join(5)
+    live.close()
+
+
+def save(path, text: str) -> None:
+    """Save as editors do: a temporary file renamed over the scene."""
+    tmp = path.with_name(f".{path.name}.swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_a_saved_scene_is_reloaded_and_a_broken_one_keeps_the_last_good(watched):
+    live, lines, path = watched
+    assert live.scene.canvas.background == 255
+    save(path, SCENE.format(background=0))
+    wait_until(lambda: live.version == 1, what="the reload")
+    assert live.scene.canvas.background == 0 and live.last_error is None
+    corner = live.frame(0)[0, 0]
+    save(path, SCENE.format(background=0).replace("rows = 1", "rows = -1"))
+    wait_until(lambda: live.last_error is not None, what="the error")
+    assert "grid[1].rows" in live.last_error and "\n" not in live.last_error
+    assert live.version == 1 and live.frame(0)[0, 0] == corner  # the last good scene plays on
+    assert any("the last good scene stays on screen" in line for line in lines)
+    save(path, SCENE.format(background=128))
+    wait_until(lambda: live.version == 2, what="the reload after the fix")
+    assert live.last_error is None and live.frame(0)[0, 0] == 128
+
+
+def test_a_store_recorded_again_is_picked_up(watched):
+    live, _, path = watched
+    before = live.frame(0).copy()
+    new = write_synthetic_store(path.parent / "store-new", 8, steps=12, size=16, seed=5)
+    os.rename(path.parent / "store", path.parent / "store-old")
+    os.rename(new, path.parent / "store")
+    wait_until(lambda: live.version >= 1 and live.last_error is None, what="the reload")
+    assert not np.array_equal(live.frame(0), before)
