@@ -524,7 +524,6 @@ class PreviewWindow:
         self.clock = PlaybackClock(frame_count, fps, start_frame=options.start * fps,
                                    wrap=not (live is not None and live.endless))
         self.overlay: Overlay | None = None
-        self._drag_x: float | None = None
         self.current_index: int | None = None
         self._period = 1.0 / self.fps  # measured time between presentations (timed mode)
         self._last_present: float | None = None
@@ -547,7 +546,7 @@ class PreviewWindow:
         self.window.push_handlers(
             on_draw=self.on_draw, on_key_press=self.on_key_press, on_close=self.on_close,
             on_expose=self._mark_dirty, on_resize=self._on_resize,
-            on_mouse_press=self.on_mouse_press, on_mouse_drag=self.on_mouse_drag,
+            on_mouse_drag=self.on_mouse_drag,
         )
 
     # -- GL ----------------------------------------------------------------------------------
@@ -685,9 +684,6 @@ class PreviewWindow:
         return True  # handled: pyglet's default Esc handler must not also run
 
     # -- scrubbing with the mouse, the overlay, reloads --------------------------------------------
-    def on_mouse_press(self, x: int, y: int, button: int, modifiers: int) -> None:  # noqa: ARG002
-        self._drag_x = x
-
     def on_mouse_drag(self, x: int, y: int, dx: int, dy: int, buttons: int, modifiers: int) -> None:  # noqa: ARG002
         """Dragging across the whole window moves through one whole cycle (left: back in time)."""
         self.scrub(dx / max(1, self.window.width))

@@ -177,6 +177,11 @@ def scene(grid: str = "", canvas: str = "", top: str = "version = 1\n") -> str:
     )
 
 
+def generated(generate: str = "") -> str:
+    """A scene whose grid plays cycles that [generate] samples from the workspace's run."""
+    return scene().replace('"store"', '"generated"') + f'[generate]\nmodel = "run"\nsteps = 2\n{generate}'
+
+
 NESTED_ARRAY = "a = " + "[" * 10_000 + "]" * 10_000 + "\n"
 NESTED_JSON = "[" * 100_000 + "]" * 100_000
 LONG_NUMBER = "9" * 5_000
@@ -320,6 +325,34 @@ SCENES = [
     Case("scene-file-too-large", ("render", "s.toml", *RENDER), ("s.toml", "too large"),
          sparse("s.toml", 65 << 20, b"version = 1\n#")),
     Case("scene-is-a-fifo", ("render", "s.toml", *RENDER), ("s.toml",), lambda ws: os.mkfifo(ws / "s.toml")),
+    # Endless generation: [generate] checked before anything is sampled (`render --cycle` reads it too).
+    Case("generate-unknown-key", ("render", "g.toml", *RENDER, "--cycle", "0"), ("g.toml", "generate.stepz", "steps"),
+         write("g.toml", generated("stepz = 3\n"))),
+    Case("generate-model-missing", ("render", "g.toml", *RENDER, "--cycle", "0"), ("g.toml", "generate.model", "nothing"),
+         write("g.toml", generated().replace('model = "run"', 'model = "nothing"'))),
+    Case("generate-model-not-a-run", ("render", "g.toml", *RENDER, "--cycle", "0"), ("generate.model", "config.json"),
+         write("g.toml", generated().replace('model = "run"', 'model = "data"'))),
+    Case("generate-steps-beyond-the-schedule", ("render", "g.toml", *RENDER, "--cycle", "0"),
+         ("g.toml", "generate", "steps 50", "10"), write("g.toml", generated("steps = 50\n"))),
+    Case("generate-count-below-the-grid", ("render", "g.toml", *RENDER, "--cycle", "0"), ("generate.count", "4"),
+         write("g.toml", generated("count = 2\n"))),
+    Case("generate-keep-one", ("render", "g.toml", *RENDER, "--cycle", "0"), ("generate.keep", "2"),
+         write("g.toml", generated("keep = 1\n"))),
+    Case("generate-seed-a-string", ("render", "g.toml", *RENDER, "--cycle", "0"), ("generate.seed", "integer"),
+         write("g.toml", generated('seed = "seven"\n'))),
+    Case("generate-a-number", ("render", "g.toml", *RENDER, "--cycle", "0"), ("g.toml", "generate", "table"),
+         write("g.toml", scene().replace('"store"', '"generated"') + "generate = 3\n")),
+    Case("generated-without-a-generate-table", ("render", "g.toml", *RENDER), ("grid[1].store", "--cycle"),
+         write("g.toml", scene().replace('"store"', '"generated"'))),
+    Case("generated-rendered-without-a-cycle", ("render", "g.toml", *RENDER), ("grid[1].store", "--cycle N"),
+         write("g.toml", generated())),
+    Case("cycle-without-a-rolling-store", ("render", "g.toml", *RENDER, "--cycle", "3"), ("--cycle 3", "rolling store"),
+         write("g.toml", generated())),
+    Case("cycle-negative", ("render", "g.toml", *RENDER, "--cycle", "-1"), ("--cycle", "-1"), write("g.toml", generated())),
+    Case("info-rolling-store-recipe-not-json", ("info", "rolling"), ("rolling/rolling.json", "JSON"),
+         write("rolling/rolling.json", "nope")),
+    Case("show-keep-one", ("show", "scene.toml", "--log-dir", "log", "--keep", "1"), ("--keep 1", "at least 2")),
+    Case("show-keep-not-a-size", ("show", "scene.toml", "--log-dir", "log", "--keep", "lots"), ("--keep", "lots")),
 ]
 
 OPTIONS = [

@@ -28,7 +28,7 @@ def describe(path: Path) -> str:
 
             return describe_video(path)
         if (path / "rolling.json").is_file():
-            from render.endless.rolling_store import describe
+            from diffusion.store.rolling import describe
 
             return describe(path)
         if (path / "provenance.json").is_file():

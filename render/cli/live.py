@@ -28,7 +28,7 @@ def endless_plan(path: Path, text: str, *, endless: bool, keep: str | None):
     """The scene's generation plan (:func:`render.endless.plan.plan_endless`), or None when it
     plays fixed stores (no ``[generate]`` and no ``--endless``)."""
     from render.endless.plan import plan_endless
-    from render.endless.keep import parse_keep
+    from diffusion.store.rolling_keep import parse_keep
 
     return plan_endless(
         path, text, implicit=endless, keep=parse_keep(keep) if keep is not None else None,
@@ -79,7 +79,7 @@ def live_scene(scene: Path | None, command: str, *, size=None, fps=None, endless
 def cycle_stores(path: Path, cycle: int) -> dict[str, Callable[[], Path]]:
     """For `render --cycle N`: the store names of the scene's generated grids -> cycle N's store."""
     import scenes
-    from render.endless import rolling_store as rs
+    from diffusion.store import rolling as rs
 
     plan = endless_plan(path, scenes.read_scene_text(path), endless=True, keep=None)
     if not rs.is_rolling_store(plan.root):

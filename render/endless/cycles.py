@@ -1,6 +1,6 @@
 """The window's side of endless generation: the sampler process behind it, and which cycle plays next.
 
-:class:`CycleFeed` starts :mod:`render.endless.sampler_process` (a child that dies with the
+:class:`CycleFeed` starts :mod:`diffusion.rolling_record` (a child that dies with the
 window, SIGKILL included), restarts it when it dies (after 1, 2, 4 ... 60 s while it keeps
 dying young), and answers from the rolling store's files which complete cycle comes after the
 one playing. It never blocks the window: every call reads a few small files.
@@ -9,13 +9,12 @@ one playing. It never blocks the window: every call reads a few small files.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from typing import Callable
 
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
-from render.endless import rolling_store as rs
+from diffusion.store import rolling as rs
 from render.endless.plan import EndlessPlan
 
 BACKOFF_MAX = 60.0
@@ -39,10 +38,9 @@ class CycleFeed:
     # -- the sampler process -------------------------------------------------------------------
     def start(self) -> None:
         """Start the sampler process (from the thread that will outlive it: see dies_with_parent)."""
-        command = [sys.executable, "-m", "render.endless.sampler_process", self.plan.to_json()]
-        if self.threads is not None:
-            command.append(str(self.threads))
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, **dies_with_parent())
+        plan = self.plan
+        line = rs.recorder_command(plan.root, plan.run, plan.settings, plan.keep, plan.recipe, self.threads)
+        self.process = subprocess.Popen(line, stdin=subprocess.DEVNULL, **dies_with_parent())
         self._started = time.monotonic()
 
     def poll(self) -> None:
@@ -92,7 +90,10 @@ class CycleFeed:
                 self.log(f"entropic: sampling the first cycle ({self.plan.settings.count} drawings) into "
                          f"{self.plan.root}; the window opens when it is complete")
                 said = True
-            self.poll()
+            code = None if self.process is None else self.process.poll()
+            if code is not None and rs.first_to_play(self.plan.root)[0] is None:
+                raise EntropicError(f"{self.plan.root}: the endless sampler stopped (exit status {code}) before the "
+                                    "first cycle was complete; its message is above")
             time.sleep(0.2)
 
     def next_after(self, cycle: int) -> int | None:

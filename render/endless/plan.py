@@ -20,7 +20,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.record_settings import RecordSettings
 from diffusion.runs.layout import read_config
 from diffusion.store.format import DTYPES
-from render.endless.keep import Keep
+from diffusion.store.rolling_keep import Keep
 
 DEFAULT_MODEL = "default"  # [generate] model = "default": the default model
 
@@ -38,20 +38,6 @@ class EndlessPlan:
     plays: tuple[str, ...]
     recipe: dict
     cycle_bytes: int
-
-    def to_json(self) -> str:
-        """The plan as the sampler process reads it from its command line."""
-        return json.dumps({"root": str(self.root), "run": str(self.run), "settings": asdict(self.settings),
-                           "keep": asdict(self.keep), "plays": list(self.plays), "recipe": self.recipe,
-                           "cycle_bytes": self.cycle_bytes})
-
-    @classmethod
-    def from_json(cls, text: str) -> "EndlessPlan":
-        """Inverse of :meth:`to_json`."""
-        data = json.loads(text)
-        return cls(root=Path(data["root"]), run=Path(data["run"]), settings=RecordSettings(**data["settings"]),
-                   keep=Keep(**data["keep"]), plays=tuple(data["plays"]), recipe=data["recipe"],
-                   cycle_bytes=int(data["cycle_bytes"]))
 
 
 def plan_endless(

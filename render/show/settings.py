@@ -78,7 +78,7 @@ class ShowSettings:
             raise EntropicError(f"--fps {self.fps:g}: must be a positive number up to 1000")
         parse_epoch(self.epoch)
         if self.keep:
-            from render.endless.keep import parse_keep
+            from diffusion.store.rolling_keep import parse_keep
 
             parse_keep(self.keep)
         if self.hours:

@@ -16,7 +16,7 @@ import pytest
 
 import scenes
 from render.cli.live import cycle_stores, live_scene
-from render.endless import rolling_store as rs
+from diffusion.store import rolling as rs
 
 SCENE = """version = 1
 [canvas]

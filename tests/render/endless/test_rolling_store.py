@@ -1,4 +1,4 @@
-"""The rolling store's bookkeeping (render.endless.rolling_store) and the plan made from [generate]."""
+"""The rolling store's bookkeeping (diffusion.store.rolling) and the plan made from [generate]."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from diffusion.common.errors import EntropicError
-from render.endless import rolling_store as rs
-from render.endless.keep import Keep, parse_keep
+from diffusion.store import rolling as rs
+from diffusion.store.rolling_keep import Keep, parse_keep
 from render.endless.plan import plan_endless
 from tests.helpers import write_synthetic_store
 

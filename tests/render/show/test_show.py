@@ -317,3 +317,42 @@ def test_bad_settings_are_one_line_and_never_a_dead_supervisor(two_screens, scen
         assert proc.returncode == 1 and "another show is running with this log folder" in proc.stderr
     finally:
         stop(first)
+
+
+def test_an_endless_show_plays_a_new_cycle_every_lap(two_screens, tiny_run, tmp_path):
+    """The show's laps play the rolling store's cycles, and what is on screen is `render --cycle`'s frame."""
+    import scenes
+    from render.cli.live import cycle_stores
+    from diffusion.store import rolling as rs
+    from render.show.gallery import CycleFrames
+    from render.show.wall_clock import show_cycle
+
+    scene = tmp_path / "endless.toml"
+    scene.write_text(SCENE.replace('store = "store"', 'store = "generated"').replace("duration = 2", "duration = 1")
+                     + f'[generate]\nmodel = "{tiny_run}"\nsteps = 3\nstore = "rolling"\n')
+    log = tmp_path / "log"
+    proc = start_show(two_screens, scene, log, "--span", "--windowed", "--fade", "0.5", "--epoch", "0")
+    try:
+        wait_for(log, "window-presenting", timeout=60)
+        deadline = time.time() + 30
+        while len(rs.shown(tmp_path / "rolling")) < 4 and time.time() < deadline:
+            time.sleep(0.1)
+        played = [c for c, _ in rs.shown(tmp_path / "rolling")]
+        assert len(played) >= 4 and played == sorted(played) and len(set(played[1:])) == len(played) - 1
+        # What the screens show is a frame of the cycle it says it plays, as render makes it.
+        seen = False
+        for _ in range(40):
+            cycle = rs.read_playing(tmp_path / "rolling")
+            pixels = x_servers.grab(two_screens, 2 * W, H)
+            if cycle is None or rs.read_playing(tmp_path / "rolling") != cycle:
+                continue
+            loaded = scenes.load_scene(scene, named_stores=cycle_stores(scene, cycle))
+            frames = CycleFrames(loaded, show_cycle(loaded.frame_count, loaded.fps, loaded.loop, 0.5))
+            if any(np.array_equal(pixels, frames(i)) for i in range(loaded.frame_count)):
+                seen = True
+                break
+            time.sleep(0.05)
+        assert seen, "the screens never showed a frame of the cycle being played"
+    finally:
+        assert stop(proc) == 0
+    assert any(r.get("event") == "endless" for r in records(log))

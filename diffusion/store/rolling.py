@@ -28,8 +28,9 @@ from typing import Any, Mapping
 from diffusion.common.atomic import atomic_write_json, remove_stale_temporaries, temporary_path
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json_object
+from diffusion.record_settings import RecordSettings
 from diffusion.store.format import COMPLETE_FILE, read_complete, read_header, sample_seed
-from render.endless.keep import Keep
+from diffusion.store.rolling_keep import Keep
 
 FORMAT = "entropic-rolling-store"
 VERSION = 1
@@ -258,6 +259,25 @@ def describe(root: str | os.PathLike) -> str:
         when = f"shown {times[0]}" + (f" and {len(times) - 1} more time(s)" if len(times) > 1 else "") if times else "not shown"
         lines.append(f"  cycle {n:6d}: {state:13s} {when}")
     return "\n".join(lines)
+
+
+def recorder_command(root: Path, run: Path, settings: RecordSettings, keep: Keep, recipe: Mapping[str, Any],
+                     threads: int | None = None) -> list[str]:
+    """The command line of :mod:`diffusion.rolling_record` recording into ``root`` from the run ``run``."""
+    import dataclasses
+    import sys
+
+    arguments = {"root": str(root), "run": str(run), "settings": dataclasses.asdict(settings),
+                 "keep": dataclasses.asdict(keep), "recipe": dict(recipe)}
+    line = [sys.executable, "-m", "diffusion.rolling_record", json.dumps(arguments)]
+    return line + ([str(threads)] if threads is not None else [])
+
+
+def recorder_arguments(text: str) -> tuple[Path, Path, RecordSettings, Keep, dict[str, Any]]:
+    """Inverse of :func:`recorder_command`'s argument: (root, run, settings, keep, recipe)."""
+    given = json.loads(text)
+    return (Path(given["root"]), Path(given["run"]), RecordSettings(**given["settings"]), Keep(**given["keep"]),
+            dict(given["recipe"]))
 
 
 def is_rolling_store(path: str | os.PathLike) -> bool:
