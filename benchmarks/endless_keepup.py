@@ -70,7 +70,7 @@ def main() -> None:
         print(line, file=sys.stderr, flush=True)
 
     from render.cli.live import live_scene
-    from render.endless import rolling_store as rs
+    from diffusion.store import rolling as rs
     from render.live_window import PreviewOptions, PreviewWindow
 
     t_first = time.perf_counter()

@@ -2,21 +2,28 @@
 cycle's store at every lap.
 
 Frames are asked for by their position on the unwrapped timeline (``frame(i)``). A plain scene
-wraps it (the preview loops). An endless one splits it into laps of one scene duration: each
-lap plays one cycle of the rolling store (:mod:`render.endless`), decided once, the first time
-a frame of that lap is asked for, so the switch falls exactly on the boundary frame. The next
-cycle's scene is loaded beforehand on a side thread as soon as its store is complete; a lap
-that begins before it is ready plays the current cycle again (logged), never a stall.
+wraps it (the preview loops). An endless one splits it into laps: each lap plays one cycle of
+the rolling store (:mod:`render.endless`), decided the first time a frame of the lap is asked
+for (one frame ahead of the screen), so the switch falls exactly on the boundary frame. A lap
+not played before always moves on: it plays the complete cycle after the one decided last, or,
+when that is not sampled yet, the same one again (logged) — never a stall, and never an old
+cycle, whichever way the position jumped (a scrub back, the show's clock passing midnight).
+The last laps are remembered, so scrubbing back a little replays what was shown.
 
-Reloading (``reload``, from the file watcher's thread) loads the file's new text for the cycles
-in use; a text that does not load leaves the last good scene playing and returns the error.
-The window takes a new scene when :attr:`version` changes. Frames are computed on one thread
-only (the window's frame worker); the lock guards the few dictionaries shared with the
-loading threads.
+A cycle is recorded as shown (``shown.jsonl``, which the sampler works ahead of) when the window
+says it presented the lap's first frame (:meth:`LiveScene.presented`), by the side thread: the
+frame worker and the window never wait for the disk. The same thread finds the next cycle,
+loads its scene as soon as its store is complete, and keeps the sampler process alive.
+
+Reloading (``reload``, from the file watcher's thread) loads the file's new text for the cycle
+on screen; a text that does not load leaves the last good scene playing and returns the error.
+The window takes the new scene when :attr:`version` changes and calls :meth:`adopt`. Frames are
+computed on one thread only (the window's frame worker); the lock guards what the threads share.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 from pathlib import Path
 from typing import Callable, Mapping
@@ -25,11 +32,12 @@ import numpy as np
 
 import scenes
 from diffusion.common.errors import EntropicError
+from scenes.store_access import forget_store
 
 # (scene text, {store name: folder}) -> Scene, with the command line's size, fps and named stores.
 SceneLoader = Callable[[str, Mapping[str, Callable[[], Path]]], "scenes.Scene"]
-KEEP_LAPS = 8  # lap decisions remembered (scrubbing back a few laps replays the same cycles)
-PRELOAD_EVERY = 0.5  # seconds between looks for the next cycle
+KEEP_LAPS = 4  # lap decisions remembered (scrubbing back a few laps replays the same cycles)
+LOOK_EVERY = 0.5  # seconds between the side thread's looks for the next cycle
 
 
 class LiveScene:
@@ -45,19 +53,24 @@ class LiveScene:
         self.text = scenes.read_scene_text(self.path) if text is None else text
         self.version = 0
         self.last_error: str | None = None
-        self._laps: dict[int, int] = {}  # lap -> cycle
-        self._next: dict[int, int] = {}  # cycle -> the complete cycle after it, once its scene is loaded
+        self._laps: collections.OrderedDict[int, int] = collections.OrderedDict()  # lap -> cycle, oldest first
+        self._next: dict[int, int] = {}  # cycle -> the complete cycle after it, its scene loaded
         self._scenes: dict[int | None, scenes.Scene] = {}
+        self._begun: set[int] = set()  # laps recorded as shown
+        self._to_record: list[int] = []  # cycles presented, not yet written to shown.jsonl
+        self._broken: set[int] = set()  # complete cycles whose scene does not load
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.first_cycle: int | None = None
         if feed is not None:
             feed.start()
             self.first_cycle = feed.first(progress=progress)
         self.scene = self._load(self.text, self.first_cycle)
+        self.lap_frames = self.scene.frame_count  # of the scene the window's clock was built for
         self._scenes[self.first_cycle] = self.scene
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         if feed is not None:
-            self._thread = threading.Thread(target=self._preload_loop, name="entropic-next-cycle", daemon=True)
+            self._thread = threading.Thread(target=self._side_loop, name="entropic-next-cycle", daemon=True)
             self._thread.start()
 
     # -- frames (the window's frame worker) ------------------------------------------------------
@@ -68,18 +81,17 @@ class LiveScene:
 
     def frame(self, position: int) -> np.ndarray:
         """The frame at ``position`` frames on the unwrapped timeline."""
-        scene = self.scene
         if self.feed is None:
+            scene = self.scene
             return scenes.frame_at_index(scene, position % scene.frame_count)
-        lap, index = divmod(position, scene.frame_count)
-        return scenes.frame_at_index(self.scene_of_lap(lap), index)
+        lap, index = divmod(position, self.lap_frames)
+        scene = self.scene_of_lap(lap)
+        return scenes.frame_at_index(scene, min(index, scene.frame_count - 1))
 
-    def cycle_at(self, position: int) -> int | None:
-        """The cycle that the lap holding ``position`` plays (None: not endless, or not decided yet)."""
-        if self.feed is None:
-            return None
+    def cycle_at(self, lap: int) -> int | None:
+        """The cycle lap ``lap`` plays (None: not endless, or not decided yet)."""
         with self._lock:
-            return self._laps.get(position // self.scene.frame_count)
+            return self._laps.get(lap)
 
     def next_ready(self, cycle: int) -> bool:
         """Whether the cycle after ``cycle`` is sampled and loaded (the next lap plays it)."""
@@ -87,41 +99,97 @@ class LiveScene:
             return cycle in self._next
 
     def scene_of_lap(self, lap: int) -> scenes.Scene:
-        """The scene lap ``lap`` plays (its cycle decided now if it is new)."""
+        """The scene lap ``lap`` plays (its cycle decided now if the lap is new)."""
         with self._lock:
             cycle = self._laps.get(lap)
-            began = False
             if cycle is None:
-                cycle, began = self._decide(lap), True
+                cycle = self._decide(lap)
             scene = self._scenes.get(cycle)
-        if began:
-            self.feed.began(cycle)
-        if scene is None:  # a lap scrubbed back past what is kept: loaded now
-            scene = self._load(self.text, cycle)
+        if scene is None:  # a lap scrubbed back to, whose scene was let go
+            try:
+                scene = self._load(self.text, cycle)
+            except EntropicError:  # its store was removed since: the scene on screen stands in
+                return self.scene
             with self._lock:
                 self._scenes[cycle] = scene
         return scene
 
     def _decide(self, lap: int) -> int:
-        """The cycle of a lap not played before (under the lock)."""
-        laps = self._laps
-        earlier = [n for n in laps if n < lap]
-        if not laps:
+        """The cycle of a lap not played before (under the lock): the next one, or the last again."""
+        if not self._laps:
             cycle = self.first_cycle
-        elif not earlier:
-            cycle = laps[min(laps)]
         else:
-            previous = laps[max(earlier)]
-            cycle = self._next.get(previous)
+            last = next(reversed(self._laps.values()))
+            cycle = self._next.get(last)
             if cycle is None:
-                cycle = previous
-                self.log(f"entropic: the cycle after {previous} is not sampled yet; cycle {previous} plays again")
-        laps[lap] = cycle
-        for old in sorted(laps)[:-KEEP_LAPS]:
-            del laps[old]
+                cycle = last
+                self.log(f"entropic: the cycle after {last} is not sampled yet; cycle {last} plays again")
+        self._laps[lap] = cycle
+        while len(self._laps) > KEEP_LAPS:
+            old, _ = self._laps.popitem(last=False)
+            self._begun.discard(old)
         return cycle
 
-    # -- loading ----------------------------------------------------------------------------------
+    def presented(self, lap: int) -> None:
+        """The window presented a frame of lap ``lap``: its cycle counts as shown (once per lap)."""
+        if self.feed is None:
+            return
+        with self._lock:
+            if lap in self._begun or lap not in self._laps:
+                return
+            self._begun.add(lap)
+            self._to_record.append(self._laps[lap])
+        self._wake.set()
+
+    def _current_cycle(self) -> int | None:
+        """The cycle of the lap decided last (under the lock)."""
+        return next(reversed(self._laps.values())) if self._laps else self.first_cycle
+
+    # -- the side thread: shown cycles recorded, the next cycle found and loaded, the sampler kept alive
+    def _side_loop(self) -> None:
+        said: set[str] = set()
+        while not self._stop.is_set():
+            self._wake.wait(LOOK_EVERY)
+            self._wake.clear()
+            try:
+                self._look()
+            except Exception as err:  # noqa: BLE001 - this thread must outlive any one failure
+                line = f"entropic: the endless window's side thread: {err}"
+                if line not in said:
+                    said.add(line)
+                    self.log(line)
+
+    def _look(self) -> None:
+        with self._lock:
+            to_record, self._to_record = self._to_record, []
+        for cycle in to_record:
+            self.feed.began(cycle)
+        self.feed.poll()
+        with self._lock:
+            current, text = self._current_cycle(), self.text
+            known = current in self._next
+        if known:
+            return
+        nxt = self.feed.next_after(current, skip=self._broken)
+        if nxt is None:
+            return
+        try:
+            scene = self._load(text, nxt)
+        except EntropicError as err:
+            self._broken.add(nxt)
+            self.log(f"entropic: cycle {nxt} cannot be played ({err}); it is removed and sampled again")
+            self.feed.discard(nxt)
+            return
+        with self._lock:
+            if text != self.text:
+                return
+            self._scenes[nxt] = scene
+            self._next = {current: nxt}
+            wanted = set(self._laps.values()) | {nxt}
+            for cycle in [c for c in self._scenes if c not in wanted]:
+                del self._scenes[cycle]
+                forget_store(self.feed.store(cycle))
+
     def _load(self, text: str, cycle: int | None) -> scenes.Scene:
         stores: dict[str, Callable[[], Path]] = {}
         if cycle is not None:
@@ -129,57 +197,44 @@ class LiveScene:
             stores = {name: (lambda folder=folder: folder) for name in self.feed.plan.plays}
         return self.load(text, stores)
 
-    def _preload_loop(self) -> None:
-        while not self._stop.wait(PRELOAD_EVERY):
-            self.feed.poll()
-            with self._lock:
-                current = self._laps[max(self._laps)] if self._laps else self.first_cycle
-                known = current in self._next
-                text = self.text
-            if known:
-                continue
-            nxt = self.feed.next_after(current)
-            if nxt is None:
-                continue
-            try:
-                scene = self._load(text, nxt)
-            except EntropicError as err:
-                self.log(f"entropic: cycle {nxt} cannot be played ({err}); waiting for the next")
-                continue
-            with self._lock:
-                if text == self.text:
-                    self._scenes[nxt] = scene
-                    self._next[current] = nxt
-                    wanted = set(self._laps.values()) | set(self._next.values()) | {nxt}
-                    for cycle in [c for c in self._scenes if c not in wanted]:
-                        del self._scenes[cycle]
-
+    # -- reloading ---------------------------------------------------------------------------------
     def reload(self) -> str | None:
-        """Load the scene file again for the cycles in use; None, or the one-line error (last good kept)."""
+        """Load the scene file again for the cycle on screen; None, or the one-line error (last good kept)."""
         try:
             text = scenes.read_scene_text(self.path)
-            with self._lock:
-                cycles = sorted(set(self._laps.values()) | {self._current_cycle()}, key=lambda c: -1 if c is None else c)
-            loaded = {cycle: self._load(text, cycle) for cycle in cycles}
+            while True:
+                with self._lock:
+                    cycle = self._current_cycle()
+                scene = self._load(text, cycle)
+                with self._lock:
+                    if cycle != self._current_cycle():
+                        continue  # a lap began meanwhile: load for its cycle
+                    self.text = text
+                    self._scenes = {cycle: scene}
+                    self._next = {}
+                    self.scene = scene
+                    self.version += 1
+                    break
         except EntropicError as err:
             self.last_error = str(err)
             return self.last_error
-        with self._lock:
-            self.text = text
-            self._scenes = dict(loaded)
-            self._next = {}
-            self.scene = loaded[self._current_cycle()]
-            self.version += 1
         self.last_error = None
+        self._wake.set()  # the next cycle is loaded again with the new text
         return None
 
-    def _current_cycle(self) -> int | None:
-        return self._laps[max(self._laps)] if self._laps else self.first_cycle
+    def adopt(self) -> None:
+        """The window has rebuilt its clock for :attr:`scene`: laps are now its length."""
+        self.lap_frames = self.scene.frame_count
 
     def close(self) -> None:
-        """Stop the preloading thread and the sampler process."""
+        """Stop the side thread and the sampler process (what was presented is recorded first)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
         if self.feed is not None:
+            with self._lock:
+                to_record, self._to_record = self._to_record, []
+            for cycle in to_record:
+                self.feed.began(cycle)
             self.feed.close()

@@ -609,6 +609,8 @@ class PreviewWindow:
             self.window.switch_to()
             self.on_draw()
             self.clock.presented += 1
+            if self.live is not None and self.live.endless:
+                self.live.presented(index // self.live.lap_frames)
             self._dirty = False
             if self.screenshot_request is not None:
                 self.screenshot_taken = self._save_screenshot(self.screenshot_request)
@@ -720,7 +722,7 @@ class PreviewWindow:
         live = self.live
         if live is not None:
             lines.append(str(live.path))
-            cycle = live.cycle_at(index)
+            cycle = live.cycle_at(index // live.lap_frames) if live.endless else None
             if cycle is not None:
                 lines.append(f"cycle {cycle}   next: {'sampled' if live.next_ready(cycle) else 'sampling'}")
             if live.last_error:
@@ -739,6 +741,7 @@ class PreviewWindow:
         clock.paused, clock.speed = old.paused, old.speed
         clock.presented, clock.dropped = old.presented, old.dropped
         self.clock = clock
+        live.adopt()
         self.fps = float(scene.fps)
         self._period = 1.0 / self.fps
         if (scene.width, scene.height) != (self.width, self.height):

@@ -54,5 +54,4 @@ def _loop(live, log: Callable[[str], None], stop: threading.Event) -> None:
                                          stop_event=stop, raise_interrupt=False, yield_on_timeout=False):
             error = live.reload()
             log(f"entropic: {error}; the last good scene stays on screen" if error else f"entropic: reloaded {live.path.name}")
-            if watched_paths(live)[1] != stores:
-                break  # the scene now reads other stores: watch those
+            break  # watch again: the scene may read other stores now, or a store folder was replaced

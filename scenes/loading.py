@@ -139,12 +139,12 @@ def scene_from_dict(
     as in :func:`load_scene`.
     """
     r = TableReader(source, "scene")
-    canvas, tables, generate = _check_tables(r, raw)
+    canvas, tables, _ = _check_tables(r, raw)
     grids = tuple(
         _grid(r, canvas, gi, g, timeline, motion, tone, _store_path(r, g["store"], f"grid[{gi}].store", base_dir, named_stores))
         for gi, (g, timeline, motion, tone) in enumerate(tables, start=1)
     )
-    return Scene(source_path=source_path, canvas=canvas, grids=grids, generate=generate)
+    return Scene(source_path=source_path, canvas=canvas, grids=grids)
 
 
 def read_generate(text: str, path: str | os.PathLike, plays: tuple[str, ...] = (GENERATED_STORE,),
@@ -158,25 +158,26 @@ def read_generate(text: str, path: str | os.PathLike, plays: tuple[str, ...] = (
     """
     where = str(Path(path))
     r = TableReader(where, "scene")
-    _, tables, generate = _check_tables(r, parse_toml(text, where))
-    if generate is None:
+    _, tables, table = _check_tables(r, parse_toml(text, where))
+    if table is None:
         if not implicit:
             return None
-        generate = GenerateSpec()
-    needed = [max(g["rows"] * g["cols"], 1 + max(g["samples"]) if isinstance(g["samples"], tuple) else 0)
-              for g, *_ in tables if g["store"] in plays]
-    if not needed:
+        table = r.table({}, SCHEMA_GENERATE, "generate")
+    playing = [g for g, *_ in tables if g["store"] in plays]
+    if not playing:
         names = " or ".join(f'store = "{name}"' for name in plays)
         raise r.fail("generate", f"no [[grid]] plays the generated samples; give one {names}")
-    if generate.count is None:
-        generate = dataclasses.replace(generate, count=max(needed))
-    elif generate.count < max(needed):
-        raise r.fail("generate.count", f"{generate.count} samples per cycle, but a grid needs {max(needed)}")
-    return generate
+    needed = max(max(g["rows"] * g["cols"], 1 + max(g["samples"]) if isinstance(g["samples"], tuple) else 0)
+                 for g in playing)
+    if table["count"] is None:
+        table["count"] = needed
+    elif table["count"] < needed:
+        raise r.fail("generate.count", f"{table['count']} samples per cycle, but a grid needs {needed}")
+    return GenerateSpec(**table, record_x0=any(g["frames"] == "x0" for g in playing))
 
 
-def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, list[tuple[dict, TimelineSpec, MotionSpec, ToneSpec]], GenerateSpec | None]:
-    """Every table of the file checked, before any store is looked at."""
+def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, list[tuple[dict, TimelineSpec, MotionSpec, ToneSpec]], dict | None]:
+    """Every table of the file checked, before any store is looked at (``[generate]`` as a checked dict)."""
     top = r.table(dict(raw), SCHEMA_TOP, "")
     version = top["version"]
     if version != FORMAT_VERSION:
@@ -224,9 +225,7 @@ def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, l
             tiles = g["rows"] * g["cols"]
             raise r.fail(f"{where}.rows", f"rows x cols = {tiles} tiles; at most {MAX_TILES_PER_GRID} per grid")
         tables.append((g, timeline, motion, tone))
-    generate = None
-    if top["generate"] is not None:
-        generate = GenerateSpec(**r.table(top["generate"], SCHEMA_GENERATE, "generate"))
+    generate = None if top["generate"] is None else r.table(top["generate"], SCHEMA_GENERATE, "generate")
     return canvas, tables, generate
 
 

@@ -31,6 +31,7 @@ from scenes.spec import (
     DIRECTIONS,
     DITHERS,
     EASINGS,
+    DEFAULT_MODEL,
     FRAME_KINDS,
     MAX_CANVAS_SIDE,
     MAX_DURATION,
@@ -168,7 +169,7 @@ SCHEMA_TONE: dict[str, Key] = {
 
 
 SCHEMA_GENERATE: dict[str, Key] = {
-    "model": Key(_store, "default"),
+    "model": Key(_store, DEFAULT_MODEL),
     "count": Key(integer(1, MAX_TILES_PER_GRID), None),
     "sampler": Key(choice(SAMPLERS), "ddim"),
     "steps": Key(integer(1, 100_000), 50),

@@ -38,6 +38,8 @@ ORDERS = ("as-is", "shuffle")
 FRAME_KINDS = ("x", "x0")
 # The store a grid names to play the cycles that [generate] samples (render.endless).
 GENERATED_STORE = "generated"
+# [generate] model = "default": the default model (resolved by the command line).
+DEFAULT_MODEL = "default"
 
 
 @dataclass(frozen=True)
@@ -96,22 +98,25 @@ class GenerateSpec:
     """[generate]: new samples for every cycle of a live window (render.endless).
 
     ``model`` is a run directory (relative to the scene file) or ``"default"``; ``count`` the
-    samples per cycle (None: as many as the grids naming ``store = "generated"`` need);
-    ``seed`` the base from which each cycle's seed is derived; ``store`` the rolling store's
-    folder (None: one in the cache folder named after the scene file); ``keep`` how many
-    cycles it keeps. The sampler keys mean what they mean to ``entropic sample``.
+    samples per cycle (as many as the grids playing the cycles need, when the file leaves it
+    out); ``seed`` the base from which each cycle's seed is derived; ``store`` the rolling
+    store's folder (None: one in the cache folder named after the scene file); ``keep`` how
+    many cycles it keeps. The sampler keys mean what they mean to ``entropic sample``.
+    ``record_x0``: a grid playing the cycles shows the predicted x_0, so every cycle records it.
+    Defaults: :data:`scenes.schema.SCHEMA_GENERATE`.
     """
 
-    model: str = "default"
-    count: int | None = None
-    sampler: str = "ddim"
-    steps: int | None = 50
-    eta: float = 0.0
-    seed: int = 7
-    precision: str = "auto"
-    dtype: str = "float16"
-    store: str | None = None
-    keep: int = 3
+    model: str
+    count: int
+    sampler: str
+    steps: int
+    eta: float
+    seed: int
+    precision: str
+    dtype: str
+    store: str | None
+    keep: int
+    record_x0: bool
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,6 @@ class Scene:
     canvas: CanvasSpec
     grids: tuple[GridSpec, ...]
     scale: tuple[float, float] = (1.0, 1.0)
-    generate: GenerateSpec | None = None
 
     @property
     def width(self) -> int:

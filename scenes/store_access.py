@@ -48,6 +48,17 @@ def open_scene_store(path: Path, context: str) -> TrajectoryStore:
     return store
 
 
+def forget_store(path: Path) -> None:
+    """Close and drop the handles of the store at ``path`` (one no scene in use reads any more:
+    a removed store's disk space is freed only when its files are closed)."""
+    where = str(Path(path).resolve())
+    with _lock:
+        keys = [key for key in _open if key[0] == where]
+        stores = [_open.pop(key) for key in keys]
+    for store in stores:
+        store.close()
+
+
 def forget_stores() -> None:
     """Drop every cached handle (tests that rewrite stores in place)."""
     with _lock:

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from diffusion.common.atomic import atomic_write_json, remove_stale_temporaries, temporary_path
+from diffusion.common.atomic import atomic_write_json, parse_temporary, pid_alive, temporary_path
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json_object
 from diffusion.record_settings import RecordSettings
@@ -209,7 +209,7 @@ def first_to_play(root: str | os.PathLike) -> tuple[int | None, bool]:
 def prune(root: str | os.PathLike, keep: Keep, protect: set[int]) -> list[int]:
     """Remove the oldest cycles beyond ``keep``, never one in ``protect``; the cycles removed."""
     root = Path(root)
-    remove_stale_temporaries(root / CYCLES)
+    _remove_dead_removals(root)
     numbers = cycle_numbers(root)
     removed: list[int] = []
     if keep.cycles is not None:
@@ -225,15 +225,30 @@ def prune(root: str | os.PathLike, keep: Keep, protect: set[int]) -> list[int]:
                 doomed.append(n)
                 total -= sizes[n]
     for n in doomed:
-        path = cycle_path(root, n)
-        trash = temporary_path(path, ".removed")
-        try:
-            os.rename(path, trash)
-        except OSError:
-            continue
-        shutil.rmtree(trash, ignore_errors=True)
-        removed.append(n)
+        if remove_cycle(root, n):
+            removed.append(n)
     return removed
+
+
+def remove_cycle(root: str | os.PathLike, cycle: int) -> bool:
+    """Remove one cycle: renamed out of ``cycles/`` first (a reader never sees half of it), then
+    deleted; what a killed removal leaves is deleted by the next :func:`prune`. Whether it was there."""
+    path = cycle_path(root, cycle)
+    trash = temporary_path(path, ".removed")
+    try:
+        os.rename(path, trash)
+    except OSError:
+        return False
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+def _remove_dead_removals(root: Path) -> None:
+    """Delete the half-removed cycles (``.NNNNNN.<pid>.tmp.removed``) of processes that died."""
+    for name in os.listdir(root / CYCLES) if (root / CYCLES).is_dir() else []:
+        temp = parse_temporary(name)
+        if temp is not None and not pid_alive(temp.pid):
+            shutil.rmtree(root / CYCLES / name, ignore_errors=True)
 
 
 def describe(root: str | os.PathLike) -> str:

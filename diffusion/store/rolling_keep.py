@@ -28,7 +28,7 @@ _UNITS = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2*
 def parse_keep(text: str) -> Keep:
     """``"3"`` (cycles) or a disk budget such as ``"500MB"``, ``"2GiB"``; EntropicError otherwise."""
     value = str(text).strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", value):
         cycles = int(value)
         if cycles < 2:
             raise EntropicError(f"--keep {value}: keep at least 2 cycles (the one playing and the next)")

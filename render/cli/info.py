@@ -27,10 +27,10 @@ def describe(path: Path) -> str:
             from render.provenance import describe_video
 
             return describe_video(path)
-        if (path / "rolling.json").is_file():
-            from diffusion.store.rolling import describe
+        from diffusion.store import rolling
 
-            return describe(path)
+        if rolling.is_rolling_store(path):
+            return rolling.describe(path)
         if (path / "provenance.json").is_file():
             from diffusion.data.manifest import describe_dataset
 

@@ -62,18 +62,40 @@ def live_scene(scene: Path | None, command: str, *, size=None, fps=None, endless
             print(line, file=sys.stderr, flush=True)
 
     path = scene_file(scene, command)
-    plan = endless_plan(path, scenes.read_scene_text(path), endless=endless, keep=keep)
+    text = scenes.read_scene_text(path)
+    plan = endless_plan(path, text, endless=endless, keep=keep)
+    load = scene_loader(path, size, fps, not quiet)
     feed = None
-    if plan is not None:
+    if plan is None:
+        for option, value in (("--keep", keep), ("--sampler-threads", threads)):
+            if value is not None:
+                raise EntropicError(f"{option} applies to endless scenes: add --endless, or a [generate] table to {path}")
+    else:
         from render.endless.cycles import CycleFeed
 
+        check_fixed_stores(path, text, plan.plays)
         feed = CycleFeed(plan, log, threads=threads)
     try:
-        return LiveScene(path, scene_loader(path, size, fps, not quiet), feed=feed, log=log, progress=not quiet)
+        return LiveScene(path, load, feed=feed, log=log, progress=not quiet, text=text)
     except BaseException:
         if feed is not None:
             feed.close()
         raise
+
+
+def check_fixed_stores(path: Path, text: str, plays: tuple[str, ...]) -> None:
+    """Open the stores of the grids that do not play the generated cycles: their errors come
+    before anything is sampled (the scene itself loads once the first cycle exists)."""
+    import scenes
+    from scenes.store_access import open_scene_store
+
+    raw = scenes.loading.parse_toml(text, str(path))
+    named = default_piece.named_stores(progress=True)
+    for number, grid in enumerate(raw.get("grid") or [], start=1):
+        value = grid.get("store") if isinstance(grid, dict) else None
+        if isinstance(value, str) and value not in plays:
+            folder = named[value]() if value in named else scenes.resolve_store(value, path.parent)
+            open_scene_store(folder, f"{path}: grid[{number}].store")
 
 
 def cycle_stores(path: Path, cycle: int) -> dict[str, Callable[[], Path]]:
@@ -81,7 +103,8 @@ def cycle_stores(path: Path, cycle: int) -> dict[str, Callable[[], Path]]:
     import scenes
     from diffusion.store import rolling as rs
 
-    plan = endless_plan(path, scenes.read_scene_text(path), endless=True, keep=None)
+    text = scenes.read_scene_text(path)
+    plan = endless_plan(path, text, endless=False, keep=None) or endless_plan(path, text, endless=True, keep=None)
     if not rs.is_rolling_store(plan.root):
         raise EntropicError(f"--cycle {cycle}: {path} has no rolling store yet ({plan.root}); "
                             "play it with `entropic preview --endless` first")

@@ -35,7 +35,7 @@ _preview_option = functools.partial(params.option, defaults=params.defaults_of("
               help="New drawings every cycle: sampled in the background while the current cycle plays "
                    "(the scene's [generate] table does the same; without one, grids of store \"default\" are generated).")
 @click.option("--keep", metavar="N|SIZE", default=None,
-              help="Endless: keep the newest N cycles (default 3) or as many as fit in SIZE (e.g. 2GB).")
+              help="Endless: keep the newest N cycles or as many as fit in SIZE (e.g. 2GB); default: [generate] keep (3).")
 @click.option("--sampler-threads", type=click.IntRange(min=1), default=None,
               help="Endless: torch CPU threads of the background sampler (default: torch's choice).")
 @click.option("--quiet", is_flag=True, help="No messages except errors.")

@@ -8,12 +8,15 @@ one playing. It never blocks the window: every call reads a few small files.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
 from typing import Callable
 
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
+from diffusion.common.locks import lock_folder
 from diffusion.store import rolling as rs
 from render.endless.plan import EndlessPlan
 
@@ -33,20 +36,38 @@ class CycleFeed:
         self._started = 0.0
         self._backoff = 1.0
         self._restart_at: float | None = None
+        self._closed = False
+        self.last_message = ""  # the sampler's last line
+        self._lock = threading.Lock()  # poll() (the side thread) against close()
         rs.open_rolling(plan.root, plan.recipe)
+        self._folder_lock = lock_folder(plan.root, "another endless window plays this rolling store")
 
     # -- the sampler process -------------------------------------------------------------------
     def start(self) -> None:
         """Start the sampler process (from the thread that will outlive it: see dies_with_parent)."""
         plan = self.plan
         line = rs.recorder_command(plan.root, plan.run, plan.settings, plan.keep, plan.recipe, self.threads)
-        self.process = subprocess.Popen(line, stdin=subprocess.DEVNULL, **dies_with_parent())
+        self.process = subprocess.Popen(line, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, errors="replace", **dies_with_parent())
         self._started = time.monotonic()
+        threading.Thread(target=self._forward, args=(self.process.stderr,), name="entropic-sampler-log",
+                         daemon=True).start()
+
+    def _forward(self, stream) -> None:
+        """The sampler's messages, line by line, into the window's log."""
+        for line in stream:
+            if line.strip():
+                self.last_message = line.strip()
+                self.log(line.rstrip())
 
     def poll(self) -> None:
         """Restart a sampler process that has died (logged once, with its exit status)."""
-        if self.process is None:
-            return
+        with self._lock:
+            if self._closed or self.process is None:
+                return
+            self._poll()
+
+    def _poll(self) -> None:
         code = self.process.poll()
         now = time.monotonic()
         if code is None:
@@ -64,14 +85,19 @@ class CycleFeed:
 
     def close(self) -> None:
         """Stop the sampler process (what it had committed stays; a cycle half-sampled resumes next time)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        with self._lock:
+            self._closed = True
+            if self.process is not None and self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._folder_lock is not None:
+            os.close(self._folder_lock)
+            self._folder_lock = None
 
     # -- cycles ----------------------------------------------------------------------------------
     def first(self, wait: bool = True, progress: bool = True) -> int:
@@ -92,14 +118,20 @@ class CycleFeed:
                 said = True
             code = None if self.process is None else self.process.poll()
             if code is not None and rs.first_to_play(self.plan.root)[0] is None:
+                time.sleep(0.2)  # its last words may still be in the pipe
+                said_last = self.last_message.removeprefix("entropic: endless sampler: ")
                 raise EntropicError(f"{self.plan.root}: the endless sampler stopped (exit status {code}) before the "
-                                    "first cycle was complete; its message is above")
+                                    f"first cycle was complete" + (f": {said_last}" if said_last else ""))
             time.sleep(0.2)
 
-    def next_after(self, cycle: int) -> int | None:
-        """The complete cycle after ``cycle`` (the lowest number above it), or None."""
-        later = [n for n in rs.cycle_numbers(self.plan.root) if n > cycle]
+    def next_after(self, cycle: int, skip: set[int] = frozenset()) -> int | None:
+        """The complete cycle after ``cycle`` (the lowest number above it, none of ``skip``), or None."""
+        later = [n for n in rs.cycle_numbers(self.plan.root) if n > cycle and n not in skip]
         return next((n for n in later if rs.is_complete(self.plan.root, n)), None)
+
+    def discard(self, cycle: int) -> None:
+        """Remove a cycle that cannot be played (the sampler records it again)."""
+        rs.remove_cycle(self.plan.root, cycle)
 
     def began(self, cycle: int) -> None:
         """Record that ``cycle`` began to play (what the sampler works ahead of)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,8 +22,6 @@ from diffusion.record_settings import RecordSettings
 from diffusion.runs.layout import read_config
 from diffusion.store.format import DTYPES
 from diffusion.store.rolling_keep import Keep
-
-DEFAULT_MODEL = "default"  # [generate] model = "default": the default model
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def plan_endless(
     if generate is None:
         return None
     where = f"{scene_path}: generate"
-    run = default_run() if generate.model == DEFAULT_MODEL else scenes.resolve_store(generate.model, scene_path.parent)
+    run = default_run() if generate.model == scenes.DEFAULT_MODEL else scenes.resolve_store(generate.model, scene_path.parent)
     if not run.is_dir():
         raise EntropicError(f"{where}.model: {run} is not a run directory (train one with `entropic train`)")
     try:
@@ -79,12 +78,12 @@ def plan_endless(
     settings = RecordSettings(
         count=int(generate.count), seed=generate.seed, sampler=generate.sampler,
         steps=generate.steps if generate.sampler == "ddim" else None, eta=generate.eta,
-        dtype=generate.dtype, precision=generate.precision, record_x0=_plays_x0(text, scene_path, plays),
+        dtype=generate.dtype, precision=generate.precision, record_x0=generate.record_x0,
     )
     try:
         settings.validate(timesteps)
-    except EntropicError as err:
-        raise EntropicError(f"{where}: {str(err).replace('--', '')}") from None
+    except EntropicError as err:  # the sampler's option names, as the scene file's keys
+        raise EntropicError(f"{scene_path}: " + re.sub(r"--([a-z0-9]+)", r"generate.\1", str(err))) from None
     recipe = {
         "model": {"run": run.name, "weights_sha256": sha256_file(weights)},
         **{k: v for k, v in asdict(settings).items() if k not in ("shard", "model_batch", "batch_size")},
@@ -106,9 +105,3 @@ def plan_endless(
     return EndlessPlan(root=Path(os.path.abspath(root)), run=run, settings=settings, keep=keep, plays=plays,
                        recipe=recipe, cycle_bytes=cycle_bytes)
 
-
-def _plays_x0(text: str, scene_path: Path, plays: tuple[str, ...]) -> bool:
-    """Whether a grid playing the cycles shows the predicted x_0 (then every cycle records it)."""
-    raw = scenes.loading.parse_toml(text, str(scene_path))
-    grids = raw.get("grid") if isinstance(raw.get("grid"), list) else []
-    return any(isinstance(g, dict) and g.get("store") in plays and g.get("frames") == "x0" for g in grids)

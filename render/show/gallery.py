@@ -270,6 +270,7 @@ class Show:
                  live=None) -> None:
         import pyglet
 
+        self.live = live
         pyglet.options["shadow_window"] = False
         import pyglet.window  # noqa: F401 - chooses the platform at import
         from render.live_window import FrameFetcher, PlaybackClock, display_screens
@@ -443,6 +444,8 @@ class Show:
             self.index = index
         for w in self.windows:
             w.draw(self.frame)
+        if self.live is not None:
+            self.live.presented(index // self.cycle.length)
         if new and self.held is None:
             self.fetcher.prefetch(self.clock.wrapped(index + 1))  # the uploads have copied the frame
         self._flip()
@@ -555,6 +558,9 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
                 if endless_plan is not None:
                     plan = endless_plan(Path(settings.scene), text, endless=settings.endless, keep=settings.keep or None)
                 if plan is None:
+                    if settings.keep:
+                        raise EntropicError(f"--keep applies to endless scenes: add --endless, or a [generate] "
+                                            f"table to {settings.scene}")
                     return None, load(text, {}, source)
                 from render.endless.cycles import CycleFeed
                 from render.live_scene import LiveScene
@@ -585,6 +591,8 @@ def run_window_process(settings: ShowSettings, named_stores=None, report_fd: int
     finally:
         if show is not None:
             show.close()
+        if live is not None:
+            live.close()
 
 
 def window_process_main(settings_json: str, named_stores: Callable | None = None,

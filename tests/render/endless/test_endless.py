@@ -1,7 +1,9 @@
 """Endless generation with a real model and a real sampler process (render.live_scene, render.endless).
 
 A tiny run (16 px, T = 10) samples each cycle in a fraction of a second, so laps can be played
-by asking for their frames directly; the window itself is tested in test_endless_window.py.
+by asking for their frames directly, as the window's frame worker does (and telling the live
+scene they were presented, as the window does); the window itself is tested in
+tests/render/test_live_window.py and tests/render/show/test_show.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffusion.common.errors import EntropicError
 import scenes
 from render.cli.live import cycle_stores, live_scene
 from diffusion.store import rolling as rs
@@ -54,36 +57,73 @@ def endless(tmp_path, tiny_run):
     live.close()
 
 
+def play(live, lap: int, index: int = 0) -> np.ndarray:
+    """Frame ``index`` of lap ``lap``, presented (as the window does)."""
+    frame = live.frame(lap * live.lap_frames + index)
+    live.presented(lap)
+    return frame
+
+
+def shown_cycles(live) -> list[int]:
+    wait_until(lambda: not live._to_record, timeout=10, what="the shown cycles to be written")
+    return [c for c, _ in rs.shown(live.feed.plan.root)]
+
+
 def test_each_lap_plays_the_next_cycle_and_a_late_one_repeats(endless):
     live, lines, scene = endless
-    n = live.scene.frame_count
     assert live.first_cycle == 0
-    first = live.frame(3)
-    assert live.cycle_at(3) == 0
+    first = play(live, 0, 3)
+    assert live.cycle_at(0) == 0
     wait_until(lambda: live.next_ready(0), what="cycle 1")
     live.feed.process.send_signal(signal.SIGSTOP)  # the sampler falls behind
     try:
-        assert not np.array_equal(live.frame(n + 3), first)  # lap 1: new drawings
-        assert live.cycle_at(n) == 1
-        live.frame(2 * n)  # lap 2 begins before cycle 2 exists: cycle 1 again, and the log says so
-        assert live.cycle_at(2 * n) == 1
+        assert not np.array_equal(play(live, 1, 3), first)  # lap 1: new drawings
+        assert live.cycle_at(1) == 1
+        play(live, 2)  # lap 2 begins before cycle 2 exists: cycle 1 again, and the log says so
+        assert live.cycle_at(2) == 1
         assert any("cycle 1 plays again" in line for line in lines)
     finally:
         live.feed.process.send_signal(signal.SIGCONT)
     wait_until(lambda: live.next_ready(1), what="cycle 2")
-    live.frame(3 * n)
-    assert live.cycle_at(3 * n) == 2
-    assert [c for c, _ in rs.shown(live.feed.plan.root)] == [0, 1, 1, 2]
+    play(live, 3)
+    assert live.cycle_at(3) == 2
+    assert shown_cycles(live) == [0, 1, 1, 2]
     # A lap decided once stays decided: scrubbing back replays the same cycle's frames.
-    assert np.array_equal(live.frame(3), first)
+    assert np.array_equal(play(live, 0, 3), first)
+    assert shown_cycles(live) == [0, 1, 1, 2]  # and is not shown twice
+
+
+def test_a_position_that_jumps_back_moves_on_to_new_cycles(endless):
+    """The show's clock passes midnight (or a scrub goes far back): new laps, never old cycles."""
+    live, _, _ = endless
+    for lap in (1000, 1001):
+        wait_until(lambda: lap == 1000 or live.next_ready(live.cycle_at(lap - 1)), what=f"lap {lap}")
+        play(live, lap)
+    wait_until(lambda: live.next_ready(live.cycle_at(1001)), what="the cycle after")
+    play(live, 0)  # far behind every lap remembered
+    assert live.cycle_at(0) == live.cycle_at(1001) + 1
+    for lap in range(1, 6):  # and on from there, each lap decided once
+        wait_until(lambda lap=lap: live.next_ready(live.cycle_at(lap - 1)), what=f"lap {lap}")
+        play(live, lap)
+        assert live.cycle_at(lap) == live.cycle_at(lap - 1) + 1
+    assert shown_cycles(live) == list(range(8))
+
+
+def test_a_new_window_does_not_count_frames_it_never_presented(endless):
+    live, _, _ = endless
+    play(live, 0)
+    wait_until(lambda: live.next_ready(0), what="cycle 1")
+    live.frame(live.lap_frames)  # lap 1 composited ahead of the screen, never presented
+    live.close()
+    assert [c for c, _ in rs.shown(live.feed.plan.root)] == [0]
 
 
 def test_what_a_lap_shows_is_what_render_of_its_cycle_shows(endless):
     live, _, scene = endless
     n = live.scene.frame_count
-    live.frame(0)
+    play(live, 0)
     wait_until(lambda: live.next_ready(0), what="cycle 1")
-    shown = [live.frame(n + i).copy() for i in range(n)]
+    shown = [play(live, 1, i).copy() for i in range(n)]
     rendered = scenes.load_scene(scene, named_stores=cycle_stores(scene, 1))
     for i in range(n):
         assert np.array_equal(shown[i], scenes.frame_at_index(rendered, i)), i
@@ -91,25 +131,24 @@ def test_what_a_lap_shows_is_what_render_of_its_cycle_shows(endless):
 
 def test_a_sampler_that_dies_is_restarted_and_the_window_plays_on(endless):
     live, lines, _ = endless
-    live.frame(0)
+    play(live, 0)
     old = live.feed.process
     os.kill(old.pid, signal.SIGKILL)
     wait_until(lambda: live.feed.restarts == 1 and live.feed.process is not old, timeout=10, what="the restart")
     assert any("endless sampler stopped (exit status -9)" in line for line in lines)
     wait_until(lambda: live.next_ready(0), what="cycle 1 from the new sampler")
-    assert live.frame(live.scene.frame_count).shape == (40, 64)
+    assert play(live, 1).shape == (40, 64) and live.cycle_at(1) == 1
 
 
 def test_the_sampler_keeps_only_what_it_is_told(endless):
     live, _, _ = endless
-    n = live.scene.frame_count
     for lap in range(7):
-        wait_until(lambda lap=lap: lap == 0 or live.next_ready(live.cycle_at((lap - 1) * n)), what=f"lap {lap}")
-        live.frame(lap * n)
+        wait_until(lambda lap=lap: lap == 0 or live.next_ready(live.cycle_at(lap - 1)), what=f"lap {lap}")
+        play(live, lap)
     root = live.feed.plan.root
     wait_until(lambda: len(rs.cycle_numbers(root)) == 4 and rs.cycle_numbers(root)[-1] == 7, what="pruning")
     assert rs.cycle_numbers(root) == [4, 5, 6, 7]
-    assert [c for c, _ in rs.shown(root)] == [0, 1, 2, 3, 4, 5, 6]
+    assert shown_cycles(live) == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
@@ -117,8 +156,10 @@ def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
     scene.write_text(SCENE.format(run=tiny_run))
     live = live_scene(scene, "preview", quiet=True, log=lambda line: None)
     try:
-        live.frame(0)
+        play(live, 0)
         wait_until(lambda: live.next_ready(0), what="cycle 1")
+        with pytest.raises(EntropicError, match="another endless window plays this rolling store"):
+            live_scene(scene, "preview", quiet=True, log=lambda line: None)
     finally:
         live.close()
     again = live_scene(scene, "preview", quiet=True, log=lambda line: None)
