@@ -42,9 +42,10 @@ def lowest_priority() -> str:
         return "normal"
 
 
-def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, recipe: Mapping[str, Any], *,
-                  once: bool = False, log: Callable[[str], None] = print) -> None:
-    """Keep the rolling store ``root`` one cycle ahead of the window, for ever (``once``: one cycle, then return)."""
+def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, ahead: int, recipe: Mapping[str, Any],
+                  *, once: bool = False, log: Callable[[str], None] = print) -> None:
+    """Keep the rolling store ``root`` up to ``ahead`` cycles ahead of the window, for ever
+    (``once``: one cycle, then return)."""
     from diffusion.record import record, run_model_info
     from diffusion.runs.load import load_run
     from diffusion.store import rolling as rs
@@ -53,14 +54,14 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, r
     loaded = load_run(run)
     schedule_config = dict(loaded.config.get("schedule") or {}) or None
     while True:
-        cycle = rs.to_make(root)
+        cycle = rs.to_make(root, ahead)
         if cycle is None:
             if once:
                 return
             time.sleep(POLL)
             continue
         playing = rs.read_playing(root)
-        protect = {cycle} | ({playing} if playing is not None else set())
+        protect = set(range(playing, cycle + 1)) if playing is not None and playing < cycle else {cycle}
         rs.prune(root, keep, protect)
         path = rs.cycle_path(root, cycle)
         started = time.monotonic()
@@ -84,14 +85,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     priority = lowest_priority()
-    root, run, settings, keep, recipe = recorder_arguments(args[0])
+    root, run, settings, keep, ahead, recipe = recorder_arguments(args[0])
     if len(args) > 1:
         import torch
 
         torch.set_num_threads(int(args[1]))
     print(f"entropic: endless sampler started ({priority}) for {root}", file=sys.stderr, flush=True)
     try:
-        record_cycles(root, run, settings, keep, recipe, log=lambda line: print(line, file=sys.stderr, flush=True))
+        record_cycles(root, run, settings, keep, ahead, recipe,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except EntropicError as err:
         print(f"entropic: endless sampler: {err}", file=sys.stderr, flush=True)
         return 1

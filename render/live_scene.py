@@ -37,7 +37,7 @@ from scenes.store_access import forget_store
 # (scene text, {store name: folder}) -> Scene, with the command line's size, fps and named stores.
 SceneLoader = Callable[[str, Mapping[str, Callable[[], Path]]], "scenes.Scene"]
 KEEP_LAPS = 4  # lap decisions remembered (scrubbing back a few laps replays the same cycles)
-LOOK_EVERY = 0.5  # seconds between the side thread's looks for the next cycle
+LOOK_EVERY = 0.25  # seconds between the side thread's looks for the next cycle
 
 
 class LiveScene:

@@ -173,16 +173,17 @@ def next_cycle(root: str | os.PathLike) -> int:
     return max(known) + 1 if known else 0
 
 
-def to_make(root: str | os.PathLike) -> int | None:
-    """The cycle the sampler should record now, or None when it is ahead.
+def to_make(root: str | os.PathLike, ahead: int = 1) -> int | None:
+    """The cycle the sampler should record now, or None when it is far enough ahead.
 
-    With a cycle playing, the one after it. With none (a window not started yet), an unplayed
-    complete cycle is enough; otherwise the newest unfinished one is resumed, or a new one begun.
+    With a cycle playing, the first of the ``ahead`` cycles after it that is not complete (two
+    ahead: a lap that had to play a cycle again leaves the sampler work to do). With none (a
+    window not started yet), an unplayed complete cycle is enough; otherwise the newest
+    unfinished one is resumed, or a new one begun.
     """
     playing = read_playing(root)
     if playing is not None:
-        wanted = playing + 1
-        return None if is_complete(root, wanted) else wanted
+        return next((c for c in range(playing + 1, playing + 1 + ahead) if not is_complete(root, c)), None)
     played = {n for n, _ in shown(root)}
     complete = complete_cycles(root)
     if any(n not in played for n in complete):
@@ -276,23 +277,24 @@ def describe(root: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def recorder_command(root: Path, run: Path, settings: RecordSettings, keep: Keep, recipe: Mapping[str, Any],
-                     threads: int | None = None) -> list[str]:
-    """The command line of :mod:`diffusion.rolling_record` recording into ``root`` from the run ``run``."""
+def recorder_command(root: Path, run: Path, settings: RecordSettings, keep: Keep, ahead: int,
+                     recipe: Mapping[str, Any], threads: int | None = None) -> list[str]:
+    """The command line of :mod:`diffusion.rolling_record` recording into ``root`` from the run ``run``,
+    up to ``ahead`` cycles ahead of the one playing."""
     import dataclasses
     import sys
 
     arguments = {"root": str(root), "run": str(run), "settings": dataclasses.asdict(settings),
-                 "keep": dataclasses.asdict(keep), "recipe": dict(recipe)}
+                 "keep": dataclasses.asdict(keep), "ahead": int(ahead), "recipe": dict(recipe)}
     line = [sys.executable, "-m", "diffusion.rolling_record", json.dumps(arguments)]
     return line + ([str(threads)] if threads is not None else [])
 
 
-def recorder_arguments(text: str) -> tuple[Path, Path, RecordSettings, Keep, dict[str, Any]]:
-    """Inverse of :func:`recorder_command`'s argument: (root, run, settings, keep, recipe)."""
+def recorder_arguments(text: str) -> tuple[Path, Path, RecordSettings, Keep, int, dict[str, Any]]:
+    """Inverse of :func:`recorder_command`'s argument: (root, run, settings, keep, ahead, recipe)."""
     given = json.loads(text)
     return (Path(given["root"]), Path(given["run"]), RecordSettings(**given["settings"]), Keep(**given["keep"]),
-            dict(given["recipe"]))
+            int(given["ahead"]), dict(given["recipe"]))
 
 
 def is_rolling_store(path: str | os.PathLike) -> bool:

@@ -38,3 +38,14 @@ def parse_keep(text: str) -> Keep:
         raise EntropicError(f"--keep {value!r}: give a number of cycles (e.g. 3) or a disk budget (e.g. 500MB, 2GiB)")
     unit = m.group(2)[:-1].lower()
     return Keep(bytes=int(float(m.group(1)) * _UNITS[unit]))
+
+
+# Cycles sampled ahead of the one on screen, at most: one is enough when sampling keeps up; the
+# second keeps the sampler busy through a lap that had to play a cycle again.
+MAX_AHEAD = 2
+
+
+def cycles_ahead(keep: Keep, cycle_bytes: int) -> int:
+    """How many cycles the sampler may record ahead of the one playing, within ``keep`` (at least 1)."""
+    room = keep.cycles if keep.cycles is not None else keep.bytes // max(1, cycle_bytes)
+    return max(1, min(MAX_AHEAD, room - 1))

@@ -17,6 +17,7 @@ from typing import Callable
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from diffusion.common.locks import lock_folder
+from diffusion.store.rolling_keep import cycles_ahead
 from diffusion.store import rolling as rs
 from render.endless.plan import EndlessPlan
 
@@ -46,7 +47,8 @@ class CycleFeed:
     def start(self) -> None:
         """Start the sampler process (from the thread that will outlive it: see dies_with_parent)."""
         plan = self.plan
-        line = rs.recorder_command(plan.root, plan.run, plan.settings, plan.keep, plan.recipe, self.threads)
+        line = rs.recorder_command(plan.root, plan.run, plan.settings, plan.keep,
+                                   cycles_ahead(plan.keep, plan.cycle_bytes), plan.recipe, self.threads)
         self.process = subprocess.Popen(line, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, errors="replace", **dies_with_parent())
         self._started = time.monotonic()

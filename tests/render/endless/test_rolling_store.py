@@ -8,7 +8,7 @@ import pytest
 
 from diffusion.common.errors import EntropicError
 from diffusion.store import rolling as rs
-from diffusion.store.rolling_keep import Keep, parse_keep
+from diffusion.store.rolling_keep import Keep, cycles_ahead, parse_keep
 from render.endless.plan import plan_endless
 from tests.helpers import write_synthetic_store
 
@@ -27,7 +27,9 @@ def test_keep_is_cycles_or_a_disk_budget():
     assert parse_keep("500MB") == Keep(bytes=500 * 10**6)
     assert parse_keep("2GiB") == Keep(bytes=2 * 2**30)
     assert parse_keep("1.5 gb") == Keep(bytes=1_500_000_000)
-    for bad, words in (("1", "at least 2"), ("0", "at least 2"), ("lots", "disk budget"), ("-3", "disk budget"),
+    assert [cycles_ahead(Keep(cycles=n), 100) for n in (2, 3, 10)] == [1, 2, 2]
+    assert [cycles_ahead(Keep(bytes=b), 100) for b in (200, 299, 300, 10_000)] == [1, 1, 2, 2]
+    for bad, words in (("1", "at least 2"), ("²", "disk budget"), ("12345678901", "disk budget"), ("0", "at least 2"), ("lots", "disk budget"), ("-3", "disk budget"),
                        ("5 parsecs", "disk budget")):
         with pytest.raises(EntropicError, match=words):
             parse_keep(bad)
@@ -47,6 +49,9 @@ def test_cycles_are_numbered_on_and_the_sampler_stays_one_ahead(tmp_path):
     assert rs.to_make(root) is None
     rs.record_shown(root, 1)
     assert rs.to_make(root) == 2
+    rs.record_shown(root, 0)  # cycle 1 is complete ahead: two ahead, the sampler goes on to 2
+    assert rs.to_make(root) is None and rs.to_make(root, ahead=2) == 2
+    rs.record_shown(root, 1)
     # A window starting when every complete cycle was shown plays the newest again.
     (root / rs.PLAYING_FILE).unlink()
     assert rs.first_to_play(root) == (1, True)
