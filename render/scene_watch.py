@@ -50,8 +50,9 @@ def _loop(live, log: Callable[[str], None], stop: threading.Event) -> None:
             return (path == scene_file or path in stores
                     or (path.name in STORE_FILES and path.parent in stores))
 
-        for _changes in watchfiles.watch(*folders, watch_filter=relevant, recursive=False, step=STEP_MS,
-                                         stop_event=stop, raise_interrupt=False, yield_on_timeout=False):
+        for changes in watchfiles.watch(*folders, watch_filter=relevant, recursive=False, step=STEP_MS,
+                                        stop_event=stop, raise_interrupt=False, yield_on_timeout=False):
             error = live.reload()
             log(f"entropic: {error}; the last good scene stays on screen" if error else f"entropic: reloaded {live.path.name}")
-            break  # watch again: the scene may read other stores now, or a store folder was replaced
+            if watched_paths(live)[1] != stores or any(Path(name) in stores for _, name in changes):
+                break  # the scene reads other stores now, or a store folder was replaced: watch those

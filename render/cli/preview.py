@@ -57,14 +57,17 @@ def preview(scene: Path | None, size: tuple[int, int] | None, fps: float | None,
     live = live_scene(scene, "preview", size=size, fps=fps, endless=endless, keep=keep, quiet=quiet,
                       threads=sampler_threads)
     stop = threading.Event()
+    watcher = None
     try:
         if watch:
             from render.scene_watch import watch as watch_scene
 
-            watch_scene(live, lambda line: click.echo(line, err=True), stop)
+            watcher = watch_scene(live, lambda line: click.echo(line, err=True), stop)
         stats = run_preview(live, PreviewOptions(vsync=not no_vsync, quiet=quiet, **params.given(options)))
     finally:
         stop.set()
+        if watcher is not None:
+            watcher.join(10)  # out of watchfiles' wait first: a thread killed inside it aborts the exit
         live.close()
     if not quiet:
         click.echo(

@@ -17,8 +17,8 @@ from typing import Callable
 from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from diffusion.common.locks import lock_folder
-from diffusion.store.rolling_keep import cycles_ahead
 from diffusion.store import rolling as rs
+from diffusion.store.rolling_keep import cycles_ahead
 from render.endless.plan import EndlessPlan
 
 BACKOFF_MAX = 60.0
