@@ -85,6 +85,27 @@ def write_small_scene(folder: str | os.PathLike, scene_toml: str) -> Path:
     return folder / "scene.toml"
 
 
+def endless_scene(run: str | os.PathLike, generate: str = "") -> str:
+    """A one-second 64x40 scene whose 2x3 grid plays the cycles that ``[generate]`` samples from
+    the run ``run`` (3 DDIM steps), with ``generate``'s lines added to the table."""
+    return ('version = 1\n[canvas]\nwidth = 64\nheight = 40\nfps = 10\nduration = 1\n'
+            '[[grid]]\nstore = "generated"\nrows = 2\ncols = 3\n'
+            f'[generate]\nmodel = "{run}"\nsteps = 3\n{generate}')
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``condition`` every 20 ms; fail the test after ``timeout`` seconds."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 def write_default_shaped_store(path: str | os.PathLike, size: int = 8) -> Path:
     """A store timed like the default piece's (144 samples, the default model's schedule at the
     default recipe's DDIM steps) with tiny flat frames: for tests of where tiles are and when."""

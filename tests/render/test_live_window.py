@@ -352,29 +352,14 @@ def test_dragging_the_mouse_scrubs_through_the_cycle(preview_window):
     assert np.array_equal(win.read_pixels(), moving_frame(win.clock.index()))
 
 
-ENDLESS_SCENE = """version = 1
-[canvas]
-width = 64
-height = 40
-fps = 10
-duration = 1
-[[grid]]
-store = "generated"
-rows = 2
-cols = 3
-[generate]
-model = "{run}"
-steps = 3
-store = "rolling"
-"""
-
-
 def test_endless_window_shows_what_render_of_the_cycle_writes(preview_xvfb, tiny_run, tmp_path):
     """Laps of the endless window play new cycles; the pixels on screen are `render --cycle`'s."""
     import json
 
+    from tests.helpers import endless_scene
+
     scene = tmp_path / "scene.toml"
-    scene.write_text(ENDLESS_SCENE.format(run=tiny_run))
+    scene.write_text(endless_scene(tiny_run, 'store = "rolling"\n'))
     shot = tmp_path / "shot.png"
     proc = _preview_cli(scene, tmp_path, dict(os.environ, DISPLAY=preview_xvfb),
                         "--frames-then-exit", "24", "--screenshot", str(shot))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from render.cli.live import live_scene
 from render.scene_watch import watch
-from tests.helpers import write_small_scene, write_synthetic_store
+from tests.helpers import wait_until, write_small_scene, write_synthetic_store
 
 SCENE = """version = 1
 [canvas]
@@ -25,14 +24,6 @@ store = "store"
 rows = 1
 cols = 2
 """
-
-
-def wait_until(condition, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,37 +19,16 @@ from diffusion.common.errors import EntropicError
 import scenes
 from render.cli.live import cycle_stores, live_scene
 from diffusion.store import rolling as rs
+from tests.helpers import endless_scene, wait_until
 
-SCENE = """version = 1
-[canvas]
-width = 64
-height = 40
-fps = 10
-duration = 1
-[[grid]]
-store = "generated"
-rows = 2
-cols = 3
-[generate]
-model = "{run}"
-steps = 3
-store = "rolling"
-keep = 4
-"""
+GENERATE = 'store = "rolling"\nkeep = 4\n'
 
-
-def wait_until(condition, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
 def endless(tmp_path, tiny_run):
     scene = tmp_path / "scene.toml"
-    scene.write_text(SCENE.format(run=tiny_run))
+    scene.write_text(endless_scene(tiny_run, GENERATE))
     lines: list[str] = []
     live = live_scene(scene, "preview", quiet=True, log=lines.append)
     yield live, lines, scene
@@ -65,7 +43,7 @@ def play(live, lap: int, index: int = 0) -> np.ndarray:
 
 
 def shown_cycles(live) -> list[int]:
-    wait_until(lambda: not live._to_record, timeout=10, what="the shown cycles to be written")
+    wait_until(lambda: not live._to_record, what="the shown cycles to be written")
     return [c for c, _ in rs.shown(live.feed.plan.root)]
 
 
@@ -153,7 +131,7 @@ def test_the_sampler_keeps_only_what_it_is_told(endless):
 
 def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
     scene = tmp_path / "scene.toml"
-    scene.write_text(SCENE.format(run=tiny_run))
+    scene.write_text(endless_scene(tiny_run, GENERATE))
     live = live_scene(scene, "preview", quiet=True, log=lambda line: None)
     try:
         play(live, 0)

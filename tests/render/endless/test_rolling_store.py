@@ -10,7 +10,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.store import rolling as rs
 from diffusion.store.rolling_keep import Keep, cycles_ahead, parse_keep
 from render.endless.plan import plan_endless
-from tests.helpers import write_synthetic_store
+from tests.helpers import endless_scene, write_synthetic_store
 
 RECIPE = {"model": {"run": "run", "weights_sha256": "ab"}, "count": 4, "seed": 7, "sampler": "ddim", "steps": 3}
 
@@ -87,22 +87,6 @@ def test_a_rolling_store_of_another_recipe_is_refused_and_kept(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
-SCENE = """version = 1
-[canvas]
-width = 64
-height = 32
-fps = 10
-duration = 1
-[[grid]]
-store = "generated"
-rows = 2
-cols = 3
-[generate]
-model = "{run}"
-steps = 3
-"""
-
-
 def plan(scene: Path, keep: Keep | None = None, implicit: bool = False):
     return plan_endless(scene, scene.read_text(), implicit=implicit, keep=keep, default_run=lambda: Path("nowhere"),
                         cache_dir=lambda: scene.parent / "cache", default_store="default")
@@ -110,28 +94,28 @@ def plan(scene: Path, keep: Keep | None = None, implicit: bool = False):
 
 def test_the_plan_checks_generate_against_the_model(tmp_path, tiny_run):
     scene = tmp_path / "scene.toml"
-    scene.write_text(SCENE.format(run=tiny_run))
+    scene.write_text(endless_scene(tiny_run))
     p = plan(scene)
     assert p.settings.count == 6 and p.settings.steps == 3 and p.run == tiny_run
     assert p.root.parent == tmp_path / "cache" / "endless" and p.root.name.startswith("scene-")
     assert p.cycle_bytes == 6 * 4 * 16 * 16 * 2  # 6 samples x (3 steps + x_0) x 16 px squared x float16
     assert plan(scene).root == p.root  # the same scene and recipe: the same rolling store
-    scene.write_text(SCENE.format(run=tiny_run).replace("steps = 3", "steps = 4"))
+    scene.write_text(endless_scene(tiny_run).replace("steps = 3", "steps = 4"))
     assert plan(scene).root != p.root  # another recipe: another one
     for text, words in (
-        (SCENE.format(run=tiny_run).replace("steps = 3", "steps = 30"), "more than the model's 10"),
-        (SCENE.format(run=tmp_path / "nothing"), "generate.model"),
-        (SCENE.format(run=tiny_run) + "count = 2\n", "generate.count: 2 samples per cycle, but a grid needs 6"),
-        (SCENE.format(run=tiny_run).replace('store = "generated"', 'store = "x"'), "no [[grid]] plays"),
+        (endless_scene(tiny_run).replace("steps = 3", "steps = 30"), "more than the model's 10"),
+        (endless_scene(tmp_path / "nothing"), "generate.model"),
+        (endless_scene(tiny_run) + "count = 2\n", "generate.count: 2 samples per cycle, but a grid needs 6"),
+        (endless_scene(tiny_run).replace('store = "generated"', 'store = "x"'), "no [[grid]] plays"),
     ):
         scene.write_text(text)
         with pytest.raises(EntropicError, match=words.replace("[", r"\[").replace(".", r"\.")):
             plan(scene)
-    scene.write_text(SCENE.format(run=tiny_run))
+    scene.write_text(endless_scene(tiny_run))
     with pytest.raises(EntropicError, match="budget must hold two"):
         plan(scene, keep=Keep(bytes=p.cycle_bytes))
     # Without [generate] a scene is not endless unless asked; asked, its "default" grids play the cycles.
-    scene.write_text(SCENE.format(run=tiny_run).split("[generate]")[0].replace('"generated"', '"default"'))
+    scene.write_text(endless_scene(tiny_run).split("[generate]")[0].replace('"generated"', '"default"'))
     assert plan(scene) is None
     with pytest.raises(EntropicError, match="nowhere is not a run directory"):
         plan(scene, implicit=True)
