@@ -43,9 +43,8 @@ def lowest_priority() -> str:
 
 
 def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, ahead: int, recipe: Mapping[str, Any],
-                  *, once: bool = False, log: Callable[[str], None] = print) -> None:
-    """Keep the rolling store ``root`` up to ``ahead`` cycles ahead of the window, for ever
-    (``once``: one cycle, then return)."""
+                  *, log: Callable[[str], None] = print) -> None:
+    """Keep the rolling store ``root`` up to ``ahead`` cycles ahead of the window, until the window is gone."""
     from diffusion.record import record, run_model_info
     from diffusion.runs.load import load_run
     from diffusion.store import rolling as rs
@@ -53,11 +52,12 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, a
     rs.open_rolling(root, recipe)
     loaded = load_run(run)
     schedule_config = dict(loaded.config.get("schedule") or {}) or None
+    parent = os.getppid()
     while True:
+        if os.getppid() != parent:  # the window is gone (where no parent-death signal ended us)
+            return
         cycle = rs.to_make(root, ahead)
         if cycle is None:
-            if once:
-                return
             time.sleep(POLL)
             continue
         playing = rs.read_playing(root)
@@ -68,19 +68,16 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, a
         report = record(path, loaded.model, loaded.schedule, loaded.prediction,
                         dataclasses.replace(settings, seed=rs.cycle_seed(settings.seed, cycle)),
                         model_info=run_model_info(loaded, path), schedule_config=schedule_config,
-                        progress=not once and sys.stderr.isatty())
+                        progress=False)
         if report.recorded:
             log(f"entropic: cycle {cycle} sampled in {time.monotonic() - started:.1f} s "
                 f"({report.sample_steps_per_s:.0f} sample-steps/s) into {path}")
         rs.prune(root, keep, protect)
-        if once:
-            return
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the background process."""
     from diffusion.common.errors import EntropicError
-
     from diffusion.store.rolling import recorder_arguments
 
     args = sys.argv[1:] if argv is None else argv
