@@ -43,8 +43,9 @@ def lowest_priority() -> str:
 
 
 def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, ahead: int, recipe: Mapping[str, Any],
-                  *, log: Callable[[str], None] = print) -> None:
-    """Keep the rolling store ``root`` up to ``ahead`` cycles ahead of the window, until the window is gone."""
+                  *, parent: int, log: Callable[[str], None] = print) -> None:
+    """Keep the rolling store ``root`` up to ``ahead`` cycles ahead of the window, until the
+    window (the process ``parent``) is gone."""
     from diffusion.record import record, run_model_info
     from diffusion.runs.load import load_run
     from diffusion.store import rolling as rs
@@ -52,7 +53,6 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, a
     rs.open_rolling(root, recipe)
     loaded = load_run(run)
     schedule_config = dict(loaded.config.get("schedule") or {}) or None
-    parent = os.getppid()
     while True:
         if os.getppid() != parent:  # the window is gone (where no parent-death signal ended us)
             return
@@ -62,7 +62,7 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, a
             continue
         playing = rs.read_playing(root)
         protect = set(range(playing, cycle + 1)) if playing is not None and playing < cycle else {cycle}
-        rs.prune(root, keep, protect)
+        rs.prune(root, keep, protect, making=cycle)  # room for the cycle about to be written
         path = rs.cycle_path(root, cycle)
         started = time.monotonic()
         report = record(path, loaded.model, loaded.schedule, loaded.prediction,
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffusion.common.errors import EntropicError
     from diffusion.store.rolling import recorder_arguments
 
+    parent = os.getppid()  # first: the window may die while the model loads
     args = sys.argv[1:] if argv is None else argv
     priority = lowest_priority()
     root, run, settings, keep, ahead, recipe = recorder_arguments(args[0])
@@ -89,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(args[1]))
     print(f"entropic: endless sampler started ({priority}) for {root}", file=sys.stderr, flush=True)
     try:
-        record_cycles(root, run, settings, keep, ahead, recipe,
+        record_cycles(root, run, settings, keep, ahead, recipe, parent=parent,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    except EntropicError as err:
-        print(f"entropic: endless sampler: {err}", file=sys.stderr, flush=True)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # noqa: BLE001 - one line for the window's log (out of memory, a disk error)
+        what = str(err) if isinstance(err, EntropicError) else f"{type(err).__name__}: {err}"
+        print(f"entropic: endless sampler: {' '.join(what.split())}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -38,6 +38,7 @@ from scenes.store_access import forget_store
 SceneLoader = Callable[[str, Mapping[str, Callable[[], Path]]], "scenes.Scene"]
 KEEP_LAPS = 4  # lap decisions remembered (scrubbing back a few laps replays the same cycles)
 LOOK_EVERY = 0.25  # seconds between the side thread's looks for the next cycle
+MAX_FAILURES = 3  # a complete cycle that does not load is removed (and sampled again) this often at most
 
 
 class LiveScene:
@@ -58,7 +59,8 @@ class LiveScene:
         self._scenes: dict[int | None, scenes.Scene] = {}
         self._begun: set[int] = set()  # laps recorded as shown
         self._to_record: list[int] = []  # cycles presented, not yet written to shown.jsonl
-        self._broken: set[int] = set()  # complete cycles whose scene does not load
+        self._failures: dict[int, int] = {}  # complete cycles whose scene did not load: how often
+        self._opened: set[int] = set()  # cycles whose stores this process opened (to close them again)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,22 +102,30 @@ class LiveScene:
 
     def scene_of_lap(self, lap: int) -> scenes.Scene:
         """The scene lap ``lap`` plays (its cycle decided now if the lap is new)."""
+        said = None
         with self._lock:
             cycle = self._laps.get(lap)
             if cycle is None:
-                cycle = self._decide(lap)
-            scene = self._scenes.get(cycle)
+                cycle, said = self._decide(lap)
+            scene, text = self._scenes.get(cycle), self.text
+        if said:
+            self.log(said)  # not under the lock: a slow terminal must not hold up the window
         if scene is None:  # a lap scrubbed back to, whose scene was let go
+            if cycle not in self.feed.cycles():  # removed since: the scene on screen stands in
+                return self.scene
             try:
-                scene = self._load(self.text, cycle)
-            except EntropicError:  # its store was removed since: the scene on screen stands in
+                scene = self._load(text, cycle)
+            except EntropicError:
                 return self.scene
             with self._lock:
-                self._scenes[cycle] = scene
+                if text == self.text:
+                    self._scenes[cycle] = scene
         return scene
 
-    def _decide(self, lap: int) -> int:
-        """The cycle of a lap not played before (under the lock): the next one, or the last again."""
+    def _decide(self, lap: int) -> tuple[int, str | None]:
+        """The cycle of a lap not played before (under the lock): the next one, or the last again
+        (with the line to log)."""
+        said = None
         if not self._laps:
             cycle = self.first_cycle
         else:
@@ -123,12 +133,12 @@ class LiveScene:
             cycle = self._next.get(last)
             if cycle is None:
                 cycle = last
-                self.log(f"entropic: the cycle after {last} is not sampled yet; cycle {last} plays again")
+                said = f"entropic: the cycle after {last} is not sampled yet; cycle {last} plays again"
         self._laps[lap] = cycle
         while len(self._laps) > KEEP_LAPS:
             old, _ = self._laps.popitem(last=False)
             self._begun.discard(old)
-        return cycle
+        return cycle, said
 
     def presented(self, lap: int) -> None:
         """The window presented a frame of lap ``lap``: its cycle counts as shown (once per lap)."""
@@ -170,36 +180,48 @@ class LiveScene:
             known = current in self._next
         if known:
             return
-        nxt = self.feed.next_after(current, skip=self._broken)
+        nxt = self.feed.next_after(current)
         if nxt is None:
             return
         try:
             scene = self._load(text, nxt)
         except EntropicError as err:
-            self._broken.add(nxt)
-            self.log(f"entropic: cycle {nxt} cannot be played ({err}); it is removed and sampled again")
-            self.feed.discard(nxt)
+            failures = self._failures[nxt] = self._failures.get(nxt, 0) + 1
+            if failures <= MAX_FAILURES:  # removed, so that the sampler records it again
+                self.log(f"entropic: cycle {nxt} cannot be played ({err}); it is removed and sampled again")
+                self.feed.discard(nxt)
             return
+        on_disk = set(self.feed.cycles())
         with self._lock:
             if text != self.text:
                 return
             self._scenes[nxt] = scene
             self._next = {current: nxt}
-            wanted = set(self._laps.values()) | {nxt}
+            if current in self._scenes:
+                self.scene = self._scenes[current]  # what stands in for a lap whose store is gone
+            # Laps remembered for scrubbing back keep their cycle while it is on disk; a removed
+            # one's lap shows the scene on screen instead.
+            wanted = {c for c in self._laps.values() if c in on_disk} | {nxt, current}
             for cycle in [c for c in self._scenes if c not in wanted]:
                 del self._scenes[cycle]
-                forget_store(self.feed.store(cycle))
+            unused = self._opened - wanted
+            self._opened -= unused
+        for cycle in unused:  # their files are closed: a removed cycle's disk space is freed
+            forget_store(self.feed.store(cycle))
 
     def _load(self, text: str, cycle: int | None) -> scenes.Scene:
         stores: dict[str, Callable[[], Path]] = {}
         if cycle is not None:
+            with self._lock:
+                self._opened.add(cycle)
             folder = self.feed.store(cycle)
             stores = {name: (lambda folder=folder: folder) for name in self.feed.plan.plays}
         return self.load(text, stores)
 
     # -- reloading ---------------------------------------------------------------------------------
     def reload(self) -> str | None:
-        """Load the scene file again for the cycle on screen; None, or the one-line error (last good kept)."""
+        """Load the scene file again for the cycle of the lap decided last (the one on screen, or
+        the one about to be); None, or the one-line error (the last good scene kept)."""
         try:
             text = scenes.read_scene_text(self.path)
             while True:

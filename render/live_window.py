@@ -182,10 +182,14 @@ class FrameFetcher:
             self._pending[1].cancel()
         self._pending = (index, self._pool.submit(self.frame_at, index))
 
-    def discard(self) -> None:
-        """Forget the prediction (the frames it was made from have changed)."""
-        if self._pending is not None:
-            self._pending[1].cancel()
+    def discard(self, wait: bool = False) -> None:
+        """Forget the prediction (the frames it was made from have changed); ``wait``: until a
+        prediction already being computed has finished, so that nothing computes meanwhile."""
+        if self._pending is not None and not self._pending[1].cancel() and wait:
+            try:
+                self._pending[1].result()
+            except Exception:  # noqa: BLE001 - its result is thrown away anyway
+                pass
         self._pending = None
 
     def close(self) -> None:
@@ -733,6 +737,7 @@ class PreviewWindow:
         """Play the live scene's new version from the same time position (same lap when endless)."""
         live, old = self.live, self.clock
         self._live_version = live.version
+        self.fetcher.discard(wait=True)  # a frame being made now used the old lap length
         scene = live.scene
         lap, within = divmod(old.position(), old.frame_count)
         seconds = within / old.fps
@@ -751,7 +756,6 @@ class PreviewWindow:
             self.quad = FrameQuad(self.gl, self.width, self.height)
             self._set_filter()
             self.current_frame = None
-        self.fetcher.discard()
         self.current_index = None
         self._dirty = True
 

@@ -39,20 +39,48 @@ def watch(live, log: Callable[[str], None], stop: threading.Event) -> threading.
     return thread
 
 
+def fingerprint(scene_file: Path, stores: set[Path]) -> tuple:
+    """What a reload depends on, as modification times: a change missed while the watcher restarted shows here."""
+    def stamp(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return -1
+    return (stamp(scene_file), *sorted((str(p), stamp(p / name)) for p in stores for name in STORE_FILES))
+
+
 def _loop(live, log: Callable[[str], None], stop: threading.Event) -> None:
     import watchfiles
 
+    def reload() -> None:
+        error = live.reload()
+        log(f"entropic: {error}; the last good scene stays on screen" if error else f"entropic: reloaded {live.path.name}")
+
+    seen = None
+    said: set[str] = set()
     while not stop.is_set():
-        scene_file, stores, folders = watched_paths(live)
+        try:
+            scene_file, stores, folders = watched_paths(live)
+            now = fingerprint(scene_file, stores)
+            if seen is not None and now != seen:
+                reload()  # changed while the watcher was being set up again
+                scene_file, stores, folders = watched_paths(live)
+            seen = fingerprint(scene_file, stores)
 
-        def relevant(change, name: str) -> bool:  # noqa: ARG001
-            path = Path(name)
-            return (path == scene_file or path in stores
-                    or (path.name in STORE_FILES and path.parent in stores))
+            def relevant(change, name: str) -> bool:  # noqa: ARG001
+                path = Path(name)
+                return (path == scene_file or path in stores
+                        or (path.name in STORE_FILES and path.parent in stores))
 
-        for changes in watchfiles.watch(*folders, watch_filter=relevant, recursive=False, step=STEP_MS,
-                                        stop_event=stop, raise_interrupt=False, yield_on_timeout=False):
-            error = live.reload()
-            log(f"entropic: {error}; the last good scene stays on screen" if error else f"entropic: reloaded {live.path.name}")
-            if watched_paths(live)[1] != stores or any(Path(name) in stores for _, name in changes):
-                break  # the scene reads other stores now, or a store folder was replaced: watch those
+            for changes in watchfiles.watch(*folders, watch_filter=relevant, recursive=False, step=STEP_MS,
+                                            stop_event=stop, raise_interrupt=False, yield_on_timeout=False):
+                reload()
+                seen = fingerprint(scene_file, stores)
+                if watched_paths(live)[1] != stores or any(Path(name) in stores for _, name in changes):
+                    break  # the scene reads other stores now, or a store folder was replaced: watch those
+        except Exception as err:  # noqa: BLE001 - a watcher that dies would end --watch silently
+            line = f"entropic: watching {live.path.name}: {err}"
+            if line not in said:
+                said.add(line)
+                log(line)
+            stop.wait(0.5)

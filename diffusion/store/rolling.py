@@ -183,7 +183,9 @@ def to_make(root: str | os.PathLike, ahead: int = 1) -> int | None:
     """
     playing = read_playing(root)
     if playing is not None:
-        return next((c for c in range(playing + 1, playing + 1 + ahead) if not is_complete(root, c)), None)
+        played = {n for n, _ in shown(root)}
+        base = max(played | {playing})  # never a number already shown (same seeds, same drawings)
+        return next((c for c in range(base + 1, base + 1 + ahead) if not is_complete(root, c)), None)
     played = {n for n, _ in shown(root)}
     complete = complete_cycles(root)
     if any(n not in played for n in complete):
@@ -207,17 +209,22 @@ def first_to_play(root: str | os.PathLike) -> tuple[int | None, bool]:
     return (complete[-1], True) if complete else (None, False)
 
 
-def prune(root: str | os.PathLike, keep: Keep, protect: set[int]) -> list[int]:
-    """Remove the oldest cycles beyond ``keep``, never one in ``protect``; the cycles removed."""
+def prune(root: str | os.PathLike, keep: Keep, protect: set[int], making: int | None = None) -> list[int]:
+    """Remove the oldest cycles beyond ``keep``, never one in ``protect``; the cycles removed.
+
+    ``making``: a cycle about to be recorded, counted (at the size of the largest one on disk)
+    so that the store stays within ``keep`` while it is written.
+    """
     root = Path(root)
     _remove_dead_removals(root)
-    numbers = cycle_numbers(root)
+    numbers = [n for n in cycle_numbers(root) if n != making]
     removed: list[int] = []
+    sizes = {n: folder_bytes(cycle_path(root, n)) for n in numbers} if keep.bytes is not None else {}
     if keep.cycles is not None:
-        doomed = [n for n in numbers[: max(0, len(numbers) - keep.cycles)] if n not in protect]
+        room = keep.cycles - (1 if making is not None else 0)
+        doomed = [n for n in numbers[: max(0, len(numbers) - room)] if n not in protect]
     else:
-        sizes = {n: folder_bytes(cycle_path(root, n)) for n in numbers}
-        total = sum(sizes.values())
+        total = sum(sizes.values()) + (max(sizes.values(), default=0) if making is not None else 0)
         doomed = []
         for n in numbers:
             if total <= keep.bytes:

@@ -16,6 +16,10 @@ from diffusion.common.errors import EntropicError
 from render.cli import default_piece
 
 
+# What --quiet still says of an endless window: its errors.
+QUIET_KEEPS = ("stopped", "cannot", "endless sampler:", "watching")
+
+
 def scene_file(scene: Path | None, command: str) -> Path:
     """The scene file given, or the default piece's; a missing file is one line."""
     path = scene if scene is not None else default_piece.scene_path(command)
@@ -59,7 +63,12 @@ def live_scene(scene: Path | None, command: str, *, size=None, fps=None, endless
 
     if log is None:
         def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+            if quiet and not any(word in line for word in QUIET_KEEPS):
+                return
+            try:
+                print(line, file=sys.stderr, flush=True)
+            except (OSError, ValueError):  # a closed or full stderr must not stop the window
+                pass
 
     path = scene_file(scene, command)
     text = scenes.read_scene_text(path)

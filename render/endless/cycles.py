@@ -58,7 +58,7 @@ class CycleFeed:
     def _forward(self, stream) -> None:
         """The sampler's messages, line by line, into the window's log."""
         for line in stream:
-            if line.strip():
+            if line.startswith("entropic:"):  # its own lines; library warnings stay out of the log
                 self.last_message = line.strip()
                 self.log(line.rstrip())
 
@@ -130,6 +130,10 @@ class CycleFeed:
         """The complete cycle after ``cycle`` (the lowest number above it, none of ``skip``), or None."""
         later = [n for n in rs.cycle_numbers(self.plan.root) if n > cycle and n not in skip]
         return next((n for n in later if rs.is_complete(self.plan.root, n)), None)
+
+    def cycles(self) -> list[int]:
+        """The cycles on disk (complete or being sampled)."""
+        return rs.cycle_numbers(self.plan.root)
 
     def discard(self, cycle: int) -> None:
         """Remove a cycle that cannot be played (the sampler records it again)."""

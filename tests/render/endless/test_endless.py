@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,24 @@ def play(live, lap: int, index: int = 0) -> np.ndarray:
     return frame
 
 
-def shown_cycles(live) -> list[int]:
-    wait_until(lambda: not live._to_record, what="the shown cycles to be written")
+def shown_cycles(live, count: int) -> list[int]:
+    """The cycles shown.jsonl lists, once it lists ``count`` (the side thread writes them)."""
+    wait_until(lambda: len(rs.shown(live.feed.plan.root)) >= count, what="the shown cycles to be written")
     return [c for c, _ in rs.shown(live.feed.plan.root)]
 
 
-def test_each_lap_plays_the_next_cycle_and_a_late_one_repeats(endless):
-    live, lines, scene = endless
+def test_each_lap_plays_the_next_cycle_and_a_late_one_repeats(tmp_path, tiny_run):
+    scene = tmp_path / "scene.toml"
+    scene.write_text(endless_scene(tiny_run, 'store = "rolling"\nkeep = 2\n'))  # one cycle ahead at most
+    lines: list[str] = []
+    live = live_scene(scene, "preview", quiet=True, log=lines.append)
+    try:
+        late_cycle_repeats(live, lines)
+    finally:
+        live.close()
+
+
+def late_cycle_repeats(live, lines: list[str]) -> None:
     assert live.first_cycle == 0
     first = play(live, 0, 3)
     assert live.cycle_at(0) == 0
@@ -65,10 +77,14 @@ def test_each_lap_plays_the_next_cycle_and_a_late_one_repeats(endless):
     wait_until(lambda: live.next_ready(1), what="cycle 2")
     play(live, 3)
     assert live.cycle_at(3) == 2
-    assert shown_cycles(live) == [0, 1, 1, 2]
-    # A lap decided once stays decided: scrubbing back replays the same cycle's frames.
-    assert np.array_equal(play(live, 0, 3), first)
-    assert shown_cycles(live) == [0, 1, 1, 2]  # and is not shown twice
+    assert shown_cycles(live, 4) == [0, 1, 1, 2]
+    # Scrubbing back to a lap decided before replays it, and it is not shown twice, even once
+    # its cycle is gone from disk (two kept: 2 on screen, 3 being sampled).
+    assert np.array_equal(play(live, 2, 3), play(live, 1, 3))  # both cycle 1
+    wait_until(lambda: 0 not in live.feed.cycles(), what="cycle 0 to be removed")
+    assert play(live, 0, 3).shape == first.shape
+    time.sleep(0.5)
+    assert shown_cycles(live, 4) == [0, 1, 1, 2]
 
 
 def test_a_position_that_jumps_back_moves_on_to_new_cycles(endless):
@@ -84,7 +100,7 @@ def test_a_position_that_jumps_back_moves_on_to_new_cycles(endless):
         wait_until(lambda lap=lap: live.next_ready(live.cycle_at(lap - 1)), what=f"lap {lap}")
         play(live, lap)
         assert live.cycle_at(lap) == live.cycle_at(lap - 1) + 1
-    assert shown_cycles(live) == list(range(8))
+    assert shown_cycles(live, 8) == list(range(8))
 
 
 def test_a_new_window_does_not_count_frames_it_never_presented(endless):
@@ -126,7 +142,16 @@ def test_the_sampler_keeps_only_what_it_is_told(endless):
     root = live.feed.plan.root
     # Cycle 6 on screen, the sampler two ahead (7 and 8), four kept.
     wait_until(lambda: rs.cycle_numbers(root) == [5, 6, 7, 8] and rs.is_complete(root, 8), what="pruning")
-    assert shown_cycles(live) == [0, 1, 2, 3, 4, 5, 6]
+    assert shown_cycles(live, 7) == [0, 1, 2, 3, 4, 5, 6]
+    # The window keeps open only the stores of cycles it may still play: a removed cycle's
+    # files are closed, so its disk space is freed.
+    from scenes import store_access
+
+    def open_cycles() -> set[str]:
+        return {Path(key[0]).name for key in list(store_access._open) if str(root.resolve()) in key[0]}
+
+    wait_until(lambda: open_cycles() <= {f"{n:06d}" for n in rs.cycle_numbers(root)}, what="closed handles")
+    assert len(open_cycles()) <= 3
 
 
 def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
@@ -145,4 +170,3 @@ def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
         assert again.first_cycle == 1  # sampled by the first window, never shown
     finally:
         again.close()
-    assert Path(tmp_path / "rolling" / "rolling.json").is_file()

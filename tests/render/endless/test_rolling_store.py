@@ -46,12 +46,12 @@ def test_cycles_are_numbered_on_and_the_sampler_stays_one_ahead(tmp_path):
     make_cycle(root, 1, complete=False)
     assert rs.to_make(root) == 1 and rs.complete_cycles(root) == [0]
     (rs.cycle_path(root, 1) / "complete.later").rename(rs.cycle_path(root, 1) / "complete.json")
-    assert rs.to_make(root) is None
+    assert rs.to_make(root) is None  # one ahead: done; two ahead: the sampler goes on to 2
+    assert rs.to_make(root, ahead=2) == 2
     rs.record_shown(root, 1)
     assert rs.to_make(root) == 2
-    rs.record_shown(root, 0)  # cycle 1 is complete ahead: two ahead, the sampler goes on to 2
-    assert rs.to_make(root) is None and rs.to_make(root, ahead=2) == 2
-    rs.record_shown(root, 1)
+    rs.record_shown(root, 0)  # a window playing an older cycle again: never a number already shown
+    assert rs.to_make(root) == 2
     # A window starting when every complete cycle was shown plays the newest again.
     (root / rs.PLAYING_FILE).unlink()
     assert rs.first_to_play(root) == (1, True)

@@ -338,7 +338,7 @@ def test_an_endless_show_plays_a_new_cycle_every_lap(two_screens, tiny_run, tmp_
         while len(rs.shown(tmp_path / "rolling")) < 4 and time.time() < deadline:
             time.sleep(0.1)
         played = [c for c, _ in rs.shown(tmp_path / "rolling")]
-        assert len(played) >= 4 and played == sorted(played) and len(set(played[1:])) == len(played) - 1
+        assert len(played) >= 4 and played == sorted(played) and len(set(played)) >= 3  # on, never back
         # What the screens show is a frame of the cycle it says it plays, as render makes it.
         seen = False
         for _ in range(40):
@@ -355,4 +355,4 @@ def test_an_endless_show_plays_a_new_cycle_every_lap(two_screens, tiny_run, tmp_
         assert seen, "the screens never showed a frame of the cycle being played"
     finally:
         assert stop(proc) == 0
-    assert any(r.get("event") == "endless" for r in records(log))
+    assert any(r.get("event") == "endless" and "sampled in" in r.get("message", "") for r in records(log))
