@@ -175,11 +175,15 @@ class LiveScene:
         for cycle in to_record:
             self.feed.began(cycle)
         self.feed.poll()
+        self._find_next()
+        self._let_go()
+
+    def _find_next(self) -> None:
+        """Load the scene of the cycle after the one decided last, once its store is complete."""
         with self._lock:
             current, text = self._current_cycle(), self.text
-            known = current in self._next
-        if known:
-            return
+            if current in self._next:
+                return
         nxt = self.feed.next_after(current)
         if nxt is None:
             return
@@ -191,22 +195,26 @@ class LiveScene:
                 self.log(f"entropic: cycle {nxt} cannot be played ({err}); it is removed and sampled again")
                 self.feed.discard(nxt)
             return
+        with self._lock:
+            if text == self.text:
+                self._scenes[nxt] = scene
+                self._next = {current: nxt}
+
+    def _let_go(self) -> None:
+        """Drop the scenes, and close the store files, of cycles no lap can play any more: a lap
+        remembered for scrubbing back keeps its cycle while it is on disk (a removed one's lap
+        shows the scene on screen instead), so a removed cycle's disk space is freed."""
         on_disk = set(self.feed.cycles())
         with self._lock:
-            if text != self.text:
-                return
-            self._scenes[nxt] = scene
-            self._next = {current: nxt}
+            current = self._current_cycle()
             if current in self._scenes:
                 self.scene = self._scenes[current]  # what stands in for a lap whose store is gone
-            # Laps remembered for scrubbing back keep their cycle while it is on disk; a removed
-            # one's lap shows the scene on screen instead.
-            wanted = {c for c in self._laps.values() if c in on_disk} | {nxt, current}
+            wanted = {c for c in self._laps.values() if c in on_disk} | set(self._next.values()) | {current}
             for cycle in [c for c in self._scenes if c not in wanted]:
                 del self._scenes[cycle]
             unused = self._opened - wanted
             self._opened -= unused
-        for cycle in unused:  # their files are closed: a removed cycle's disk space is freed
+        for cycle in unused:
             forget_store(self.feed.store(cycle))
 
     def _load(self, text: str, cycle: int | None) -> scenes.Scene:
