@@ -53,7 +53,7 @@ def scene_text(steps: int, rows: int, cols: int, fps: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=15.0)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=50, help="DDIM steps (50: the first render's; [generate]'s default is 25)")
     ap.add_argument("--rows", type=int, default=9)
     ap.add_argument("--cols", type=int, default=16)
     ap.add_argument("--fps", type=float, default=30.0)
