@@ -53,14 +53,19 @@ def record_cycles(root: Path, run: Path, settings: RecordSettings, keep: Keep, a
     rs.open_rolling(root, recipe)
     loaded = load_run(run)
     schedule_config = dict(loaded.config.get("schedule") or {}) or None
+    # The highest cycle shown: read once, then followed through playing.json (every cycle the
+    # window begins goes through it), rather than re-reading shown.jsonl at every poll.
+    shown_up_to = rs.highest_shown(root)
     while True:
         if os.getppid() != parent:  # the window is gone (where no parent-death signal ended us)
             return
-        cycle = rs.to_make(root, ahead)
+        playing = rs.read_playing(root)
+        if playing is not None:
+            shown_up_to = max(shown_up_to, playing)
+        cycle = rs.to_make(root, ahead, shown_up_to)
         if cycle is None:
             time.sleep(POLL)
             continue
-        playing = rs.read_playing(root)
         protect = set(range(playing, cycle + 1)) if playing is not None and playing < cycle else {cycle}
         rs.prune(root, keep, protect, making=cycle)  # room for the cycle about to be written
         path = rs.cycle_path(root, cycle)

@@ -14,7 +14,7 @@ Scene attributes: width, height, fps, duration, loop, frame_count, source_path, 
 """
 
 from scenes.frames import frame, frame_at_index, iter_frames
-from scenes.loading import load_scene, read_generate, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
+from scenes.loading import check_stores, load_scene, read_generate, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
 from scenes.spec import DEFAULT_MODEL, FORMAT_VERSION, GENERATED_STORE, GenerateSpec, Scene
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "GENERATED_STORE",
     "GenerateSpec",
     "Scene",
+    "check_stores",
     "frame",
     "frame_at_index",
     "iter_frames",

@@ -176,6 +176,19 @@ def read_generate(text: str, path: str | os.PathLike, plays: tuple[str, ...] = (
     return GenerateSpec(**table, record_x0=any(g["frames"] == "x0" for g in playing))
 
 
+def check_stores(text: str, path: str | os.PathLike, named_stores: NamedStores | None = None,
+                 skip: tuple[str, ...] = ()) -> None:
+    """Open the store of every grid whose ``store`` is not one of ``skip``, as loading would:
+    their errors (one line naming the file and key) before anything else is done."""
+    p = Path(path)
+    r = TableReader(str(p), "scene")
+    _, tables, _ = _check_tables(r, parse_toml(text, str(p)))
+    for gi, (g, *_) in enumerate(tables, start=1):
+        if g["store"] not in skip:
+            key = f"grid[{gi}].store"
+            open_scene_store(_store_path(r, g["store"], key, p.parent, named_stores), f"{r.source}: {key}")
+
+
 def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, list[tuple[dict, TimelineSpec, MotionSpec, ToneSpec]], dict | None]:
     """Every table of the file checked, before any store is looked at (``[generate]`` as a checked dict)."""
     top = r.table(dict(raw), SCHEMA_TOP, "")

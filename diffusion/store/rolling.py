@@ -173,18 +173,24 @@ def next_cycle(root: str | os.PathLike) -> int:
     return max(known) + 1 if known else 0
 
 
-def to_make(root: str | os.PathLike, ahead: int = 1) -> int | None:
+def highest_shown(root: str | os.PathLike) -> int:
+    """The highest cycle number ``shown.jsonl`` lists (-1 for none)."""
+    return max((n for n, _ in shown(root)), default=-1)
+
+
+def to_make(root: str | os.PathLike, ahead: int = 1, shown_up_to: int | None = None) -> int | None:
     """The cycle the sampler should record now, or None when it is far enough ahead.
 
     With a cycle playing, the first of the ``ahead`` cycles after it that is not complete (two
-    ahead: a lap that had to play a cycle again leaves the sampler work to do). With none (a
-    window not started yet), an unplayed complete cycle is enough; otherwise the newest
-    unfinished one is resumed, or a new one begun.
+    ahead: a lap that had to play a cycle again leaves the sampler work to do), and never a
+    number already shown (same seeds, same drawings): ``shown_up_to`` is the highest one, when
+    the caller keeps track of it (``shown.jsonl`` grows by a line a cycle, for weeks); None
+    reads it. With none playing (a window not started yet), an unplayed complete cycle is
+    enough; otherwise the newest unfinished one is resumed, or a new one begun.
     """
     playing = read_playing(root)
     if playing is not None:
-        played = {n for n, _ in shown(root)}
-        base = max(played | {playing})  # never a number already shown (same seeds, same drawings)
+        base = max(playing, highest_shown(root) if shown_up_to is None else shown_up_to)
         return next((c for c in range(base + 1, base + 1 + ahead) if not is_complete(root, c)), None)
     played = {n for n, _ in shown(root)}
     complete = complete_cycles(root)

@@ -82,7 +82,9 @@ def live_scene(scene: Path | None, command: str, *, size=None, fps=None, endless
     else:
         from render.endless.cycles import CycleFeed
 
-        check_fixed_stores(path, text, plan.plays)
+        # The other grids' stores, checked before the first cycle is sampled (the scene itself
+        # loads once it exists).
+        scenes.check_stores(text, path, default_piece.named_stores(progress=not quiet), skip=plan.plays)
         feed = CycleFeed(plan, log, threads=threads)
     try:
         return LiveScene(path, load, feed=feed, log=log, progress=not quiet, text=text)
@@ -90,21 +92,6 @@ def live_scene(scene: Path | None, command: str, *, size=None, fps=None, endless
         if feed is not None:
             feed.close()
         raise
-
-
-def check_fixed_stores(path: Path, text: str, plays: tuple[str, ...]) -> None:
-    """Open the stores of the grids that do not play the generated cycles: their errors come
-    before anything is sampled (the scene itself loads once the first cycle exists)."""
-    import scenes
-    from scenes.store_access import open_scene_store
-
-    raw = scenes.loading.parse_toml(text, str(path))
-    named = default_piece.named_stores(progress=True)
-    for number, grid in enumerate(raw.get("grid") or [], start=1):
-        value = grid.get("store") if isinstance(grid, dict) else None
-        if isinstance(value, str) and value not in plays:
-            folder = named[value]() if value in named else scenes.resolve_store(value, path.parent)
-            open_scene_store(folder, f"{path}: grid[{number}].store")
 
 
 def cycle_stores(path: Path, cycle: int) -> dict[str, Callable[[], Path]]:

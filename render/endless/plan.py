@@ -19,7 +19,9 @@ import scenes
 from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.record_settings import RecordSettings
-from diffusion.runs.layout import read_config
+from diffusion.model.config import UNetConfig
+from diffusion.model.schedules import ScheduleConfig
+from diffusion.runs.layout import CONFIG_FILE, config_section, read_config
 from diffusion.store.format import DTYPES
 from diffusion.store.rolling_keep import Keep
 
@@ -66,12 +68,10 @@ def plan_endless(
         raise EntropicError(f"{where}.model: {run} is not a run directory (train one with `entropic train`)")
     try:
         config = read_config(run)
-        timesteps = int(config["schedule"]["timesteps"])
-        resolution = int(config["model"]["resolution"])
+        timesteps = config_section(config, "schedule", ScheduleConfig, run / CONFIG_FILE).timesteps
+        resolution = config_section(config, "model", UNetConfig, run / CONFIG_FILE).resolution
     except EntropicError as err:
         raise EntropicError(f"{where}.model: {err}") from None
-    except (KeyError, TypeError, ValueError):
-        raise EntropicError(f"{where}.model: {run}/config.json has no schedule.timesteps or model.resolution") from None
     weights = run / "model.safetensors"
     if not weights.is_file():
         raise EntropicError(f"{where}.model: {run} has no model.safetensors (is its training finished?)")

@@ -170,3 +170,11 @@ def test_a_new_window_goes_on_with_cycles_it_has_not_shown(tmp_path, tiny_run):
         assert again.first_cycle == 1  # sampled by the first window, never shown
     finally:
         again.close()
+
+
+def test_a_fixed_grid_that_cannot_load_stops_before_anything_is_sampled(tmp_path, tiny_run):
+    scene = tmp_path / "scene.toml"
+    scene.write_text(endless_scene(tiny_run, GENERATE) + '[[grid]]\nstore = "nowhere"\nrows = 1\ncols = 1\n')
+    with pytest.raises(EntropicError, match=r"grid\[2\]\.store: store .*nowhere does not exist"):
+        live_scene(scene, "preview", quiet=True, log=lambda line: None)
+    assert not (tmp_path / "rolling").exists()

@@ -52,6 +52,7 @@ def test_cycles_are_numbered_on_and_the_sampler_stays_one_ahead(tmp_path):
     assert rs.to_make(root) == 2
     rs.record_shown(root, 0)  # a window playing an older cycle again: never a number already shown
     assert rs.to_make(root) == 2
+    assert rs.highest_shown(root) == 1 and rs.to_make(root, shown_up_to=1) == 2  # the recorder's way
     # A window starting when every complete cycle was shown plays the newest again.
     (root / rs.PLAYING_FILE).unlink()
     assert rs.first_to_play(root) == (1, True)
