@@ -45,6 +45,8 @@ import torch
 
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
+from diffusion.model.guidance import needs_both
+from diffusion.model.interpolation import fractions, interpolation_noise
 from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps, sample
 from diffusion.model.schedules import NoiseSchedule
 from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, RecordSettings, parse_shard
@@ -243,6 +245,7 @@ def record(
     """
     T = schedule.timesteps
     settings.validate(T)
+    settings.check_model(model.config)
     ts = recorded_timesteps(T, settings.sampler, settings.steps)
     settings = for_store(settings, next(model.parameters()).device, out)
     alphas = recorded_alphas_cumprod(schedule, ts)
@@ -259,7 +262,7 @@ def record(
         model=model_info,
         schedule=schedule_config,
         prediction=prediction,
-        sampler=settings.sampler_header(T),
+        sampler=settings.sampler_header(T, conditional=model.config.conditional),
         seed=settings.seed,
         shard=settings.shard,
         meta={"torch": torch.__version__, "threads": torch.get_num_threads()},
@@ -294,6 +297,7 @@ def _sample_into(
 
     pending_arr = np.asarray(pending, dtype=np.int64)
     seeds = [sample_seed(settings.seed, i) for i in pending]
+    conditioning = _conditioning(model.config, settings, pending)
     last = num_frames - 1
     done: list[int] = []
     bar = tqdm(
@@ -343,6 +347,7 @@ def _sample_into(
                 on_step=on_step,
                 progress=False,
                 model_batch=int(settings.model_batch),
+                **conditioning,
             )
         wt.finish()
         bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved")
@@ -359,6 +364,35 @@ def _sample_into(
     report.seconds = time.perf_counter() - start
     report.recorded = sorted(done)
     report.sample_steps = len(done) * last
+
+
+def _conditioning(config: Any, settings: RecordSettings, pending: list[int]) -> dict[str, Any]:
+    """The labels, guidance and starting noise of the ``pending`` samples, for ``sample``.
+
+    Whether every model call computes both predictions (``both``) is decided from all of the
+    recording's samples, not the pending ones, so a resumed sample is computed as it would
+    have been in one go.
+    """
+    out: dict[str, Any] = {}
+    along = fractions(settings.count) if settings.count > 1 else [0.0]
+    if settings.interpolate is not None:
+        at = [along[i] for i in pending]
+        shape = (config.channels, config.resolution, config.resolution)
+        out["initial_noise"] = interpolation_noise(*settings.interpolate, at, shape)
+    if not config.conditional:
+        return out
+    guidance = float(settings.conditioning_header()["guidance"])
+    if settings.interpolate_labels is not None:
+        a, b = (config.label_index(name) for name in settings.interpolate_labels)
+        weights = torch.zeros((len(pending), config.null_label + 1))
+        for row, i in enumerate(pending):
+            f = along[i]
+            weights[row, a] += 1.0 - f
+            weights[row, b] += f
+        return {**out, "labels": weights, "guidance": guidance, "both": guidance not in (0.0, 1.0)}
+    every = torch.tensor([config.label_index(name) for name in settings.sample_labels(settings.count)])
+    both = needs_both(every, guidance, config.null_label)
+    return {**out, "labels": every[torch.tensor(pending, dtype=torch.long)], "guidance": guidance, "both": both}
 
 
 def _sampling_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -411,6 +445,7 @@ def record_run(
 
     loaded = load_run(run)
     settings.validate(loaded.schedule.timesteps)  # before touching the store
+    settings.check_model(loaded.model.config)
     return record(
         out,
         loaded.model,

@@ -11,10 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffusion.common.errors import EntropicError
-from diffusion.model.config import SAMPLERS
+from diffusion.model.config import DEFAULT_GUIDANCE, SAMPLERS, UNetConfig, check_guidance
 from diffusion.store.format import DTYPES
 
-__all__ = ["RecordSettings", "parse_shard", "MODEL_BATCH", "PRECISIONS", "COMPUTE_PRECISIONS"]
+__all__ = [
+    "RecordSettings",
+    "parse_shard",
+    "parse_label_mix",
+    "parse_pair",
+    "MODEL_BATCH",
+    "PRECISIONS",
+    "COMPUTE_PRECISIONS",
+]
 
 # Images per model call (diffusion.model.samplers.sample's model_batch) in new stores: fixed, so that
 # a sample's numbers never depend on the batch it was drawn in (a store keeps the value it was
@@ -48,6 +56,32 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+def parse_label_mix(text: str | None) -> tuple[tuple[str, int], ...] | None:
+    """"greek:72,latin:72" -> (("greek", 72), ("latin", 72)); None -> None. EntropicError otherwise."""
+    if text is None:
+        return None
+    mix: list[tuple[str, int]] = []
+    for part in str(text).split(","):
+        name, sep, number = part.strip().rpartition(":")
+        if not sep or not name or not number.strip().isdigit() or int(number) < 1:
+            raise EntropicError(
+                f"--labels {text!r} must list LABEL:COUNT pairs with positive counts, e.g. greek:72,latin:72"
+            )
+        mix.append((name, int(number)))
+    return tuple(mix)
+
+
+def parse_pair(text: str | None, option: str, kind: type = str) -> tuple[Any, Any] | None:
+    """"A:B" -> (A, B) as ``kind`` (str or int, non-negative); None -> None. EntropicError otherwise."""
+    if text is None:
+        return None
+    a, sep, b = str(text).partition(":")
+    example = "7:8" if kind is int else "greek:latin"
+    if not sep or not a or not b or (kind is int and not (a.isdigit() and b.isdigit())):
+        raise EntropicError(f"{option} {text!r} must look like A:B, e.g. {example}")
+    return kind(a), kind(b)
+
+
 @dataclass(frozen=True)
 class RecordSettings:
     """What to record (the ``entropic sample`` options).
@@ -57,6 +91,14 @@ class RecordSettings:
     ``shard``: (K, N) records only i % N == K. ``precision``: the network's forward pass.
     ``model_batch``: images per model call. "auto" / None are decided by :func:`for_store`;
     the store records the values used.
+
+    Conditioning (a model trained with labels): ``label`` steers every sample; ``label_mix``
+    ((label, count), ...) steers the first count samples to the first label, the next to the
+    second, and so on (the counts add up to ``count``); neither: no label (the null class).
+    ``guidance`` is the classifier-free guidance scale (``diffusion.model.guidance``; None:
+    :data:`DEFAULT_GUIDANCE` for a conditional model). ``interpolate`` (seed A, seed B) starts
+    sample i from the spherical interpolation of the two seeds' noise at i / (count - 1);
+    ``interpolate_labels`` (A, B) blends the two labels' embeddings along the same path.
     """
 
     count: int
@@ -70,6 +112,24 @@ class RecordSettings:
     shard: tuple[int, int] | None = None
     precision: str = "auto"
     model_batch: int | None = None
+    label: str | None = None
+    label_mix: tuple[tuple[str, int], ...] | None = None
+    guidance: float | None = None
+    interpolate: tuple[int, int] | None = None
+    interpolate_labels: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        # JSON (a rolling store's recipe) gives lists; hold tuples so settings compare by value.
+        def tuples(value: Any) -> Any:
+            return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+        for name in ("shard", "label_mix", "interpolate", "interpolate_labels"):
+            object.__setattr__(self, name, tuples(getattr(self, name)))
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether these settings ask for labels or guidance (a conditional model only)."""
+        return any(v is not None for v in (self.label, self.label_mix, self.guidance, self.interpolate_labels))
 
     def validate(self, timesteps: int) -> None:
         """Check every field against a schedule of ``timesteps`` steps (EntropicError naming the option)."""
@@ -108,13 +168,76 @@ class RecordSettings:
             k, n = self.shard
             if n < 1 or not 0 <= k < n:
                 raise EntropicError(f"--shard {k}/{n}: need 0 <= K < N")
+        self._validate_conditioning()
 
-    def sampler_header(self, timesteps: int) -> dict[str, Any]:
+    def _validate_conditioning(self) -> None:
+        given = [name for name, v in (("--label", self.label), ("--labels", self.label_mix),
+                                      ("--interpolate-labels", self.interpolate_labels)) if v is not None]
+        if len(given) > 1:
+            raise EntropicError(f"give one of {', '.join(given)}, not several")
+        if self.label_mix is not None:
+            total = sum(n for _, n in self.label_mix)
+            if total != self.count:
+                listed = " + ".join(str(n) for _, n in self.label_mix)
+                raise EntropicError(
+                    f"--labels counts add up to {total} ({listed}) but --count is {self.count}; "
+                    "make them agree (or leave --count out)"
+                )
+            names = [name for name, _ in self.label_mix]
+            if len(set(names)) != len(names):
+                raise EntropicError(f"--labels names a label twice ({', '.join(names)})")
+        if self.guidance is not None:
+            check_guidance(self.guidance)
+        for option, pair in (("--interpolate", self.interpolate), ("--interpolate-labels", self.interpolate_labels)):
+            if pair is not None and self.count < 2:
+                raise EntropicError(f"{option} needs --count 2 or more (the first and last samples are its two ends)")
+        if self.interpolate is not None:
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.interpolate):
+                raise EntropicError(f"--interpolate seeds must be non-negative integers, got {self.interpolate!r}")
+            if self.sampler != "ddim" or self.eta != 0.0:
+                raise EntropicError(
+                    "--interpolate needs --sampler ddim with --eta 0: only a deterministic sampler carries the "
+                    "interpolated noise smoothly to the drawings"
+                )
+
+    def check_model(self, model: UNetConfig) -> None:
+        """Check the conditioning against the model: labels it knows, none for an unconditional one."""
+        if not model.conditional:
+            if self.conditioned:
+                raise EntropicError(
+                    "this model was trained without labels (unconditional): --label, --labels, "
+                    "--interpolate-labels and --guidance do not apply to it"
+                )
+            return
+        names = [self.label] if self.label is not None else []
+        names += [name for name, _ in self.label_mix or ()]
+        names += list(self.interpolate_labels or ())
+        for name in names:
+            model.label_index(name)
+
+    def sample_labels(self, count: int) -> list[str | None]:
+        """The label of samples 0 .. count-1 (None: the null class, or a blend of two labels)."""
+        if self.label_mix is not None:  # its counts add up to self.count, which a mix cannot outgrow
+            return [name for name, n in self.label_mix for _ in range(n)][:count]
+        return [self.label] * count
+
+    def conditioning_header(self) -> dict[str, Any]:
+        """The sampler entries of a conditional recording (part of the store's identity)."""
+        entry: dict[str, Any] = {"guidance": float(DEFAULT_GUIDANCE if self.guidance is None else self.guidance)}
+        if self.label is not None:
+            entry["label"] = self.label
+        if self.label_mix is not None:
+            entry["labels"] = [[name, int(n)] for name, n in self.label_mix]
+        if self.interpolate_labels is not None:
+            entry["interpolate_labels"] = list(self.interpolate_labels)
+        return entry
+
+    def sampler_header(self, timesteps: int, conditional: bool = False) -> dict[str, Any]:
         """The store header's "sampler" entry (part of the store's identity); settings decided by :func:`for_store`."""
         if self.precision == "auto" or self.model_batch is None:
             raise ValueError("decide precision and model_batch (for_store) before writing a header")
         steps = timesteps if self.steps is None else self.steps
-        return {
+        header = {
             "name": self.sampler,
             "steps": int(steps),
             "eta": float(self.eta),
@@ -123,6 +246,13 @@ class RecordSettings:
             "precision": self.precision,
             "memory_format": "channels_last",
         }
+        if conditional:
+            header.update(self.conditioning_header())
+        if self.interpolate is not None or self.interpolate_labels is not None:
+            header["interpolate_count"] = int(self.count)  # the path's points depend on it
+        if self.interpolate is not None:
+            header["interpolate"] = [int(v) for v in self.interpolate]
+        return header
 
     def indices(self) -> list[int]:
         """Sample indices this recording is responsible for (its shard of 0 .. count-1)."""

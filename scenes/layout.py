@@ -7,9 +7,11 @@ file's pixels; the compositor applies the canvas scale.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+
+from scenes.spec import LabelSelection
 
 
 def grid_size(rows: int, cols: int, tile: tuple[int, int], spacing: tuple[float, float]) -> tuple[float, float]:
@@ -38,17 +40,25 @@ def cell_positions(
 
 
 def select_samples(
-    samples: Any, order: str, seed: int, cells: int, available: int
+    samples: Any, order: str, seed: int, cells: int, available: int, labels: Sequence[str | None] | None = None
 ) -> tuple[int, ...]:
     """The sample index of each cell, row-major.
 
-    ``samples``: "all" (the store's samples 0..N-1), or an explicit tuple of indices (from a
-    list or a "start:stop:step" range). ``order``: "as-is" keeps that order, "shuffle"
-    permutes it with ``seed``. "all" may offer more samples than cells (the first ``cells``
-    after ordering are used, so a shuffle picks a random subset); an explicit selection must
-    name exactly one sample per cell. ValueError (with the counts) when the store is too small.
+    ``samples``: "all" (the store's samples 0..N-1), an explicit tuple of indices (from a
+    list or a "start:stop:step" range), or a :class:`scenes.spec.LabelSelection` (the samples
+    whose entry in ``labels``, the store's per-sample labels, is that label; the first
+    ``count`` of them). ``order``: "as-is" keeps that order, "shuffle" permutes it with
+    ``seed``. "all" and a label may offer more samples than cells (the first ``cells`` after
+    ordering are used, so a shuffle picks a random subset); an explicit selection must name
+    exactly one sample per cell. ValueError (with the counts) when the store is too small.
     """
-    if samples == "all":
+    if isinstance(samples, LabelSelection):
+        chosen = _of_label(samples, labels, available)
+        if chosen.size < cells:
+            raise ValueError(
+                f"the grid has {cells} cells but the store holds only {chosen.size} samples of label {samples.label!r}"
+            )
+    elif samples == "all":
         if available < cells:
             raise ValueError(f"the grid has {cells} cells but the store holds only {available} samples")
         chosen = np.arange(available, dtype=np.int64)
@@ -62,6 +72,18 @@ def select_samples(
     if order == "shuffle":
         chosen = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5A3,))).permutation(chosen)
     return tuple(int(i) for i in chosen[:cells])
+
+
+def _of_label(selection: LabelSelection, labels: Sequence[str | None] | None, available: int) -> np.ndarray:
+    if labels is None:
+        raise ValueError(f"selects label {selection.label!r}, but the store has no labels (its model was trained without)")
+    chosen = np.flatnonzero([label == selection.label for label in labels[:available]]).astype(np.int64)
+    if chosen.size == 0:
+        known = sorted({label for label in labels if label is not None})
+        raise ValueError(
+            f"selects label {selection.label!r}, which no sample of the store has (its labels: {', '.join(known) or 'none'})"
+        )
+    return chosen[: selection.count] if selection.count is not None else chosen
 
 
 def stacking_order(rows: int, cols: int) -> np.ndarray:

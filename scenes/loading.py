@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from diffusion.common.errors import EntropicError
 from diffusion.common.validation import Invalid, TableReader, join_key, quoted, type_name
+from diffusion.store.format import sample_labels
 from scenes.layout import grid_origin, select_samples
 from scenes.schema import (
     SCHEMA_CANVAS,
@@ -267,7 +268,9 @@ def _grid(
     if tile is None:
         tile = (store.width, store.height)
     try:
-        samples = select_samples(g["samples"], g["order"], g["seed"], g["rows"] * g["cols"], store.num_samples)
+        samples = select_samples(
+            g["samples"], g["order"], g["seed"], g["rows"] * g["cols"], store.num_samples, sample_labels(store.header)
+        )
     except ValueError as err:
         raise r.fail(f"{where}.samples", f"{err} (store {store_path})") from None
     tile_bytes = 2 * g["rows"] * g["cols"] * (tile[0] + 3) * (tile[1] + 3) * 2

@@ -25,6 +25,7 @@ from diffusion.model.config import SAMPLERS
 from diffusion.record_settings import PRECISIONS
 from diffusion.store.format import DTYPES
 from scenes.spec import (
+    LabelSelection,
     AFTER_RUN,
     BETWEEN_STEPS,
     BLEND_MODES,
@@ -58,13 +59,24 @@ _RANGE = re.compile(r"\s*(-?[0-9]{1,19})\s*:\s*(-?[0-9]{1,19})\s*(?::\s*(-?[0-9]
 
 
 def _samples(v: Any, key: str) -> Any:
-    """"all", a list of indices, or "A:B" / "A:B:S" (a half-open range, like Python's).
+    """"all", a list of indices, "A:B" / "A:B:S" (a half-open range, like Python's), or
+    ``{ label = "greek", count = N }``: the store's samples of one label (``count``, optional:
+    the first N of them), selected like "all".
 
     A list or range names one sample per cell, so one longer than the largest grid is refused
     before it is built.
     """
     if v == "all":
         return "all"
+    if isinstance(v, dict):
+        unknown = sorted(set(v) - {"label", "count"})
+        if unknown:
+            raise Invalid(f"has unknown key {unknown[0]!r}; a selection by label is {{ label = \"NAME\", count = N }}")
+        if "label" not in v:
+            raise Invalid("needs a label: { label = \"NAME\" } selects the store's samples of that label")
+        label = text(v["label"], key)
+        count = integer(1, 2**62)(v["count"], key) if "count" in v else None
+        return LabelSelection(label, count)
     if isinstance(v, list):
         if not v:
             raise Invalid("must not be an empty list")
@@ -84,7 +96,9 @@ def _samples(v: Any, key: str) -> Any:
                     f"range {brief(v)} names {count} samples; a grid has at most {MAX_TILES_PER_GRID} cells, one sample each"
                 )
             return tuple(range(start, stop, step))
-    raise Invalid(f"must be \"all\", a list of sample indices, or a range \"start:stop[:step]\", got {brief(v)}")
+    raise Invalid(
+        f"must be \"all\", a list of sample indices, a range \"start:stop[:step]\" or {{ label = \"NAME\" }}, got {brief(v)}"
+    )
 
 
 def _store(v: Any, key: str) -> str:

@@ -120,6 +120,14 @@ class GenerateSpec:
 
 
 @dataclass(frozen=True)
+class LabelSelection:
+    """``samples = { label = ..., count = ... }``: a store's samples of one label (the first ``count``)."""
+
+    label: str
+    count: int | None = None
+
+
+@dataclass(frozen=True)
 class GridSpec:
     """One [[grid]]: a layer of tiles, each showing one sample's trajectory.
 

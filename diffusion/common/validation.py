@@ -223,6 +223,10 @@ _JSON_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in v),
         "an array of integers",
     ),
+    "tuple[str, ...]": (
+        lambda v: isinstance(v, (list, tuple)) and all(isinstance(i, str) for i in v),
+        "an array of strings",
+    ),
 }
 
 

@@ -41,6 +41,13 @@ class ImageDataset:
     sources: list[str]
     folder: Path
     resolution: int
+    labels: tuple[str | None, ...] = ()  # labels[i] of images[i] (None: unlabelled); () when none is
+
+    @property
+    def label_counts(self) -> dict[str, int]:
+        """Label -> number of images, sorted by label."""
+        names = sorted({label for label in self.labels if label is not None})
+        return {name: sum(label == name for label in self.labels) for name in names}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -114,4 +121,5 @@ def load_dataset(
         sources=manifest.sources,
         folder=folder,
         resolution=resolution,
+        labels=tuple(r.label for r in manifest.records) if manifest.label_counts else (),
     )

@@ -17,6 +17,11 @@ How a glyph becomes an image (``GlyphStyle``):
 * optional ``jitter`` variants apply a small seeded affine warp (rotation, scale, shear,
   offset) to the stroke coordinates, for augmentation;
 * identical images are kept once (the same glyph appears in several fonts).
+
+Every drawing is labelled by its font's set (:data:`HERSHEY_SETS`): six classes a viewer tells
+apart at a glance. Fonts are visited set by set, Latin first, so a drawing that several sets
+share (the digits and punctuation of the Greek and Cyrillic fonts) is kept, and labelled, as
+Latin. A font that a later Hershey-Fonts release adds is labelled "other".
 """
 
 from __future__ import annotations
@@ -38,6 +43,20 @@ HERSHEY_LICENSE = (
     "created by Dr. A. V. Hershey while working at the U. S. National Bureau of Standards.'"
 )
 HERSHEY_CELL_UNITS = 32.0
+
+# The label of each font (the default dataset's classes), in the order the sets are visited.
+HERSHEY_SETS: dict[str, tuple[str, ...]] = {
+    "latin": ("cursive", "futural", "futuram", "rowmand", "rowmans", "rowmant", "scriptc", "scripts",
+              "timesi", "timesib", "timesr", "timesrb"),
+    "gothic": ("gothgbt", "gothgrt", "gothiceng", "gothicger", "gothicita", "gothitt"),
+    "greek": ("greek", "greekc", "greeks", "timesg"),
+    "cyrillic": ("cyrilc_1", "cyrillic"),
+    "japanese": ("japanese",),
+    # Music, mathematics, astrology, weather and map symbols: one class, as the music font's own
+    # drawings are only 18 once its shared digits and punctuation are Latin.
+    "symbols": ("astrology", "markers", "mathlow", "mathupp", "meteorology", "music", "symbolic"),
+}
+OTHER_SET = "other"
 
 Stroke = list[tuple[float, float]]
 
@@ -90,13 +109,27 @@ def hershey_package_version() -> str:
     return version("Hershey-Fonts")
 
 
+def font_set(font: str) -> str:
+    """The label of a Hershey font: its set in :data:`HERSHEY_SETS`, or "other"."""
+    for name, fonts in HERSHEY_SETS.items():
+        if font in fonts:
+            return name
+    return OTHER_SET
+
+
+def _visit_order(font: str) -> tuple[int, str]:
+    sets = list(HERSHEY_SETS) + [OTHER_SET]
+    return sets.index(font_set(font)), font
+
+
 def iter_hershey_glyphs() -> Iterator[Glyph]:
-    """Every glyph with at least one stroke, fonts in name order, glyphs in code order."""
+    """Every glyph with at least one stroke: fonts set by set (:data:`HERSHEY_SETS` order), by name
+    within a set, glyphs in code order."""
     try:
         from HersheyFonts import HersheyFonts
     except ImportError as err:  # pragma: no cover - a declared dependency
         raise EntropicError("the Hershey-Fonts package is missing: pip install Hershey-Fonts") from err
-    for font in sorted(HersheyFonts().default_font_names):
+    for font in sorted(HersheyFonts().default_font_names, key=_visit_order):
         loader = HersheyFonts()
         loader.load_default_font(font)
         for char, glyph in sorted(loader.all_glyphs.items()):
@@ -237,6 +270,7 @@ def write_default_dataset(
                     creator=HERSHEY_CREATOR,
                     source=source,
                     license=HERSHEY_LICENSE,
+                    label=font_set(name.split("/")[0]),
                 )
             )
         for tmp, recs, target in zip(tmps, records, targets):

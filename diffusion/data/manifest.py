@@ -7,7 +7,7 @@ A dataset folder carries ``provenance.json``::
       "version": 1,
       "images": [
         {"file": "sub/a.png", "sha256": "...", "creator": "...", "source": "...",
-         "license": "CC0-1.0"},
+         "license": "CC0-1.0", "label": "cats"},
         ...
       ],
       "excluded": [
@@ -17,7 +17,9 @@ A dataset folder carries ``provenance.json``::
 
 ``images`` holds one record per image, sorted by ``file`` (a path relative to the folder,
 with ``/`` separators). ``license`` is a licence name or the text of the permission the
-rights holder gave. ``excluded`` lists image-named files that did not decode when the
+rights holder gave. ``label`` (optional) names the image's class, for a model that is
+steered by labels: a non-empty string of at most :data:`MAX_LABEL_LENGTH` characters without
+control characters. ``excluded`` lists image-named files that did not decode when the
 manifest was written, so that ``check`` knows they were seen and left out on purpose.
 The file is written deterministically (same folder and arguments -> same bytes; only the
 ``reason`` texts come from Pillow and may differ between Pillow versions), so its SHA-256
@@ -49,6 +51,10 @@ MANIFEST_VERSION = 1
 DEFAULT_SOURCE = "own work"
 
 _RECORD_KEYS = ("file", "sha256", "creator", "source", "license")
+_OPTIONAL_KEYS = ("label",)
+# A label is a word or a short phrase: it is shown on contact sheets, typed on the command
+# line (--label) and stored per sample in every trajectory store.
+MAX_LABEL_LENGTH = 64
 _RIGHTS_KEYS = ("creator", "source", "license")
 _EXCLUDED_KEYS = ("file", "sha256", "reason")
 _TOP_KEYS = ("format", "version", "images", "excluded")
@@ -58,16 +64,20 @@ _SHOWN = 3  # culprit files named in a one-line error before "and N more"
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image of a dataset: its file (relative POSIX path), hash and rights."""
+    """One image of a dataset: its file (relative POSIX path), hash, rights and optional label."""
 
     file: str
     sha256: str
     creator: str
     source: str
     license: str
+    label: str | None = None
 
     def to_dict(self) -> dict[str, str]:
-        return {key: getattr(self, key) for key in _RECORD_KEYS}
+        record = {key: getattr(self, key) for key in _RECORD_KEYS}
+        if self.label is not None:
+            record["label"] = self.label
+        return record
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,17 @@ class Manifest:
         """Licence (or permission text) -> number of images, sorted by licence."""
         counts = Counter(record.license for record in self.records)
         return {name: counts[name] for name in sorted(counts)}
+
+    @property
+    def label_counts(self) -> dict[str, int]:
+        """Label -> number of images, sorted by label (empty when no image is labelled)."""
+        counts = Counter(record.label for record in self.records if record.label is not None)
+        return {name: counts[name] for name in sorted(counts)}
+
+    @property
+    def unlabelled(self) -> list[str]:
+        """Files of the images without a label."""
+        return [record.file for record in self.records if record.label is None]
 
     @property
     def creators(self) -> list[str]:
@@ -258,6 +279,12 @@ def init_command(folder: Path, records: Sequence[ImageRecord] = ()) -> str:
             parts += [option, _quote(value)]
         elif placeholder is not None:
             parts += [option, placeholder]
+    labels = {record.label for record in records}
+    if labels and None not in labels:
+        if all(record.label == folder_label(record.file) for record in records):
+            parts.append("--labels-from-folders")
+        elif len(labels) == 1:
+            parts += ["--label", _quote(labels.pop())]
     parts.append("--force")
     return " ".join(parts)
 
@@ -290,8 +317,22 @@ def _check_relative_file(value: str) -> bool:
     return all(part not in ("", ".", "..") for part in value.split("/"))
 
 
+def label_problem(label: Any) -> str | None:
+    """Why ``label`` cannot be a label (see the module docstring), or None when it can."""
+    if not isinstance(label, str):
+        return f"must be a string, got {type(label).__name__}"
+    if not label.strip():
+        return "must not be empty"
+    if len(label) > MAX_LABEL_LENGTH:
+        return f"is {len(label)} characters long, at most {MAX_LABEL_LENGTH} are allowed"
+    if not label.isprintable() or label != label.strip():
+        return f"{label!r} must be printable text without leading or trailing spaces"
+    return None
+
+
 def _parse_entries(
-    path: Path, obj: dict[str, Any], key: str, fields: tuple[str, ...], fix: str
+    path: Path, obj: dict[str, Any], key: str, fields: tuple[str, ...], fix: str,
+    optional: tuple[str, ...] = (),
 ) -> Iterator[tuple[int, dict[str, str]]]:
     entries = obj.get(key, [])
     if not isinstance(entries, list):
@@ -301,10 +342,10 @@ def _parse_entries(
         where = f"{path}: {key}[{index}]"
         if not isinstance(entry, dict):
             raise EntropicError(f"{where} must be an object with keys {', '.join(fields)}; {fix}")
-        unknown = sorted(set(entry) - set(fields))
+        unknown = sorted(set(entry) - set(fields) - set(optional))
         if unknown:
             raise EntropicError(
-                f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)}); {fix}"
+                f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields + optional)}); {fix}"
             )
         missing = [name for name in fields if name not in entry]
         if missing:
@@ -324,6 +365,10 @@ def _parse_entries(
             raise EntropicError(
                 f"{where} ({_show(file)}): 'sha256' must be 64 lowercase hex digits; {fix}"
             )
+        if "label" in entry:
+            problem = label_problem(entry["label"])
+            if problem is not None:
+                raise EntropicError(f"{where} ({_show(file)}): 'label' {problem}; {fix}")
         if file in seen:
             raise EntropicError(f"{path}: {_show(file)} is listed twice in '{key}'; {fix}")
         seen.add(file)
@@ -389,8 +434,8 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise EntropicError(f"{path}: missing key 'images'; {fix}")
 
     records = [
-        ImageRecord(**{key: entry[key] for key in _RECORD_KEYS})
-        for _, entry in _parse_entries(path, obj, "images", _RECORD_KEYS, fix)
+        ImageRecord(**{key: entry[key] for key in _RECORD_KEYS}, label=entry.get("label"))
+        for _, entry in _parse_entries(path, obj, "images", _RECORD_KEYS, fix, _OPTIONAL_KEYS)
     ]
     excluded = [
         ExcludedFile(**{key: entry[key] for key in _EXCLUDED_KEYS})
@@ -520,6 +565,36 @@ def check_manifest(folder: str | os.PathLike, *, progress: bool = False) -> Mani
 # --------------------------------------------------------------------------- writing
 
 
+def folder_label(file: str) -> str | None:
+    """The label ``--labels-from-folders`` gives ``file``: its first folder ("greek/alpha.png" -> "greek")."""
+    parts = file.split("/")
+    return parts[0] if len(parts) > 1 else None
+
+
+def _labeller(folder: Path, label: str | None, from_folders: bool, files: Sequence[str]):
+    """file -> label, for init: one label for all, each file's first folder, or none."""
+    if label is not None and from_folders:
+        raise EntropicError("give either --label or --labels-from-folders, not both")
+    if label is not None:
+        problem = label_problem(label)
+        if problem is not None:
+            raise EntropicError(f"--label {problem}")
+        return lambda file: label
+    if not from_folders:
+        return lambda file: None
+    loose = [file for file in files if folder_label(file) is None]
+    if loose:
+        raise EntropicError(
+            f"{folder}: {_plural(len(loose), 'image')} not in a subfolder ({_listing(loose)}), so "
+            "--labels-from-folders gives no label; move each image into a folder named after its label"
+        )
+    for name in sorted({folder_label(file) for file in files}):
+        problem = label_problem(name)
+        if problem is not None:
+            raise EntropicError(f"{folder}: folder {_show(name)} cannot be a label: it {problem}; rename it")
+    return folder_label
+
+
 def _require_text(value: str | None, what: str, option: str) -> str:
     if value is None or not str(value).strip():
         raise EntropicError(f"{what} must not be empty (give it with {option})")
@@ -533,9 +608,14 @@ def init_manifest(
     source: str | None = None,
     overwrite: bool = False,
     *,
+    label: str | None = None,
+    labels_from_folders: bool = False,
     progress: bool = False,
 ) -> Path:
     """Write ``folder``'s provenance manifest declaring every image's creator, source, licence.
+
+    ``label`` labels every image; ``labels_from_folders`` labels each image by its first
+    subfolder (:func:`folder_label`; an image outside any subfolder is refused). Neither: no labels.
 
     Finds the image files (:func:`find_image_files`), checks that each decodes (Pillow,
     decompression-bomb guard on; see :mod:`diffusion.data.images`), hashes it, and writes
@@ -564,6 +644,7 @@ def init_manifest(
             raise EntropicError(f"dataset folder {folder} is empty: put your images in it first")
         endings = ", ".join(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS))
         raise EntropicError(f"no image files ({endings}) in dataset folder {folder}")
+    label_of = _labeller(folder, label, labels_from_folders, files)
 
     records: list[ImageRecord] = []
     excluded: list[ExcludedFile] = []
@@ -582,7 +663,8 @@ def init_manifest(
             excluded.append(ExcludedFile(file=name, sha256=digest, reason=err.reason))
             continue
         records.append(
-            ImageRecord(file=name, sha256=digest, creator=creator, source=source, license=license)
+            ImageRecord(file=name, sha256=digest, creator=creator, source=source, license=license,
+                        label=label_of(name))
         )
     if not records:
         details = "; ".join(f"{_show(e.file)}: {e.reason}" for e in excluded[:_SHOWN])
@@ -636,6 +718,13 @@ def summarize_manifest(manifest: Manifest, *, verified: bool = False) -> str:
         f"sources: {_listing([flat(s) for s in manifest.sources]) or '-'}",
         f"licenses: {licenses or '-'}",
     ]
+    counts = manifest.label_counts
+    if counts:
+        unlabelled = len(manifest.unlabelled)
+        lines.append(
+            f"labels: {len(counts)} (" + ", ".join(f"{name}: {n}" for name, n in counts.items()) + ")"
+            + (f"; {unlabelled} images without a label" if unlabelled else "")
+        )
     if manifest.excluded:
         shown = "; ".join(f"{_show(e.file)}: {e.reason}" for e in manifest.excluded[:_SHOWN])
         rest = len(manifest.excluded) - _SHOWN

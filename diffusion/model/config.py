@@ -9,13 +9,23 @@ none of which need torch. The modules that compute with these (:mod:`diffusion.m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from diffusion.common.errors import EntropicError
 from diffusion.common.validation import config_from_dict, config_to_dict
 
-__all__ = ["UNetConfig", "PREDICTIONS", "DEFAULT_PREDICTION", "SAMPLERS", "check_prediction"]
+__all__ = [
+    "UNetConfig",
+    "PREDICTIONS",
+    "DEFAULT_PREDICTION",
+    "SAMPLERS",
+    "DEFAULT_GUIDANCE",
+    "MAX_GUIDANCE",
+    "check_prediction",
+    "check_guidance",
+]
 
 # What the network predicts: the noise (Ho et al. 2020) or the velocity v (Salimans & Ho 2022);
 # why "v" is the default is in diffusion.model.objective.
@@ -23,6 +33,26 @@ PREDICTIONS = ("eps", "v")
 DEFAULT_PREDICTION = "v"
 # The reverse processes of diffusion.model.samplers.
 SAMPLERS = ("ddpm", "ddim")
+
+
+# Classifier-free guidance scale (diffusion.model.guidance): 1 is the label alone, 0 no label.
+DEFAULT_GUIDANCE = 3.0
+# Beyond this the guided prediction is mostly the amplified difference of two predictions, and
+# the clipped x_0 estimates saturate to black and white (Ho & Salimans show w' <= 4, Saharia
+# et al. 2022 use up to 30 only with dynamic thresholding).
+MAX_GUIDANCE = 20.0
+
+
+def check_guidance(value: object, option: str = "--guidance") -> float:
+    """``value`` as a float guidance scale in [0, MAX_GUIDANCE]; EntropicError naming ``option`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EntropicError(f"{option} must be a finite number, got {value!r}")
+    if not 0.0 <= value <= MAX_GUIDANCE:
+        raise EntropicError(
+            f"{option} {value:g} is outside 0..{MAX_GUIDANCE:g} (0: no label, 1: the label alone, "
+            f"{DEFAULT_GUIDANCE:g}: the default push towards it)"
+        )
+    return float(value)
 
 
 def check_prediction(prediction: str) -> str:
@@ -44,6 +74,7 @@ MAX_CHANNELS = 4
 MAX_LEVEL_CHANNELS = 4096
 MAX_LEVELS = 8
 MAX_RES_BLOCKS = 16
+MAX_LABELS = 10_000
 
 _UPPER_BOUNDS = {
     "resolution": (MAX_RESOLUTION, "the dataset is held in memory at this side and every activation grows with its square"),
@@ -69,6 +100,9 @@ class UNetConfig:
     head_channels: channels per attention head (heads = level channels // head_channels).
     norm_groups: GroupNorm groups; must divide every level's channel count.
     mid_attention: self-attention between the two middle ResBlocks.
+    labels: the class labels the model is steered by, in embedding order (empty: an
+        unconditional model). A conditional model learns one embedding per label and one more,
+        the null class (index ``len(labels)``), for "no label" (classifier-free guidance).
 
     The default (16-32-64-128 channels, 2 blocks per level, attention at 16 px and in the middle,
     3.7 M parameters, 7.4 MB in float16) is lean for CPU training: the cost of a conv grows with
@@ -88,13 +122,34 @@ class UNetConfig:
     head_channels: int = 32
     norm_groups: int = 8
     mid_attention: bool = True
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists (from JSON) but store tuples, so configs compare and hash by value.
-        for name in ("channel_mults", "attention_resolutions"):
+        for name in ("channel_mults", "attention_resolutions", "labels"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model is steered by class labels."""
+        return bool(self.labels)
+
+    @property
+    def null_label(self) -> int:
+        """Index of the null class ("no label") in the label embedding."""
+        return len(self.labels)
+
+    def label_index(self, label: str | None) -> int:
+        """Embedding index of ``label`` (None: the null class); EntropicError listing the known labels."""
+        if label is None:
+            return self.null_label
+        if not self.labels:
+            raise EntropicError(f"label {label!r} asked of an unconditional model (it was trained without labels)")
+        if label not in self.labels:
+            raise EntropicError(f"label {label!r} is unknown to this model; it knows {', '.join(self.labels)}")
+        return self.labels.index(label)
 
     @property
     def level_resolutions(self) -> tuple[int, ...]:
@@ -144,6 +199,15 @@ class UNetConfig:
             raise EntropicError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.mid_attention, bool):
             raise EntropicError(f"model mid_attention must be true or false, got {self.mid_attention!r}")
+        if not isinstance(self.labels, tuple) or not all(isinstance(v, str) and v for v in self.labels):
+            raise EntropicError(f"model labels must be a list of non-empty strings, got {self.labels!r}")
+        if len(set(self.labels)) != len(self.labels):
+            raise EntropicError(f"model labels must be distinct, got {list(self.labels)}")
+        if len(self.labels) > MAX_LABELS:
+            raise EntropicError(
+                f"model labels: {len(self.labels):,} classes, at most {MAX_LABELS:,} (each is an embedding row, "
+                "and a store lists every sample's label)"
+            )
 
         halvings = len(self.channel_mults) - 1
         factor = 2**halvings

@@ -145,8 +145,12 @@ def training_loss(
     noise: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
     prediction: str = "eps",
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean-squared error of the model's prediction at a random timestep (DDPM Algorithm 1).
+
+    ``labels`` ([B] label indices) are passed to a conditional model; the caller drops them to
+    the null class for classifier-free guidance (Ho & Salimans 2022, Algorithm 1).
 
     t ~ Uniform{0..T-1} and noise ~ N(0, I) are drawn from ``generator`` (on the generator's
     device, then moved to x0's device, so that a CPU generator drives a GPU run reproducibly)
@@ -160,7 +164,7 @@ def training_loss(
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype).to(x0.device)
     x_t = q_sample(x0, t, noise, st.alphas_cumprod)
-    out = model(x_t, t)
+    out = model(x_t, t) if labels is None else model(x_t, t, labels)
     target = training_target(x0, noise, t, st, prediction)
     return F.mse_loss(out.float(), target.float())
 

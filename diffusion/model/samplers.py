@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from diffusion.common.errors import EntropicError
 from diffusion.model.config import SAMPLERS, check_prediction
+from diffusion.model.guidance import guided_output, needs_both
 from diffusion.model.objective import ScheduleTensors, eps_from_x0, predict_eps_and_x0, schedule_tensors
 from diffusion.model.schedules import NoiseSchedule
 
@@ -155,16 +156,38 @@ def recorded_alphas_cumprod(schedule: NoiseSchedule, timesteps: np.ndarray) -> n
     return np.where(ts >= 0, schedule.alphas_cumprod[np.maximum(ts, 0)], 1.0)
 
 
-def _run_in_fixed_chunks(model: torch.nn.Module, x: torch.Tensor, t: int, chunk: int) -> torch.Tensor:
-    """model(x, t) computed on chunks of exactly ``chunk`` images (zero-padded), see ``sample``."""
+def _pad(part: torch.Tensor, chunk: int, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """``part`` grown to ``chunk`` rows with zeros (or copies of the row ``fill``)."""
+    n = part.shape[0]
+    if n == chunk:
+        return part
+    rest = part.new_zeros((chunk - n, *part.shape[1:])) if fill is None else fill.expand(chunk - n, *fill.shape[1:])
+    return torch.cat([part, rest])
+
+
+def _run_in_fixed_chunks(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    t: int,
+    chunk: int,
+    labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    both: bool = False,
+) -> torch.Tensor:
+    """The guided model output at (x, t) computed on chunks of exactly ``chunk`` images
+    (padded with zero images of the null class), see ``sample``."""
     t_vec = torch.full((chunk,), t, dtype=torch.long, device=x.device)
+    null = None
+    if labels is not None:
+        null = torch.full((1,), model.config.null_label, dtype=torch.long, device=x.device)
+        if labels.dtype != torch.long:
+            null = torch.nn.functional.one_hot(null, labels.shape[1]).to(labels.dtype)
     outs = []
     for i in range(0, x.shape[0], chunk):
-        part = x[i : i + chunk]
-        n = part.shape[0]
-        if n < chunk:
-            part = torch.cat([part, part.new_zeros((chunk - n, *part.shape[1:]))])
-        outs.append(model(part, t_vec)[:n])
+        n = min(chunk, x.shape[0] - i)
+        part = _pad(x[i : i + chunk], chunk)
+        part_labels = None if labels is None else _pad(labels[i : i + chunk], chunk, null)
+        outs.append(guided_output(model, part, t_vec, part_labels, guidance, both)[:n])
     return torch.cat(outs)
 
 
@@ -182,8 +205,21 @@ def sample(
     progress: bool = True,
     clip: bool = True,
     model_batch: int = 8,
+    labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    both: bool | None = None,
+    initial_noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw one image per seed; returns x_0 as a float32 CPU tensor [N, C, R, R] in [-1, 1].
+
+    Conditioning (a conditional model only): ``labels[i]`` is sample i's label index (or label
+    weights, see ``diffusion.model.unet.UNet.forward``), sampled with classifier-free
+    ``guidance`` (``diffusion.model.guidance``); ``both`` says whether every model call computes
+    the prediction with and without the label (default: :func:`needs_both` of all ``labels``).
+    Pass the same ``both`` for all parts of one recording, so that a sample's numbers do not
+    depend on which other samples are drawn with it. ``initial_noise`` ([N, C, R, R]) replaces
+    the x_T drawn from the seeds (an interpolation between two seeds' noise); the seeds then
+    drive the stochastic steps only.
 
     Randomness: sample i has its own CPU ``torch.Generator`` seeded with ``seeds[i]``; x_T is drawn
     first from it ([C, R, R] standard normal), then each stochastic step's noise, in step order.
@@ -230,6 +266,14 @@ def sample(
         raise EntropicError("sample() needs a model with a .config carrying resolution (a diffusion.model.unet.UNet)")
     shape = (channels, res, res)
 
+    if labels is not None:
+        if len(labels) != len(seeds):
+            raise ValueError(f"sample() got {len(labels)} labels for {len(seeds)} seeds")
+        labels = labels.to(device)
+        if both is None:
+            both = needs_both(labels, guidance, model.config.null_label)
+    if initial_noise is not None and tuple(initial_noise.shape) != (len(seeds), *shape):
+        raise ValueError(f"initial_noise has shape {tuple(initial_noise.shape)}, expected {(len(seeds), *shape)}")
     results = torch.empty((len(seeds), *shape), dtype=torch.float32)
     was_training = model.training
     model.eval()
@@ -243,10 +287,11 @@ def sample(
                 def draw() -> torch.Tensor:
                     return torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in gens]).to(device)
 
-                x = draw()  # x_T
+                x = draw() if initial_noise is None else initial_noise[idx].to(device, dtype)  # x_T
+                batch_labels = None if labels is None else labels[torch.from_numpy(idx).to(device)]
                 for k, t in enumerate(ts):
                     t = int(t)
-                    out = _run_in_fixed_chunks(model, x, t, model_batch).to(dtype)
+                    out = _run_in_fixed_chunks(model, x, t, model_batch, batch_labels, guidance, bool(both)).to(dtype)
                     if sampler == "ddpm":
                         noise = draw() if t > 0 else None
                         x_next, x0 = ddpm_step(out, x, t, st, prediction, noise, clip=clip)

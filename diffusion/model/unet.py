@@ -3,7 +3,7 @@
     x_t [B,1,R,R], t [B] ──► conv_in ──► down levels ──► middle ──► up levels ──► conv_out ──► [B,1,R,R]
                                   │        (skips)                    ▲
                                   └────────────────────────────────────┘
-    t ──► sinusoidal embedding ──► MLP ──► every ResBlock (scale/shift of its second GroupNorm)
+    t ──► sinusoidal embedding ──► MLP ──(+ label embedding)──► every ResBlock (scale/shift of its second GroupNorm)
 
 * Level i works at resolution R / 2**i with ``base_channels * channel_mults[i]`` channels and has
   ``num_res_blocks`` ResBlocks on the way down and ``num_res_blocks + 1`` on the way up (the extra
@@ -14,6 +14,10 @@
   kernels where the backend has them), on tokens taken straight from channels-last memory.
 * The timestep modulates each ResBlock as h = GroupNorm(h) * (1 + scale) + shift
   ("adaptive group norm", Nichol & Dhariwal 2021 / Dhariwal & Nichol 2021 "use_scale_shift_norm").
+* A conditional model (``config.labels``) adds a learned embedding of the class label to the
+  time embedding, as Ho & Salimans 2022 ("Classifier-Free Diffusion Guidance") and Dhariwal &
+  Nichol 2021 do; row ``len(labels)`` is the null class, trained by dropping labels, so one
+  network predicts both with and without a label (``diffusion.model.guidance``).
 * All layers keep PyTorch's default initialisation. Zero-initialising the output conv and the
   last conv of each residual branch (as the DDPM / improved-diffusion code does) was measured
   here to slow the first few hundred steps by 2-3x in eps-MSE at lr 2e-4 (benchmarks/RESULTS.md).
@@ -126,6 +130,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(c.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
+        self.label_embedding = nn.Embedding(len(c.labels) + 1, emb_dim) if c.conditional else None
         self.conv_in = nn.Conv2d(c.channels, c.base_channels, 3, padding=1)
 
         # Down path: each entry is (ResBlock, attention or None) or a Downsample; every entry
@@ -164,11 +169,20 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups, ch)
         self.conv_out = nn.Conv2d(ch, c.channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: [B,C,R,R] noisy images; t: [B] integer timesteps (0 .. T-1). Returns [B,C,R,R]."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B,C,R,R] noisy images; t: [B] integer timesteps (0 .. T-1). Returns [B,C,R,R].
+
+        ``labels`` (conditional models only): [B] label indices (``config.null_label`` for none),
+        or [B, len(labels) + 1] weights that mix the label embeddings (an interpolation between
+        labels). None on a conditional model is the null class.
+        """
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
+        if self.label_embedding is not None:
+            emb = emb + self._label_vectors(labels, x.shape[0], x.device).to(emb.dtype)
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional UNet")
         h = self.conv_in(x)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
@@ -190,6 +204,16 @@ class UNet(nn.Module):
                 if len(entry) > 1:
                     h = entry[1](h)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+    def _label_vectors(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        table = self.label_embedding.weight
+        if labels is None:
+            labels = torch.full((batch,), self.config.null_label, dtype=torch.long, device=device)
+        if labels.dtype == torch.long:
+            return F.embedding(labels, table)
+        # A weighted sum in float32 outside autocast's matmul: one-hot weights give a row exactly.
+        return (labels.float()[:, :, None] * table.float()[None]).sum(1)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from diffusion.store.format import (
     array_bytes,
     describe_missing,
     read_header,
+    sample_labels,
 )
 from diffusion.store.reader import open_store
 
@@ -29,6 +32,24 @@ def _fmt_bytes(n: float) -> str:
 
 # Above this many bytes `info` checks only the first and last frame of every sample for NaN/inf.
 FULL_SCAN_LIMIT = 1 << 30
+
+
+def conditioning_lines(header: Mapping[str, Any]) -> list[str]:
+    """The labels, guidance and interpolation of a store, for ``entropic info``."""
+    sampler = header.get("sampler") or {}
+    lines = []
+    labels = sample_labels(header)
+    if labels is not None:
+        counts = Counter("no label" if v is None else v for v in labels)
+        listed = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+        lines.append(f"  labels: {listed}; classifier-free guidance {sampler.get('guidance')}")
+    if "interpolate" in sampler:
+        a, b = sampler["interpolate"]
+        lines.append(f"  interpolation: x_T slerps from seed {a} to seed {b} over {sampler.get('interpolate_count')} samples")
+    if "interpolate_labels" in sampler:
+        a, b = sampler["interpolate_labels"]
+        lines.append(f"  label interpolation: from {a} to {b} over {sampler.get('interpolate_count')} samples")
+    return lines
 
 
 def describe_store(path: str | os.PathLike) -> str:
@@ -64,6 +85,7 @@ def describe_store(path: str | os.PathLike) -> str:
         if sampler:
             extra = f", eta {sampler.get('eta')}" if sampler.get("name") == "ddim" else ""
             lines.append(f"  sampler: {sampler.get('name')}, {sampler.get('steps')} steps{extra}")
+            lines += conditioning_lines(h)
         else:
             lines.append("  sampler: none recorded (written with write_store)")
         sched = h.get("schedule")

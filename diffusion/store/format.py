@@ -29,6 +29,10 @@ rather than turning into inf. ``uint8`` stores are the compact, lossy option; ea
 lo/hi = -/+ (sqrt(alphabar_s) + 4 sigma_s) for x_t (the range of x_0 in [-1, 1] plus four
 noise standard deviations) and -/+1 for predicted x_0; values outside are clipped.
 
+Per-sample labels (a conditional model's stores): ``labels`` lists each sample's label, or null
+for the null class, derived from the sampler's ``label`` (every sample) or ``labels`` (a mix of
+[label, count] pairs, in order) by :func:`labels_from_sampler`. An unconditional store has none.
+
 Per-sample seeds: sample i of a store recorded with base seed ``b`` is drawn with seed
 :func:`sample_seed` (b, i), derived by numpy's ``SeedSequence(b, spawn_key=(i,))`` — a
 function of (b, i) only, so sample i never depends on how many samples were asked for, on
@@ -86,6 +90,21 @@ def sample_seed(base_seed: int, index: int) -> int:
 def sample_seeds(base_seed: int, indices: Iterable[int]) -> list[int]:
     """:func:`sample_seed` for each index."""
     return [sample_seed(base_seed, int(i)) for i in indices]
+
+
+def labels_from_sampler(sampler: Mapping | None, num_samples: int) -> list[str | None] | None:
+    """Each sample's label from a conditional store's sampler entry; None for an unconditional store."""
+    if not isinstance(sampler, Mapping) or "guidance" not in sampler:
+        return None
+    if isinstance(sampler.get("labels"), list):
+        labels: list[str | None] = [name for name, n in sampler["labels"] for _ in range(int(n))]
+        return (labels + [None] * num_samples)[:num_samples]
+    return [sampler.get("label")] * num_samples
+
+
+def sample_labels(header: Mapping) -> list[str | None] | None:
+    """The ``labels`` of a store header (checked by :func:`read_header`), or None when it has none."""
+    return header.get("labels")
 
 
 def uint8_ranges(alphas_cumprod: np.ndarray, kind: str = "x") -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +262,7 @@ def make_header(spec: StoreSpec, num_samples: int) -> dict:
         "sampler": spec.sampler,
         "seeds": seeds,
         "shard": None if spec.shard is None else {"index": int(spec.shard[0]), "count": int(spec.shard[1])},
+        **({"labels": labels} if (labels := labels_from_sampler(spec.sampler, num_samples)) is not None else {}),
         "meta": dict(spec.meta),
     }
 
@@ -350,6 +370,11 @@ def read_header(path: str | os.PathLike) -> dict:
                 v = entry.get(key)
                 if not isinstance(v, list) or len(v) != s:
                     raise EntropicError(f"{hp}: uint8 store needs 'arrays.{kind}.{key}' with {s} values")
+    labels = h.get("labels")
+    if labels is not None and (
+        not isinstance(labels, list) or len(labels) != n or not all(v is None or isinstance(v, str) for v in labels)
+    ):
+        raise EntropicError(f"{hp}: 'labels' must list one label (a string or null) for each of num_samples = {n} samples")
     seeds = h.get("seeds")
     if seeds is not None:
         values = seeds.get("values") if isinstance(seeds, dict) else None

@@ -51,6 +51,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
+from diffusion.model.guidance import DEFAULT_GUIDANCE
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
@@ -180,6 +181,7 @@ def _dataset_record(dataset: ImageDataset, data: Path, out: Path) -> dict[str, A
         "license_summary": dict(dataset.license_summary),
         "creators": list(dataset.creators),
         "skipped": len(dataset.skipped),
+        **({"label_counts": dataset.label_counts} if dataset.labels else {}),
     }
 
 
@@ -263,6 +265,7 @@ def _train(
     pinned = existing is not None and read_pointer(out) is not None
     if existing is not None and not pinned:
         _refuse_unpinned_model(out)
+    options = _with_labels(options, data, existing if pinned else None, out)
     settings = resolve_settings(options, existing if pinned else None, out)
     cfg = settings.train
     if settings.model.channels != 1:
@@ -278,6 +281,37 @@ def _train(
         )
     with out_of_memory_as_error(settings, n_params, device):
         return _train_session(data, out, existing if pinned else None, settings, device, dist, quiet, say, wall_start)
+
+
+def _with_labels(options: dict[str, Any], data: Path, existing: Mapping[str, Any] | None, out: Path) -> dict[str, Any]:
+    """``options`` with the model's label vocabulary decided: a new run is conditional when its
+    dataset's manifest labels images (every one of them), unless ``unconditional``; a resumed
+    run keeps its vocabulary. Label names in sorted order are the embedding's rows."""
+    options = dict(options)
+    unconditional = bool(options.pop("unconditional", False))
+    if existing is not None:
+        stored = (existing.get("model") or {}).get("labels") or []
+        if unconditional and stored:
+            raise EntropicError(
+                f"--out {out} holds a model conditioned on labels ({', '.join(map(str, stored))}); leave "
+                "--unconditional out to continue it, or choose a new --out"
+            )
+        return options
+    if unconditional:
+        options["labels"] = ()
+        return options
+    from diffusion.data.manifest import read_manifest
+
+    manifest = read_manifest(data)
+    if manifest.label_counts and manifest.unlabelled:
+        unlabelled = manifest.unlabelled
+        shown = ", ".join(unlabelled[:3]) + (f" and {len(unlabelled) - 3} more" if len(unlabelled) > 3 else "")
+        raise EntropicError(
+            f"{manifest.path}: {len(unlabelled)} of {len(manifest)} images have no label ({shown}); label every "
+            "image (entropic dataset init ... --labels-from-folders or --label NAME), or train with --unconditional"
+        )
+    options["labels"] = tuple(manifest.label_counts)
+    return options
 
 
 def _tidy_run(
@@ -509,6 +543,10 @@ def _train_session(
     st = schedule_tensors(schedule, device)
     images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(device)
     order = DataOrder(n, cfg.seed)
+    labels_of = None  # each image's label index, for a conditional model
+    if settings.model.conditional:
+        labels_of = torch.tensor([settings.model.label_index(label) for label in dataset.labels], device=device)
+        null_label = torch.tensor(settings.model.null_label, device=device)
     local_batch = cfg.batch_size // dist.world_size
     shard = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
     meter = EnergyMeter.start(device.type, dist.world_size)
@@ -568,8 +606,12 @@ def _train_session(
 
     def sample_sheet(step: int) -> None:
         steps = min(cfg.sample_steps, schedule.timesteps)
+        # A conditional model's sheet cycles through its labels, at the default guidance.
+        sheet_labels = None
+        if settings.model.conditional:
+            sheet_labels = torch.arange(cfg.sample_count) % len(settings.model.labels)
         x = sample(ema, schedule, settings.prediction, list(range(cfg.sample_count)), sampler="ddim", steps=steps,
-                   batch_size=cfg.sample_count, progress=False)
+                   batch_size=cfg.sample_count, progress=False, labels=sheet_labels, guidance=DEFAULT_GUIDANCE)
         sheet = contact_sheet(to_uint8(x[:, 0].numpy()), pad=2, scale=max(1, 128 // settings.model.resolution))
         path = sample_sheet_path(out, step)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -607,8 +649,14 @@ def _train_session(
                 flips = (torch.rand(local_batch, generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
                 x0 = torch.where(flips, x0.flip(-1), x0)
             x0 = x0.contiguous(memory_format=memory_format)
+            labels = None
+            if labels_of is not None:
+                # The label dropout has its own stream, so t, noise and flips are those of an unconditional run.
+                drop = torch.Generator().manual_seed(step_seed(cfg.seed, step, dist.rank, stream=2))
+                dropped = (torch.rand(local_batch, generator=drop) < cfg.label_dropout).to(device)
+                labels = torch.where(dropped, null_label, labels_of.index_select(0, idx))
             with torch.autocast(autocast_type or "cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and autocast_type is not None):
-                loss = training_loss(net, x0, st, gen, prediction=settings.prediction)
+                loss = training_loss(net, x0, st, gen, prediction=settings.prediction, labels=labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -38,10 +38,14 @@ def dataset() -> None:
     help="Licence name (e.g. CC0-1.0) or the text of the permission you were given.",
 )
 @click.option("--source", default=None, help="Where the images come from (default: 'own work').")
+@click.option("--label", default=None, help="Label every image with this class name.")
+@click.option("--labels-from-folders", is_flag=True,
+              help="Label each image by its first subfolder (cats/a.png -> cats).")
 @click.option("--force", is_flag=True, help="Replace an existing provenance.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def init(
-    folder: Path, creator: str, license_: str, source: str | None, force: bool, quiet: bool
+    folder: Path, creator: str, license_: str, source: str | None, label: str | None,
+    labels_from_folders: bool, force: bool, quiet: bool,
 ) -> None:
     """Hash every image in FOLDER and declare its creator, source and licence.
 
@@ -51,7 +55,8 @@ def init(
     from diffusion.data.manifest import init_manifest, read_manifest, summarize_manifest
 
     path = init_manifest(
-        folder, creator, license_, source=source, overwrite=force, progress=not quiet
+        folder, creator, license_, source=source, overwrite=force, label=label,
+        labels_from_folders=labels_from_folders, progress=not quiet,
     )
     manifest = read_manifest(folder)
     for item in manifest.excluded:

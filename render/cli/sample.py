@@ -32,6 +32,15 @@ _record_option = functools.partial(params.option, defaults=params.defaults_of("d
                 help="Precision of the network's forward pass. auto: bfloat16 where the CPU/GPU computes it natively "
                      "(about 1.7x faster, drawings within a fraction of a grey level), float32 elsewhere; "
                      "a resumed store keeps its own.")
+@click.option("--label", default=None, help="Steer every sample to this label (a model trained with labels).")
+@click.option("--labels", "label_mix", default=None, metavar="LABEL:N,...",
+              help="A mix: the first N samples to one label, the next to another, e.g. greek:72,latin:72.")
+@click.option("--guidance", type=float, default=None,
+              help="Classifier-free guidance scale: 0 = no label, 1 = the label alone, default 3.")
+@click.option("--interpolate", default=None, metavar="SEED_A:SEED_B",
+              help="Morph: sample i starts from the spherical interpolation of two seeds' noise (DDIM, eta 0).")
+@click.option("--interpolate-labels", default=None, metavar="LABEL_A:LABEL_B",
+              help="Morph between two labels' embeddings along the samples.")
 @click.option("--shard", type=params.Shard(), help="Record only samples i with i % N == K (into its own store; merge with --merge).")
 @click.option("--merge", is_flag=True, help="Merge the shard stores given as arguments into --out.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
@@ -53,6 +62,13 @@ def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool,
         return
     if len(sources) > 1:
         raise EntropicError(f"sample takes one RUN directory, got {len(sources)} paths (use --merge to join stores)")
+    from diffusion.record_settings import parse_label_mix, parse_pair
+
+    settings["label_mix"] = parse_label_mix(settings["label_mix"])
+    settings["interpolate"] = parse_pair(settings["interpolate"], "--interpolate", int)
+    settings["interpolate_labels"] = parse_pair(settings["interpolate_labels"], "--interpolate-labels")
+    if count is None and settings["label_mix"] is not None:
+        count = sum(n for _, n in settings["label_mix"])
     if count is None:
         count = _existing_count(out)
     import torch

@@ -69,6 +69,10 @@ _run_option = functools.partial(params.option, defaults=run_defaults, note=RESUM
 @_run_option("--device", note="", type=params.LibraryChoice("diffusion.training.settings:DEVICES"),
              help="auto = cuda, else mps, else cpu.")
 @_run_option("--seed", type=int, help="Seed of weights, data order and noise.")
+@_run_option("--label-dropout", type=float,
+             help="Share of images trained without their label (classifier-free guidance).")
+@click.option("--unconditional", is_flag=True, default=None,
+              help="Ignore the manifest's labels: a model that is not steered by them.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages (errors still print).")
 def train(data: Path, out: Path, quiet: bool, **options: Any) -> None:
     """Train a diffusion model from scratch on the images in DATA (a folder with a verified
@@ -77,6 +81,9 @@ def train(data: Path, out: Path, quiet: bool, **options: Any) -> None:
 
     Under `torchrun --nproc_per_node=N -m render.cli train ...` it trains with
     DistributedDataParallel; only rank 0 writes.
+
+    When the manifest labels its images (`entropic dataset init --labels-from-folders`), the
+    model is conditioned on the labels, for `entropic sample --label`.
     """
     from diffusion.training.loop import train as run_training
 
