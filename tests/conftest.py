@@ -14,6 +14,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+TINY_OPTIONS = {"resolution": 16, "base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1,
+                "attention_resolutions": (), "head_channels": 8, "norm_groups": 4, "mid_attention": False,
+                "timesteps": 10, "steps": 4, "batch_size": 4, "sample_every": 0, "device": "cpu"}
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """$ENTROPIC_CACHE_DIR -> a fresh folder per test."""
@@ -54,10 +59,39 @@ def tiny_run(tmp_path_factory):
         img[:, : 4 + i % 8] = 255
         Image.fromarray(img).save(data / f"img{i:02d}.png")
     init_manifest(data, creator="tests", license="CC0-1.0")
-    options = {"resolution": 16, "base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1,
-               "attention_resolutions": (), "head_channels": 8, "norm_groups": 4, "mid_attention": False,
-               "timesteps": 10, "steps": 4, "batch_size": 4, "sample_every": 0, "device": "cpu"}
-    train(data, root / "run", options, quiet=True)
+    train(data, root / "run", TINY_OPTIONS, quiet=True)
+    return root / "run"
+
+
+def write_labelled_images(folder, labels=("bars", "rings"), per_label: int = 6) -> None:
+    """``per_label`` tiny drawings in one subfolder per label: vertical bars, or rings."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:16, :16]
+    for k, label in enumerate(labels):
+        (folder / label).mkdir(parents=True)
+        for i in range(per_label):
+            img = np.full((16, 16), 255, np.uint8)
+            if k == 0:
+                img[:, 3 + i : 6 + i] = 0
+            else:
+                ring = np.abs(np.hypot(yy - 7.5, xx - 7.5) - (3 + i % 4)) < 1.0
+                img[ring] = 0
+            Image.fromarray(img).save(folder / label / f"{i:02d}.png")
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory):
+    """A run conditioned on two labels ("bars", "rings"): a few steps on 12 tiny labelled images."""
+    from diffusion.data.manifest import init_manifest
+    from diffusion.training.loop import train
+
+    root = tmp_path_factory.mktemp("conditional")
+    data = root / "data"
+    write_labelled_images(data)
+    init_manifest(data, creator="tests", license="CC0-1.0", labels_from_folders=True)
+    train(data, root / "run", TINY_OPTIONS, quiet=True)
     return root / "run"
 
 

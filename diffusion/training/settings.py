@@ -246,7 +246,7 @@ def resolve_settings(options: Mapping[str, Any], existing: Mapping[str, Any] | N
             if key not in CHANGEABLE_ON_RESUME:
                 refuse(key, getattr(base, key), value, "run trained")
         # The device is the machine's business, not the run's: "auto" unless asked.
-        train = replace(base, device="auto", **{k: v for k, v in train_opts.items() if k in CHANGEABLE_ON_RESUME})
+        train = replace(base, **{"device": "auto", **{k: v for k, v in train_opts.items() if k in CHANGEABLE_ON_RESUME}})
     if prediction not in PREDICTIONS:
         raise EntropicError(f"--prediction {prediction!r} is unknown; use eps or v")
     train.validate()
