@@ -7,12 +7,17 @@ and reused after that. The scene names that store ``store = "default"``; the com
 resolves the name through :func:`named_stores` before it hands the scene to a sink, so the
 scene engine and the sinks never sample, never import torch and never read ``assets/``.
 The store is only a cache: one that cannot be used is sampled again.
+
+The shipped scenes may name further stores of the default model the same way, each with its
+own recipe beside ``sampling.json`` (:data:`RECIPES`): ``"alphabets"`` holds drawings of every
+label of the default dataset, for ``assets/scenes/alphabets.toml``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +33,8 @@ DEFAULT_STORE = "default"  # the name a scene's grid gives as ``store`` to play 
 CACHE_ENV = "ENTROPIC_CACHE_DIR"
 MODEL_DIR = assets.MODEL_DIR
 RECIPE = "sampling.json"  # in MODEL_DIR
+# Store name -> its sampling recipe in MODEL_DIR.
+RECIPES = {DEFAULT_STORE: RECIPE, "alphabets": "sampling-alphabets.json"}
 SCENE_FILE = assets.SCENES_DIR / "default.toml"
 
 
@@ -72,8 +79,8 @@ def cache_dir() -> Path:
     return path
 
 
-def store_path() -> Path:
-    """The default piece's trajectory store, in the user's cache (sampled on first use).
+def store_path(name: str = DEFAULT_STORE) -> Path:
+    """The trajectory store of the default model named ``name`` (:data:`RECIPES`), in the user's cache (sampled on first use).
 
     Its name carries a hash of what its contents depend on: the default model's weights and
     config, and the sampling recipe (without its prose note). A new model or recipe gets a new
@@ -84,28 +91,30 @@ def store_path() -> Path:
         path = MODEL_DIR / name
         digest.update(path.read_bytes() if path.is_file() else b"missing")
     try:
-        recipe = json.loads((MODEL_DIR / RECIPE).read_text(encoding="utf-8"))
+        recipe = json.loads((MODEL_DIR / RECIPES[name]).read_text(encoding="utf-8"))
         recipe.pop("about", None)
         digest.update(json.dumps(recipe, sort_keys=True).encode())
     except (OSError, ValueError, AttributeError):
         digest.update(b"no recipe")  # the sampler reports it when it reads the recipe
-    return cache_dir() / "trajectories" / f"default-{digest.hexdigest()[:16]}"
+    return cache_dir() / "trajectories" / f"{name}-{digest.hexdigest()[:16]}"
 
 
 def named_stores(progress: bool = True) -> dict[str, Callable[[], Path]]:
-    """The store names a scene may use beyond paths: ``"default"``, sampled first if needed.
+    """The store names a scene may use beyond paths: ``"default"`` and the others of :data:`RECIPES`,
+    sampled first if needed.
 
     For :func:`scenes.load_scene`'s ``named_stores``: the loader calls it only when a grid
     names the store, after every table of the scene file has been checked.
     """
-    return {DEFAULT_STORE: lambda: ensure_store(progress=progress)}
+    return {name: functools.partial(ensure_store, name, progress=progress) for name in RECIPES}
 
 
-def sampling_recipe() -> dict[str, Any]:
-    """assets/model/sampling.json without its ``about`` note: RecordSettings fields, checked."""
+def sampling_recipe(name: str = DEFAULT_STORE) -> dict[str, Any]:
+    """assets/model/sampling.json (or the recipe of store ``name``) without its ``about`` note:
+    RecordSettings fields, checked."""
     from diffusion.record_settings import RecordSettings
 
-    path = MODEL_DIR / RECIPE
+    path = MODEL_DIR / RECIPES[name]
     try:
         recipe = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -155,8 +164,8 @@ def _sampling_lock(path: Path, progress: bool) -> Iterator[None]:
         yield
 
 
-def ensure_store(progress: bool = True) -> Path:
-    """The default piece's store, sampled first if it is missing or incomplete.
+def ensure_store(name: str = DEFAULT_STORE, progress: bool = True) -> Path:
+    """The default piece's store (or the default model's store ``name``), sampled first if it is missing or incomplete.
 
     A complete store is recognised from its files alone (numpy, no torch, no model load), so
     the second run starts rendering at once. Sampling resumes an interrupted first run; a
@@ -167,8 +176,8 @@ def ensure_store(progress: bool = True) -> Path:
             f"the default model is missing from this install ({MODEL_DIR}); pass a scene file "
             "whose grids name your own store, e.g. entropic render my-scene.toml -o piece.mp4"
         )
-    path = store_path()
-    recipe = sampling_recipe()
+    path = store_path(name)
+    recipe = sampling_recipe(name)
     if _complete_count(path) >= recipe["count"]:
         return path
     from diffusion.record import RecordSettings, record_run
@@ -182,7 +191,8 @@ def ensure_store(progress: bool = True) -> Path:
             what = f"resuming: {done} of {settings.count} drawings already sampled" if done else (
                 f"{settings.count} drawings, {settings.sampler} {settings.steps} steps"
             )
-            print(f"entropic: sampling the default piece once ({what}) into {path}; later runs reuse it",
+            piece = "the default piece" if name == DEFAULT_STORE else f"the {name!r} store of the default model"
+            print(f"entropic: sampling {piece} once ({what}) into {path}; later runs reuse it",
                   file=sys.stderr, flush=True)
         try:
             report = record_run(MODEL_DIR, path, settings, progress=progress)
