@@ -251,6 +251,16 @@ MANIFESTS = [
          edit_text("data/provenance.json", '"format"', '"version": 1, "format"')),
     Case("manifest-sha-of-other-image", ("dataset", "check", "data"), ("img00.png",),
          edit_text("data/provenance.json", '"img01.png"', '"img00.png"')),
+    Case("manifest-label-empty", ("dataset", "check", "data"), ("images[0]", "img00.png", "'label'", "empty"),
+         set_json("data/provenance.json", "images.0.label", "")),
+    Case("manifest-label-a-number", ("dataset", "check", "data"), ("images[0]", "'label'", "string"),
+         set_json("data/provenance.json", "images.0.label", 3)),
+    Case("manifest-label-too-long", ("dataset", "check", "data"), ("images[0]", "'label'", "at most 64"),
+         set_json("data/provenance.json", "images.0.label", "x" * 65)),
+    Case("init-labels-from-folders-loose-image", ("dataset", "init", "data", "--creator", "Ada", "--license", "CC0-1.0",
+                                                  "--labels-from-folders", "--force"), ("img00.png", "subfolder")),
+    Case("train-on-partly-labelled-images", ("train", "data", "--out", "fresh", *TINY_TRAIN), ("1 of 12", "no label"),
+         set_json("data/provenance.json", "images.0.label", "bars")),
 ]
 
 RUNS = [
@@ -307,6 +317,17 @@ STORES = [
     Case("sample-count-beyond-any-store", ("sample", "run", "--out", "big", "--count", "1000000000000", "--quiet"),
          ("--count", "1,000,000")),
     Case("audit-store-missing", ("audit", "nowhere", "--data", "data"), ("nowhere",)),
+    Case("sample-label-of-an-unconditional-model", ("sample", "run", "--out", "new-store", *TINY_SAMPLE, "--label", "a"),
+         ("without labels", "--label")),
+    Case("sample-guidance-nan", ("sample", "run", "--out", "new-store", *TINY_SAMPLE, "--guidance", "nan"),
+         ("--guidance", "nan")),
+    Case("sample-guidance-negative", ("sample", "run", "--out", "new-store", *TINY_SAMPLE, "--guidance", "-2"),
+         ("--guidance -2",)),
+    Case("sample-label-counts-do-not-add-up", ("sample", "run", "--out", "new-store", "--count", "3", "--labels",
+                                               "a:1,b:1"), ("--labels", "add up to 2", "--count is 3")),
+    Case("sample-label-mix-malformed", ("sample", "run", "--out", "new-store", "--labels", "a:one"), ("--labels", "a:one")),
+    Case("sample-interpolate-malformed", ("sample", "run", "--out", "new-store", *TINY_SAMPLE, "--interpolate", "7"),
+         ("--interpolate", "A:B")),
 ]
 
 SCENES = [
@@ -315,6 +336,10 @@ SCENES = [
          write("s.toml", scene(f"seed = {LONG_NUMBER}\n"))),
     Case("scene-not-utf8", ("render", "s.toml", *RENDER), ("s.toml", "UTF-8"), write("s.toml", b"version = 1\n# \xff\n")),
     Case("scene-path-not-utf8", ("render", bad_name(b"s\xff.toml"), *RENDER), (".toml", "no such scene file")),
+    Case("scene-label-of-an-unlabelled-store", ("render", "s.toml", *RENDER), ("grid[1].samples", "no labels"),
+         write("s.toml", scene('samples = { label = "greek" }\n'))),
+    Case("scene-label-not-a-string", ("render", "s.toml", *RENDER), ("grid[1].samples", "string"),
+         write("s.toml", scene("samples = { label = [1] }\n"))),
     Case("scene-sample-range-huge", ("render", "s.toml", *RENDER), ("grid[1].samples", "65536"),
          write("s.toml", scene('samples = "0:99999999999999999"\n'))),
     Case("scene-sample-range-too-long", ("render", "s.toml", *RENDER), ("grid[1].samples",),

@@ -23,6 +23,9 @@ strata whose widths grow quadratically with t (the terms fall steeply with t, so
 largest terms are summed almost exactly), one t is drawn uniformly in each stratum (seeded),
 and its term is weighted by the stratum's width. The estimate is unbiased; L_0 and L_T are always
 exact. The report gives the mean over images and its standard error across images.
+
+A model trained with labels is evaluated on each image's own label, -log p(x_0 | label): the
+bound of what ``entropic sample --label`` draws from (at guidance 1), with the mean per label.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class BoundReport:
     per_image: list[float] = field(default_factory=list)
     seconds: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    per_label: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Readable lines for the command line."""
@@ -76,6 +80,8 @@ class BoundReport:
             f"({self.num_images} images, {how}, {self.seconds:.1f} s)",
             f"  prior L_T {self.prior_bpd:.5f} + terms sum L_t {self.terms_bpd:.4f} + decoder L_0 {self.decoder_bpd:.4f}",
         ]
+        for label, row in self.per_label.items():
+            lines.append(f"  {label}: {row['bits_per_dim']:.4f} ± {row['stderr']:.4f} bits/dim ({row['images']} images)")
         note = self.data.get("note")
         if note:
             lines.append(f"  note: {note}")
@@ -139,8 +145,11 @@ def variational_bound(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> BoundReport:
     """Bits/dim of the DDPM variational bound for ``images`` (uint8 [N, H, W]); see the module docstring.
+
+    ``labels``: each image's label index, for a conditional model (the bound given the label).
 
     ``timesteps_subset``: estimate the sum over t from this many stratified timesteps (None = all).
     Deterministic for a given ``seed`` (noise and stratified draws).
@@ -202,7 +211,11 @@ def variational_bound(
                     noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
                     x_t = torch.sqrt(ab[t]) * x0 + torch.sqrt(1.0 - ab[t]) * noise
                     x_t32 = x_t.float()
-                    out = model(x_t32, torch.full((x0.shape[0],), t, dtype=torch.long)).float()
+                    t_vec = torch.full((x0.shape[0],), t, dtype=torch.long)
+                    if labels is None:
+                        out = model(x_t32, t_vec).float()
+                    else:
+                        out = model(x_t32, t_vec, labels[b0 : b0 + batch_size]).float()
                     _, x0_hat = predict_eps_and_x0(out, x_t32, t, st32, prediction)
                     x0_hat = x0_hat.double().clamp(-1.0, 1.0)
                     model_mean = coef1[t] * x0_hat + coef2[t] * x_t
@@ -237,6 +250,16 @@ def variational_bound(
     )
 
 
+def per_label_means(per_image: list[float], labels: list[str]) -> dict[str, dict[str, float]]:
+    """Mean bits/dim, its standard error and the image count of each label, sorted by label."""
+    out = {}
+    for name in sorted(set(labels)):
+        values = np.array([v for v, label in zip(per_image, labels) if label == name])
+        stderr = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+        out[name] = {"bits_per_dim": float(values.mean()), "stderr": stderr, "images": int(values.size)}
+    return out
+
+
 def evaluate_run(
     run: str | os.PathLike,
     data: str | os.PathLike,
@@ -266,6 +289,13 @@ def evaluate_run(
     if len(ds) == 0:
         raise EntropicError(f"{data}: no images to evaluate on")
     images = ds.images if count is None else ds.images[:count]
+    names = list(ds.labels[: len(images)]) if loaded.unet_config.conditional and ds.labels else None
+    if loaded.unet_config.conditional and names is None:
+        raise EntropicError(
+            f"{data}: its images have no labels, but the model is conditioned on labels "
+            f"({', '.join(loaded.unet_config.labels)}); evaluate on a labelled held-out folder"
+        )
+    labels = None if names is None else torch.tensor([loaded.unet_config.label_index(name) for name in names])
     report = variational_bound(
         loaded.model,
         loaded.schedule,
@@ -275,7 +305,10 @@ def evaluate_run(
         batch_size=batch_size,
         seed=seed,
         progress=progress,
+        labels=labels,
     )
+    if names is not None:
+        report.per_label = per_label_means(report.per_image, names)
     trained_on = (loaded.config.get("dataset") or {}).get("manifest_sha256")
     same = trained_on is not None and trained_on == ds.manifest_sha256
     report.data = {

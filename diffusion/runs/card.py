@@ -145,6 +145,9 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     ]
     if ds.get("skipped"):
         lines.append(f"- Files skipped while loading: {ds['skipped']}")
+    if ds.get("label_counts"):
+        listed = ", ".join(f"{name} ({count})" for name, count in sorted(ds["label_counts"].items()))
+        lines.append(f"- Labels: {listed}")
     lines += [
         "",
         "## Model",
@@ -154,6 +157,12 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"channel_mults {mc.get('channel_mults')}, num_res_blocks {mc.get('num_res_blocks')}, "
         f"attention_resolutions {mc.get('attention_resolutions')}",
         f"- Prediction: {model['prediction']}; schedule: {sched.get('kind')} with {sched.get('timesteps')} steps",
+        *(
+            [f"- Conditioned on {len(mc['labels'])} labels ({', '.join(mc['labels'])}) with classifier-free guidance: "
+             f"a learned label embedding added to the time embedding; labels dropped to the null class with "
+             f"probability {tr['settings'].get('label_dropout')} in training"]
+            if mc.get("labels") else []
+        ),
         f"- Weights: `{card['weights']['file']}` ({card['weights']['kind']}), sha256 `{card['weights']['sha256']}`",
         "",
         "## Training",

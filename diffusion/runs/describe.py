@@ -58,6 +58,9 @@ def describe_run(path: str | os.PathLike) -> str:
     lic = ds.get("license_summary") or {}
     lines.append(f"  dataset:   {ds.get('path')} — {ds.get('images')} images, manifest sha256 {ds.get('manifest_sha256')}")
     lines.append(f"  licences:  {', '.join(f'{k} ({v})' for k, v in sorted(lic.items())) or 'unknown'}")
+    if ds.get("label_counts"):
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(ds["label_counts"].items()))
+        lines.append(f"  labels:    {listed}; sample with --label NAME or --labels NAME:N,...")
     lines.append(f"  creators:  {', '.join(ds.get('creators') or []) or 'unknown'}")
     if card:
         t, hw = card.get("training", {}), card.get("hardware", {})

@@ -41,12 +41,14 @@ _record_option = functools.partial(params.option, defaults=params.defaults_of("d
               help="Morph: sample i starts from the spherical interpolation of two seeds' noise (DDIM, eta 0).")
 @click.option("--interpolate-labels", default=None, metavar="LABEL_A:LABEL_B",
               help="Morph between two labels' embeddings along the samples.")
+@click.option("--sheet", type=params.PATH, default=None,
+              help="Also write a PNG contact sheet of the finished drawings (a row per label when labelled).")
 @click.option("--shard", type=params.Shard(), help="Record only samples i with i % N == K (into its own store; merge with --merge).")
 @click.option("--merge", is_flag=True, help="Merge the shard stores given as arguments into --out.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool, threads: int | None, quiet: bool,
-           **settings: Any) -> None:
+           sheet: Path | None, **settings: Any) -> None:
     """Record every denoising step of COUNT samples of RUN into the store OUT.
 
     Without RUN, the default model in assets/ is used. Re-running the same command resumes
@@ -63,6 +65,9 @@ def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool,
     if len(sources) > 1:
         raise EntropicError(f"sample takes one RUN directory, got {len(sources)} paths (use --merge to join stores)")
     from diffusion.record_settings import parse_label_mix, parse_pair
+
+    if sheet is not None and (sheet.suffix.lower() != ".png" or sheet.is_dir()):
+        raise EntropicError(f"--sheet {sheet}: give a .png file to write")
 
     settings["label_mix"] = parse_label_mix(settings["label_mix"])
     settings["interpolate"] = parse_pair(settings["interpolate"], "--interpolate", int)
@@ -81,6 +86,10 @@ def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool,
     run = sources[0] if sources else default_piece.model_dir()
     report = record_run(run, out, RecordSettings(count=count, **params.given(settings)), progress=not quiet)
     click.echo(report.summary())
+    if sheet is not None:
+        from diffusion.figures.store_sheet import write_finished_sheet
+
+        click.echo(f"wrote {write_finished_sheet(out, sheet)}")
 
 
 def _existing_count(out: Path) -> int:

@@ -273,13 +273,27 @@ def test_labels_on_an_unconditional_model_are_refused(tmp_path, tiny_run):
 def test_sample_command_with_a_mix_counts_it(tmp_path, cli, tiny_conditional_run):
     out = tmp_path / "mix"
     result = cli("sample", str(tiny_conditional_run), "--out", str(out), "--labels", "bars:2,rings:1",
-                 "--sampler", "ddim", "--steps", "2", "--quiet")
+                 "--sampler", "ddim", "--steps", "2", "--quiet", "--sheet", str(tmp_path / "sheet.png"))
     assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "sheet.png") as sheet:  # two rows (bars, rings) of two tiles
+        assert sheet.width < sheet.height * 2 and sheet.height > 2 * 16
     assert json.loads((out / "header.json").read_text())["labels"] == ["bars", "bars", "rings"]
     info = cli("info", str(out))
     assert "labels: bars: 2, rings: 1; classifier-free guidance 3.0" in info.stdout
     bad = cli("sample", str(tiny_conditional_run), "--out", str(tmp_path / "x"), "--labels", "bars:two")
     assert bad.returncode != 0 and "LABEL:COUNT" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_held_out_bits_per_dim_per_label(tiny_conditional_run):
+    from diffusion.evidence.evaluate import evaluate_run
+
+    report = evaluate_run(tiny_conditional_run, tiny_conditional_run.parent / "data", timesteps_subset=3)
+    assert set(report.per_label) == {"bars", "rings"}
+    assert all(row["images"] == 6 and 0 < row["bits_per_dim"] < 20 for row in report.per_label.values())
+    means = [row["bits_per_dim"] for row in report.per_label.values()]
+    assert min(means) <= report.bits_per_dim <= max(means)
 
 
 def test_the_loaded_run_knows_its_labels(tiny_conditional_run):

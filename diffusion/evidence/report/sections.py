@@ -142,6 +142,10 @@ def _dataset_section(card: Mapping[str, Any], run: Path) -> Section:
             rows.append(_row("Licence", f"{text} — {_int(count)} image{'s' if count != 1 else ''}"))
     else:
         rows.append(_row("Licence", "unknown (not declared)"))
+    counts = ds.get("label_counts")
+    if isinstance(counts, dict) and counts:
+        listed = ", ".join(f"{name} ({_int(n)})" for name, n in sorted(counts.items()))
+        rows.append(_row("Labels", f"{len(counts)} classes the model is steered by: {listed}"))
     rows.append(_row("Dataset folder", Code(_plain(ds.get("path")))))
     rows.append(_row("Manifest sha256", Code(_plain(ds.get("manifest_sha256")))))
     if ds.get("skipped"):
@@ -316,6 +320,13 @@ def _evaluation_section(
             f"prior L_T {data['prior_bpd']:.5f} + sum of L_t {data['terms_bpd']:.4f} + decoder L_0 {data['decoder_bpd']:.4f} bits/dim",
         ),
     ]
+    per_label = data.get("per_label")
+    if isinstance(per_label, dict):
+        for label, row in sorted(per_label.items()):
+            rows.append(_row(
+                f"Given label {label}",
+                f"{row['bits_per_dim']:.4f} ± {row['stderr']:.4f} bits/dim ({_int(row['images'])} images)",
+            ))
     if where.get("manifest_sha256"):
         rows.append(_row("Their manifest sha256", Code(str(where["manifest_sha256"]))))
     blocks: list[Block] = [
