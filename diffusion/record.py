@@ -84,8 +84,8 @@ def native_bfloat16(device: torch.device) -> bool:
 def for_store(settings: "RecordSettings", device: torch.device, store: str | os.PathLike) -> "RecordSettings":
     """``settings`` with what was left open decided for a recording into ``store``.
 
-    ``precision="auto"`` and ``model_batch=None`` continue an existing store with the values it
-    was recorded with (so a resume on another machine, or after an upgrade that changed a
+    ``precision="auto"``, ``model_batch=None`` and ``guidance=None`` continue an existing store with
+    the values it was recorded with (so a resume on another machine, or after an upgrade that changed a
     default, is not refused); for a new store they become bfloat16 where the hardware computes
     it natively (float32 elsewhere) and :data:`MODEL_BATCH`.
     """
@@ -101,12 +101,15 @@ def for_store(settings: "RecordSettings", device: torch.device, store: str | os.
         precision = recorded.get("precision")
         if precision not in COMPUTE_PRECISIONS:
             precision = "bfloat16" if native_bfloat16(device) else "float32"
+    guidance = settings.guidance
+    if guidance is None and settings.labelled and isinstance(recorded.get("guidance"), (int, float)):
+        guidance = float(recorded["guidance"])
     model_batch = settings.model_batch
     if model_batch is None:
         model_batch = recorded.get("model_batch")
         if isinstance(model_batch, bool) or not isinstance(model_batch, int) or model_batch < 1:
             model_batch = MODEL_BATCH
-    return dataclasses.replace(settings, precision=precision, model_batch=model_batch)
+    return dataclasses.replace(settings, precision=precision, model_batch=model_batch, guidance=guidance)
 
 
 
@@ -262,7 +265,7 @@ def record(
         model=model_info,
         schedule=schedule_config,
         prediction=prediction,
-        sampler=settings.sampler_header(T, conditional=model.config.conditional),
+        sampler=settings.sampler_header(T),
         seed=settings.seed,
         shard=settings.shard,
         meta={"torch": torch.__version__, "threads": torch.get_num_threads()},
@@ -297,7 +300,11 @@ def _sample_into(
 
     pending_arr = np.asarray(pending, dtype=np.int64)
     seeds = [sample_seed(settings.seed, i) for i in pending]
-    conditioning = _conditioning(model.config, settings, pending)
+    # The conditioning speaks of store indices; the sampler of positions in its list of seeds.
+    conditioning = {
+        key: (lambda positions, f=value: f(pending_arr[positions].tolist())) if callable(value) else value
+        for key, value in _conditioning(model.config, settings, writer.header["sampler"]).items()
+    }
     last = num_frames - 1
     done: list[int] = []
     bar = tqdm(
@@ -366,33 +373,40 @@ def _sample_into(
     report.sample_steps = len(done) * last
 
 
-def _conditioning(config: Any, settings: RecordSettings, pending: list[int]) -> dict[str, Any]:
-    """The labels, guidance and starting noise of the ``pending`` samples, for ``sample``.
+def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]) -> dict[str, Any]:
+    """The ``sample`` arguments that condition a recording: labels, guidance, starting noise.
 
-    Whether every model call computes both predictions (``both``) is decided from all of the
-    recording's samples, not the pending ones, so a resumed sample is computed as it would
-    have been in one go.
+    Each is a function of the positions of a batch in the recording's pending list, built per
+    batch (memory does not grow with ``count``). Whether every model call computes both
+    predictions (``both``) is decided from all of the recording's samples, so a resumed or
+    sharded sample is computed exactly as in one go.
     """
     out: dict[str, Any] = {}
     along = fractions(settings.count) if settings.count > 1 else [0.0]
+    shape = (config.channels, config.resolution, config.resolution)
     if settings.interpolate is not None:
-        at = [along[i] for i in pending]
-        shape = (config.channels, config.resolution, config.resolution)
-        out["initial_noise"] = interpolation_noise(*settings.interpolate, at, shape)
+        out["initial_noise"] = lambda indices: interpolation_noise(*settings.interpolate, [along[i] for i in indices], shape)
     if not config.conditional:
         return out
-    guidance = float(settings.conditioning_header()["guidance"])
+    if not settings.labelled:  # every sample of the null class: one plain call per step
+        return {**out, "labels": lambda indices: torch.full((len(indices),), config.null_label), "both": False}
+    guidance = float(sampler["guidance"])
     if settings.interpolate_labels is not None:
         a, b = (config.label_index(name) for name in settings.interpolate_labels)
-        weights = torch.zeros((len(pending), config.null_label + 1))
-        for row, i in enumerate(pending):
-            f = along[i]
-            weights[row, a] += 1.0 - f
-            weights[row, b] += f
-        return {**out, "labels": weights, "guidance": guidance, "both": guidance not in (0.0, 1.0)}
-    every = torch.tensor([config.label_index(name) for name in settings.sample_labels(settings.count)])
+
+        def blend(indices: list[int]) -> torch.Tensor:
+            weights = torch.zeros((len(indices), config.null_label + 1))
+            for row, i in enumerate(indices):
+                weights[row, a] += 1.0 - along[i]
+                weights[row, b] += along[i]
+            return weights
+
+        return {**out, "labels": blend, "guidance": guidance, "both": needs_both(blend([0, settings.count - 1]), guidance, config.null_label)}
+    asked = sampler.get("labels") and [name for name, n in sampler["labels"] for _ in range(n)]
+    every = torch.tensor([config.label_index(name) for name in (asked or [sampler["label"]] * settings.count)])
     both = needs_both(every, guidance, config.null_label)
-    return {**out, "labels": every[torch.tensor(pending, dtype=torch.long)], "guidance": guidance, "both": both}
+    return {**out, "labels": lambda indices: every[torch.tensor(indices, dtype=torch.long)], "guidance": guidance,
+            "both": both}
 
 
 def _sampling_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -19,6 +19,7 @@ __all__ = [
     "parse_shard",
     "parse_label_mix",
     "parse_pair",
+    "CONDITIONING",
     "MODEL_BATCH",
     "PRECISIONS",
     "COMPUTE_PRECISIONS",
@@ -56,30 +57,44 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+def _count(text: str) -> int | None:
+    """An ASCII decimal integer, or None (``"²".isdigit()`` is true, but int() refuses it)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdecimal() else None
+
+
 def parse_label_mix(text: str | None) -> tuple[tuple[str, int], ...] | None:
     """"greek:72,latin:72" -> (("greek", 72), ("latin", 72)); None -> None. EntropicError otherwise."""
     if text is None:
         return None
     mix: list[tuple[str, int]] = []
     for part in str(text).split(","):
-        name, sep, number = part.strip().rpartition(":")
-        if not sep or not name or not number.strip().isdigit() or int(number) < 1:
+        name, sep, number = part.rpartition(":")
+        count = _count(number)
+        if not sep or not name.strip() or count is None or count < 1:
             raise EntropicError(
                 f"--labels {text!r} must list LABEL:COUNT pairs with positive counts, e.g. greek:72,latin:72"
             )
-        mix.append((name, int(number)))
+        mix.append((name.strip(), count))
     return tuple(mix)
 
 
 def parse_pair(text: str | None, option: str, kind: type = str) -> tuple[Any, Any] | None:
-    """"A:B" -> (A, B) as ``kind`` (str or int, non-negative); None -> None. EntropicError otherwise."""
+    """"A:B" -> (A, B) as ``kind`` (str, or int: non-negative); None -> None. EntropicError otherwise."""
     if text is None:
         return None
     a, sep, b = str(text).partition(":")
     example = "7:8" if kind is int else "greek:latin"
-    if not sep or not a or not b or (kind is int and not (a.isdigit() and b.isdigit())):
+    pair = (_count(a), _count(b)) if kind is int else (a.strip() or None, b.strip() or None)
+    if not sep or None in pair:
         raise EntropicError(f"{option} {text!r} must look like A:B, e.g. {example}")
-    return kind(a), kind(b)
+    return pair
+
+
+# The RecordSettings fields that steer a conditional model (absent: an unconditional recording).
+CONDITIONING = ("label", "label_mix", "guidance", "interpolate", "interpolate_labels")
+# Seeds of --interpolate are torch generator seeds, as a store's seeds.values lists them.
+MAX_GENERATOR_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ class RecordSettings:
     :data:`DEFAULT_GUIDANCE` for a conditional model). ``interpolate`` (seed A, seed B) starts
     sample i from the spherical interpolation of the two seeds' noise at i / (count - 1);
     ``interpolate_labels`` (A, B) blends the two labels' embeddings along the same path.
+    ``guidance`` None continues an existing store with the guidance it was recorded with
+    (:func:`diffusion.record.for_store`).
     """
 
     count: int
@@ -130,6 +147,11 @@ class RecordSettings:
     def conditioned(self) -> bool:
         """Whether these settings ask for labels or guidance (a conditional model only)."""
         return any(v is not None for v in (self.label, self.label_mix, self.guidance, self.interpolate_labels))
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any sample is steered by a label (else every sample is of the null class)."""
+        return any(v is not None for v in (self.label, self.label_mix, self.interpolate_labels))
 
     def validate(self, timesteps: int) -> None:
         """Check every field against a schedule of ``timesteps`` steps (EntropicError naming the option)."""
@@ -188,12 +210,19 @@ class RecordSettings:
                 raise EntropicError(f"--labels names a label twice ({', '.join(names)})")
         if self.guidance is not None:
             check_guidance(self.guidance)
+            if not self.labelled:
+                raise EntropicError("--guidance steers samples towards their label: give --label, --labels or "
+                                    "--interpolate-labels with it")
         for option, pair in (("--interpolate", self.interpolate), ("--interpolate-labels", self.interpolate_labels)):
             if pair is not None and self.count < 2:
                 raise EntropicError(f"{option} needs --count 2 or more (the first and last samples are its two ends)")
         if self.interpolate is not None:
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.interpolate):
-                raise EntropicError(f"--interpolate seeds must be non-negative integers, got {self.interpolate!r}")
+            if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_GENERATOR_SEED
+                   for v in self.interpolate):
+                raise EntropicError(
+                    f"--interpolate seeds must be integers in 0..{MAX_GENERATOR_SEED:,} (a store's seeds.values), "
+                    f"got {self.interpolate!r}"
+                )
             if self.sampler != "ddim" or self.eta != 0.0:
                 raise EntropicError(
                     "--interpolate needs --sampler ddim with --eta 0: only a deterministic sampler carries the "
@@ -215,14 +244,11 @@ class RecordSettings:
         for name in names:
             model.label_index(name)
 
-    def sample_labels(self, count: int) -> list[str | None]:
-        """The label of samples 0 .. count-1 (None: the null class, or a blend of two labels)."""
-        if self.label_mix is not None:  # its counts add up to self.count, which a mix cannot outgrow
-            return [name for name, n in self.label_mix for _ in range(n)][:count]
-        return [self.label] * count
-
     def conditioning_header(self) -> dict[str, Any]:
-        """The sampler entries of a conditional recording (part of the store's identity)."""
+        """The sampler entries of a recording that steers by labels (part of the store's identity;
+        :func:`diffusion.store.format.labels_from_sampler` reads each sample's label from them)."""
+        if not self.labelled:
+            return {}
         entry: dict[str, Any] = {"guidance": float(DEFAULT_GUIDANCE if self.guidance is None else self.guidance)}
         if self.label is not None:
             entry["label"] = self.label
@@ -232,7 +258,7 @@ class RecordSettings:
             entry["interpolate_labels"] = list(self.interpolate_labels)
         return entry
 
-    def sampler_header(self, timesteps: int, conditional: bool = False) -> dict[str, Any]:
+    def sampler_header(self, timesteps: int) -> dict[str, Any]:
         """The store header's "sampler" entry (part of the store's identity); settings decided by :func:`for_store`."""
         if self.precision == "auto" or self.model_batch is None:
             raise ValueError("decide precision and model_batch (for_store) before writing a header")
@@ -246,8 +272,7 @@ class RecordSettings:
             "precision": self.precision,
             "memory_format": "channels_last",
         }
-        if conditional:
-            header.update(self.conditioning_header())
+        header.update(self.conditioning_header())
         if self.interpolate is not None or self.interpolate_labels is not None:
             header["interpolate_count"] = int(self.count)  # the path's points depend on it
         if self.interpolate is not None:

@@ -37,6 +37,7 @@ from scenes.spec import (
     CanvasSpec,
     GenerateSpec,
     GridSpec,
+    LabelSelection,
     MotionSpec,
     Scene,
     TimelineSpec,
@@ -168,6 +169,10 @@ def read_generate(text: str, path: str | os.PathLike, plays: tuple[str, ...] = (
     if not playing:
         names = " or ".join(f'store = "{name}"' for name in plays)
         raise r.fail("generate", f"no [[grid]] plays the generated samples; give one {names}")
+    for gi, (g, *_) in enumerate(tables, start=1):
+        if g["store"] in plays and isinstance(g["samples"], LabelSelection):
+            raise r.fail(f"grid[{gi}].samples", "selects a label, but the generated cycles are drawn without labels; "
+                                               'use "all", a list or a range')
     needed = max(max(g["rows"] * g["cols"], 1 + max(g["samples"]) if isinstance(g["samples"], tuple) else 0)
                  for g in playing)
     if table["count"] is None:
@@ -245,7 +250,8 @@ def _check_tables(r: TableReader, raw: Mapping[str, Any]) -> tuple[CanvasSpec, l
 
 def _store_path(r: TableReader, value: str, key: str, base_dir: str | os.PathLike, named_stores: NamedStores | None) -> Path:
     named = (named_stores or {}).get(value)
-    if named is not None:
+    # A folder of that name beside the scene is what the scene means: a path wins over a name.
+    if named is not None and not resolve_store(value, base_dir).is_dir():
         return named()
     if value == GENERATED_STORE:
         raise r.fail(key, f'"{GENERATED_STORE}" plays the cycles that [generate] samples: show it with '

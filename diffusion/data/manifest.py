@@ -19,7 +19,7 @@ A dataset folder carries ``provenance.json``::
 with ``/`` separators). ``license`` is a licence name or the text of the permission the
 rights holder gave. ``label`` (optional) names the image's class, for a model that is
 steered by labels: a non-empty string of at most :data:`MAX_LABEL_LENGTH` characters without
-control characters. ``excluded`` lists image-named files that did not decode when the
+control characters, ':' or ','. ``excluded`` lists image-named files that did not decode when the
 manifest was written, so that ``check`` knows they were seen and left out on purpose.
 The file is written deterministically (same folder and arguments -> same bytes; only the
 ``reason`` texts come from Pillow and may differ between Pillow versions), so its SHA-256
@@ -327,6 +327,8 @@ def label_problem(label: Any) -> str | None:
         return f"is {len(label)} characters long, at most {MAX_LABEL_LENGTH} are allowed"
     if not label.isprintable() or label != label.strip():
         return f"{label!r} must be printable text without leading or trailing spaces"
+    if ":" in label or "," in label:
+        return f"{label!r} must not contain ':' or ',' (the command line's --labels LABEL:N,... separates with them)"
     return None
 
 
@@ -615,7 +617,9 @@ def init_manifest(
     """Write ``folder``'s provenance manifest declaring every image's creator, source, licence.
 
     ``label`` labels every image; ``labels_from_folders`` labels each image by its first
-    subfolder (:func:`folder_label`; an image outside any subfolder is refused). Neither: no labels.
+    subfolder (:func:`folder_label`; an image outside any subfolder is refused). Neither: an
+    image keeps the label the manifest being replaced gave it (none for a new manifest), so a
+    re-init after adding images keeps labels that no option could express.
 
     Finds the image files (:func:`find_image_files`), checks that each decodes (Pillow,
     decompression-bomb guard on; see :mod:`diffusion.data.images`), hashes it, and writes
@@ -645,6 +649,12 @@ def init_manifest(
         endings = ", ".join(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS))
         raise EntropicError(f"no image files ({endings}) in dataset folder {folder}")
     label_of = _labeller(folder, label, labels_from_folders, files)
+    if label is None and not labels_from_folders and path.exists():
+        try:
+            previous = {record.file: record.label for record in read_manifest(folder).records}
+        except EntropicError:  # a damaged manifest is being replaced: nothing to keep
+            previous = {}
+        label_of = previous.get
 
     records: list[ImageRecord] = []
     excluded: list[ExcludedFile] = []

@@ -290,10 +290,10 @@ def evaluate_run(
         raise EntropicError(f"{data}: no images to evaluate on")
     images = ds.images if count is None else ds.images[:count]
     names = list(ds.labels[: len(images)]) if loaded.unet_config.conditional and ds.labels else None
-    if loaded.unet_config.conditional and names is None:
+    if loaded.unet_config.conditional and (names is None or None in names):
         raise EntropicError(
-            f"{data}: its images have no labels, but the model is conditioned on labels "
-            f"({', '.join(loaded.unet_config.labels)}); evaluate on a labelled held-out folder"
+            f"{data}: {'some of ' if names else ''}its images have no label, but the model is conditioned on labels "
+            f"({', '.join(loaded.unet_config.labels)}); evaluate on a held-out folder whose every image is labelled"
         )
     labels = None if names is None else torch.tensor([loaded.unet_config.label_index(name) for name in names])
     report = variational_bound(

@@ -22,32 +22,41 @@ from diffusion.store.reader import open_store
 __all__ = ["finished_sheet", "write_finished_sheet"]
 
 
+# A sheet without labels shows at most this many drawings (the first ones): it stays a picture.
+MAX_UNLABELLED = 256
+
+
 def finished_sheet(store: str | os.PathLike, per_row: int = 16, scale: int = 1) -> Image.Image:
-    """The finished drawing (last frame) of every complete sample of ``store``.
+    """The finished drawings (last frames) of a store's complete samples.
 
     A store with labels gets one row per label (the first ``per_row`` samples carrying it,
     the row's first tile captioned with the label, in the order the labels first appear);
-    any other store a near-square sheet of all its complete samples.
+    any other store a near-square sheet of its first :data:`MAX_UNLABELLED` complete samples.
+    Only the drawings shown are read.
     """
     with open_store(store, allow_incomplete=True) as s:
         ids = s.complete_indices
         if ids.size == 0:
             raise EntropicError(f"{store}: no complete samples to show")
-        x0 = s.frames(ids, np.full(ids.shape, s.num_steps - 1))
         labels = sample_labels(s.header)
-    tiles = to_uint8(x0)
-    if labels is None or all(v is None for v in labels):
-        return contact_sheet(tiles, cols=min(per_row, math.ceil(math.sqrt(len(ids)))), pad=2, scale=scale)
-    shown = ["no label" if labels[i] is None else labels[i] for i in ids]
-    names = list(dict.fromkeys(shown))
-    per_row = min(per_row, max(shown.count(name) for name in names))
-    blank = np.full(tiles.shape[1:], 255, np.uint8)
-    rows, captions = [], []
-    for name in names:
-        picked = [j for j, label in enumerate(shown) if label == name][:per_row]
-        rows += [tiles[j] for j in picked] + [blank] * (per_row - len(picked))
-        captions += [name] + [""] * (per_row - 1)
-    return contact_sheet(np.stack(rows), cols=per_row, pad=2, scale=scale, labels=captions)
+        if labels is None:
+            rows = [ids[:MAX_UNLABELLED]]
+            captions = None
+        else:
+            names = list(dict.fromkeys("no label" if labels[i] is None else labels[i] for i in ids))
+            rows = [np.array([i for i in ids if (labels[i] or "no label") == name][:per_row]) for name in names]
+            per_row = max(row.size for row in rows)
+            captions = [text for name in names for text in [name] + [""] * (per_row - 1)]
+        wanted = np.concatenate(rows)
+        drawings = dict(zip(wanted.tolist(), to_uint8(s.frames(wanted, np.full(wanted.shape, s.num_steps - 1)))))
+    if captions is None:
+        tiles = np.stack([drawings[i] for i in rows[0].tolist()])
+        return contact_sheet(tiles, cols=min(per_row, math.ceil(math.sqrt(len(tiles)))), pad=2, scale=scale)
+    blank = np.full(next(iter(drawings.values())).shape, 255, np.uint8)  # pads a label's short row
+    tiles = []
+    for row in rows:
+        tiles += [drawings[i] for i in row.tolist()] + [blank] * (per_row - row.size)
+    return contact_sheet(np.stack(tiles), cols=per_row, pad=2, scale=scale, labels=captions)
 
 
 def write_finished_sheet(store: str | os.PathLike, out: str | os.PathLike, per_row: int = 16, scale: int = 1) -> Path:

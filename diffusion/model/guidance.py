@@ -12,16 +12,16 @@ output, eps or v alike: both are linear in it, so the guided eps and x_0 follow.
 
 The two predictions come from one forward call on the batch stacked twice (the conditional
 half first), not from two calls: on a CPU one call of 2B images costs less than two of B
-(benchmarks/RESULTS.md, guided sampling).
+(benchmarks/RESULTS.md, "Conditioning"). The scale's bounds and default are in
+``diffusion.model.config`` (torch-free, for the command line).
 """
 
 from __future__ import annotations
 
 import torch
 
-from diffusion.model.config import DEFAULT_GUIDANCE, MAX_GUIDANCE, check_guidance
 
-__all__ = ["DEFAULT_GUIDANCE", "MAX_GUIDANCE", "check_guidance", "needs_both", "guided_output"]
+__all__ = ["needs_both", "guided_output"]
 
 def needs_both(labels: torch.Tensor | None, guidance: float, null_label: int) -> bool:
     """Whether sampling ``labels`` at ``guidance`` needs the prediction with and without the label.

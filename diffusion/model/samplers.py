@@ -21,6 +21,7 @@ where alphabar_{-1} = 1.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -191,6 +192,10 @@ def _run_in_fixed_chunks(
     return torch.cat(outs)
 
 
+def _rows(table: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    return table[torch.from_numpy(positions)]
+
+
 def sample(
     model: torch.nn.Module,
     schedule: NoiseSchedule,
@@ -205,21 +210,22 @@ def sample(
     progress: bool = True,
     clip: bool = True,
     model_batch: int = 8,
-    labels: torch.Tensor | None = None,
+    labels: torch.Tensor | Callable[[np.ndarray], torch.Tensor] | None = None,
     guidance: float = 1.0,
     both: bool | None = None,
-    initial_noise: torch.Tensor | None = None,
+    initial_noise: Callable[[np.ndarray], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Draw one image per seed; returns x_0 as a float32 CPU tensor [N, C, R, R] in [-1, 1].
 
     Conditioning (a conditional model only): ``labels[i]`` is sample i's label index (or label
     weights, see ``diffusion.model.unet.UNet.forward``), sampled with classifier-free
-    ``guidance`` (``diffusion.model.guidance``); ``both`` says whether every model call computes
-    the prediction with and without the label (default: :func:`needs_both` of all ``labels``).
+    ``guidance`` (``diffusion.model.guidance``); ``labels`` may also be a function of a batch's
+    positions in ``seeds`` giving theirs. ``both`` says whether every model call computes the
+    prediction with and without the label (default: :func:`needs_both` of a tensor ``labels``).
     Pass the same ``both`` for all parts of one recording, so that a sample's numbers do not
-    depend on which other samples are drawn with it. ``initial_noise`` ([N, C, R, R]) replaces
-    the x_T drawn from the seeds (an interpolation between two seeds' noise); the seeds then
-    drive the stochastic steps only.
+    depend on which other samples are drawn with it. ``initial_noise`` (a function of a batch's
+    positions, giving [b, C, R, R]) replaces the x_T drawn from the seeds (an interpolation
+    between two seeds' noise); the seeds then drive the stochastic steps only.
 
     Randomness: sample i has its own CPU ``torch.Generator`` seeded with ``seeds[i]``; x_T is drawn
     first from it ([C, R, R] standard normal), then each stochastic step's noise, in step order.
@@ -266,14 +272,14 @@ def sample(
         raise EntropicError("sample() needs a model with a .config carrying resolution (a diffusion.model.unet.UNet)")
     shape = (channels, res, res)
 
-    if labels is not None:
+    if isinstance(labels, torch.Tensor):
         if len(labels) != len(seeds):
             raise ValueError(f"sample() got {len(labels)} labels for {len(seeds)} seeds")
-        labels = labels.to(device)
         if both is None:
             both = needs_both(labels, guidance, model.config.null_label)
-    if initial_noise is not None and tuple(initial_noise.shape) != (len(seeds), *shape):
-        raise ValueError(f"initial_noise has shape {tuple(initial_noise.shape)}, expected {(len(seeds), *shape)}")
+        labels = functools.partial(_rows, labels)
+    elif labels is not None and both is None:
+        raise ValueError("sample() needs `both` when labels are given as a function")
     results = torch.empty((len(seeds), *shape), dtype=torch.float32)
     was_training = model.training
     model.eval()
@@ -287,8 +293,8 @@ def sample(
                 def draw() -> torch.Tensor:
                     return torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in gens]).to(device)
 
-                x = draw() if initial_noise is None else initial_noise[idx].to(device, dtype)  # x_T
-                batch_labels = None if labels is None else labels[torch.from_numpy(idx).to(device)]
+                x = draw() if initial_noise is None else initial_noise(idx).to(device, dtype)  # x_T
+                batch_labels = None if labels is None else labels(idx).to(device)
                 for k, t in enumerate(ts):
                     t = int(t)
                     out = _run_in_fixed_chunks(model, x, t, model_batch, batch_labels, guidance, bool(both)).to(dtype)

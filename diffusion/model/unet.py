@@ -212,8 +212,9 @@ class UNet(nn.Module):
             labels = torch.full((batch,), self.config.null_label, dtype=torch.long, device=device)
         if labels.dtype == torch.long:
             return F.embedding(labels, table)
-        # A weighted sum in float32 outside autocast's matmul: one-hot weights give a row exactly.
-        return (labels.float()[:, :, None] * table.float()[None]).sum(1)
+        # In float32 (autocast off): weights that pick one row give that row exactly.
+        with torch.autocast(device_type=device.type, enabled=False):
+            return labels.float() @ table.float()
 
 
 def parameter_count(model: nn.Module) -> int:

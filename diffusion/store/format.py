@@ -29,9 +29,9 @@ rather than turning into inf. ``uint8`` stores are the compact, lossy option; ea
 lo/hi = -/+ (sqrt(alphabar_s) + 4 sigma_s) for x_t (the range of x_0 in [-1, 1] plus four
 noise standard deviations) and -/+1 for predicted x_0; values outside are clipped.
 
-Per-sample labels (a conditional model's stores): ``labels`` lists each sample's label, or null
-for the null class, derived from the sampler's ``label`` (every sample) or ``labels`` (a mix of
-[label, count] pairs, in order) by :func:`labels_from_sampler`. An unconditional store has none.
+Per-sample labels (stores a conditional model recorded steered by labels): ``labels`` lists each
+sample's label, or null, derived from the sampler's ``label`` (every sample) or ``labels`` (a mix
+of [label, count] pairs, in order) by :func:`labels_from_sampler`. Other stores have none.
 
 Per-sample seeds: sample i of a store recorded with base seed ``b`` is drawn with seed
 :func:`sample_seed` (b, i), derived by numpy's ``SeedSequence(b, spawn_key=(i,))`` — a
@@ -93,9 +93,16 @@ def sample_seeds(base_seed: int, indices: Iterable[int]) -> list[int]:
 
 
 def labels_from_sampler(sampler: Mapping | None, num_samples: int) -> list[str | None] | None:
-    """Each sample's label from a conditional store's sampler entry; None for an unconditional store."""
-    if not isinstance(sampler, Mapping) or "guidance" not in sampler:
+    """Each sample's label from the sampler entry of a store steered by labels; None for any other store.
+
+    ``label`` labels every sample, ``labels`` ([label, count] pairs) the first count samples with
+    the first label and so on; a blend of two labels (``interpolate_labels``) and guidance 0 (no
+    label is used) are null.
+    """
+    if not isinstance(sampler, Mapping) or not any(k in sampler for k in ("label", "labels", "interpolate_labels")):
         return None
+    if sampler.get("guidance") == 0 or "interpolate_labels" in sampler:
+        return [None] * num_samples
     if isinstance(sampler.get("labels"), list):
         labels: list[str | None] = [name for name, n in sampler["labels"] for _ in range(int(n))]
         return (labels + [None] * num_samples)[:num_samples]

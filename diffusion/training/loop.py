@@ -51,7 +51,7 @@ from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
-from diffusion.model.guidance import DEFAULT_GUIDANCE
+from diffusion.model.config import DEFAULT_GUIDANCE
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
@@ -170,7 +170,7 @@ def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: Mapping[str, torc
         raise EntropicError(f"{where}: optimizer state does not fit this model ({err})") from None
 
 
-def _dataset_record(dataset: ImageDataset, data: Path, out: Path) -> dict[str, Any]:
+def _dataset_record(dataset: ImageDataset, data: Path, out: Path, conditional: bool) -> dict[str, Any]:
     """config.json's ``dataset``: what the run is trained on, named but not located (the path
     is relative to the run directory: in practice the folder's name)."""
     return {
@@ -181,7 +181,7 @@ def _dataset_record(dataset: ImageDataset, data: Path, out: Path) -> dict[str, A
         "license_summary": dict(dataset.license_summary),
         "creators": list(dataset.creators),
         "skipped": len(dataset.skipped),
-        **({"label_counts": dataset.label_counts} if dataset.labels else {}),
+        **({"label_counts": dataset.label_counts} if conditional else {}),
     }
 
 
@@ -494,7 +494,7 @@ def _train_session(
         "train": cfg.to_dict(),
         # A resumed run keeps its record (an older run's absolute path reduced to the name).
         "dataset": (
-            published_dataset(existing["dataset"], out) if existing is not None else _dataset_record(dataset, data, out)
+            published_dataset(existing["dataset"], out) if existing is not None else _dataset_record(dataset, data, out, settings.model.conditional)
         ),
     }
     n_params = parameter_count(model)

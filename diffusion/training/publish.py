@@ -51,7 +51,12 @@ from diffusion.runs.layout import (
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
-from diffusion.training.settings import CHANGEABLE_ON_RESUME
+from diffusion.common.validation import config_to_dict, defaults
+from diffusion.model.config import UNetConfig
+from diffusion.training.settings import CHANGEABLE_ON_RESUME, TrainConfig
+
+MODEL_DEFAULTS = config_to_dict(UNetConfig())
+TRAIN_DEFAULTS = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults(TrainConfig).items()}
 
 __all__ = ["publish_run", "WEIGHT_DTYPES"]
 
@@ -162,15 +167,22 @@ def _read_json(path: Path) -> Any:
 
 
 def _fixed_settings(train: Any) -> dict[str, Any]:
-    """The training settings that decide the weights (those a resume may not change)."""
+    """The training settings that decide the weights (those a resume may not change), with the
+    defaults of settings added since (a run resumed by a newer entropic writes them out)."""
+    train = {**TRAIN_DEFAULTS, **train}
     return {k: v for k, v in train.items() if k not in CHANGEABLE_ON_RESUME}
+
+
+def _model_config(model: Any) -> dict[str, Any]:
+    """A config.json "model" with the defaults of fields added since (e.g. ``labels``)."""
+    return {**MODEL_DEFAULTS, **model}
 
 
 def _config_identity(config: Any) -> dict[str, Any] | None:
     """What makes a config.json the config of a given run (a resume may change the rest)."""
     try:
         return {
-            "model": config["model"],
+            "model": _model_config(config["model"]),
             "schedule": config["schedule"],
             "prediction": config["prediction"],
             "train": _fixed_settings(config["train"]),
@@ -187,7 +199,7 @@ def _card_identity(card: Any) -> dict[str, Any] | None:
         model, training = card["model"], card["training"]
         sessions = training["sessions"]
         return {
-            "model": model["config"],
+            "model": _model_config(model["config"]),
             "schedule": model["schedule"],
             "prediction": model["prediction"],
             "train": _fixed_settings(training["settings"]),

@@ -87,8 +87,8 @@ def store_path(name: str = DEFAULT_STORE) -> Path:
     store and never resumes, or plays, an old one.
     """
     digest = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
-        path = MODEL_DIR / name
+    for file in ("model.safetensors", "config.json"):
+        path = MODEL_DIR / file
         digest.update(path.read_bytes() if path.is_file() else b"missing")
     try:
         recipe = json.loads((MODEL_DIR / RECIPES[name]).read_text(encoding="utf-8"))
@@ -144,7 +144,7 @@ def _complete_count(path: Path) -> int:
 
 @contextlib.contextmanager
 def _sampling_lock(path: Path, progress: bool) -> Iterator[None]:
-    """One entropic at a time samples the default piece; the others wait, then reuse it.
+    """One entropic at a time samples a store of the default model; the others wait, then reuse it.
 
     (Two renders of different --frames ranges started together would otherwise race.)
     """
@@ -159,7 +159,7 @@ def _sampling_lock(path: Path, progress: bool) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                print("entropic: another entropic is sampling the default piece; waiting for it", file=sys.stderr, flush=True)
+                print(f"entropic: another entropic is sampling {path.name}; waiting for it", file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
 

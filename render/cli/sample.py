@@ -55,6 +55,9 @@ def sample(sources: tuple[Path, ...], out: Path, count: int | None, merge: bool,
     after a crash; a larger --count appends. `--merge PART...` joins shard stores.
     """
     if merge:
+        if sheet is not None:
+            raise EntropicError("--sheet draws what a recording made, not a merge: after merging, run the "
+                                "recording's command again with --out MERGED --sheet PATH (it has nothing left to record)")
         if len(sources) < 1:
             raise EntropicError("--merge needs the shard stores to merge, e.g. entropic sample --merge s0 s1 --out all")
         from diffusion.store.merge import merge_stores

@@ -18,7 +18,7 @@ from typing import Callable
 import scenes
 from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
-from diffusion.record_settings import RecordSettings
+from diffusion.record_settings import CONDITIONING, RecordSettings
 from diffusion.model.config import UNetConfig
 from diffusion.model.schedules import ScheduleConfig
 from diffusion.runs.layout import CONFIG_FILE, config_section, read_config
@@ -86,7 +86,10 @@ def plan_endless(
         raise EntropicError(f"{scene_path}: " + re.sub(r"--([a-z0-9]+)", r"generate.\1", str(err))) from None
     recipe = {
         "model": {"run": run.name, "weights_sha256": sha256_file(weights)},
-        **{k: v for k, v in asdict(settings).items() if k not in ("shard", "model_batch", "batch_size")},
+        # Unset conditioning stays out, so the recipe (and the cache folder named by its hash) of an
+        # unconditional piece is what it was before labels existed.
+        **{k: v for k, v in asdict(settings).items()
+           if k not in ("shard", "model_batch", "batch_size") and not (v is None and k in CONDITIONING)},
     }
     frames = (timesteps if settings.steps is None else settings.steps) + 1
     cycle_bytes = settings.count * frames * resolution * resolution * DTYPES[settings.dtype][0].itemsize

@@ -68,3 +68,36 @@ def test_audit_compared_with_the_training_glyphs_and_found_no_copies(default_gly
     assert audit["data_manifest_sha256"] == train.sha256
     assert audit["num_training"] == len(train) and audit["num_samples"] >= 64
     assert audit["flagged"] == []
+
+
+def test_the_model_knows_every_label_of_the_default_dataset(default_glyphs):
+    train, held_out = default_glyphs
+    labels = load("config.json")["model"]["labels"]
+    assert labels == sorted(train.label_counts) == sorted(held_out.label_counts)
+    assert load("config.json")["dataset"]["label_counts"] == train.label_counts
+    per_label = load("evaluation.json")["per_label"]
+    assert sorted(per_label) == labels and sum(row["images"] for row in per_label.values()) == len(held_out)
+    assert (MODEL / "samples" / "labels.png").is_file()  # the sheet per label
+
+
+def test_the_alphabets_scene_plays_a_band_per_label(tmp_path):
+    """Every band of alphabets.toml selects a label of its recipe, with enough drawings for its cells."""
+    from diffusion.store.format import HEADER_FILE
+    from render.cli.default_piece import RECIPES, sampling_recipe
+    from scenes.loading import load_scene
+    from tests.helpers import write_synthetic_store
+
+    recipe = sampling_recipe("alphabets")
+    assert RECIPES["alphabets"] == "sampling-alphabets.json"
+    mix = dict(recipe["label_mix"])
+    assert sorted(mix) == load("config.json")["model"]["labels"] and sum(mix.values()) == recipe["count"]
+    # A store shaped like the recipe's, labelled as its recording would be.
+    store = write_synthetic_store(tmp_path / "alphabets", recipe["count"], steps=4)
+    header = json.loads((store / HEADER_FILE).read_text())
+    header["labels"] = [name for name, n in recipe["label_mix"] for _ in range(n)]
+    (store / HEADER_FILE).write_text(json.dumps(header))
+    scene = load_scene(assets.SCENES_DIR / "alphabets.toml", named_stores={"alphabets": lambda: store})
+    assert len(scene.grids) == len(mix)
+    for grid in scene.grids:
+        assert len({header["labels"][i] for i in grid.samples}) == 1
+    assert {header["labels"][g.samples[0]] for g in scene.grids} == set(mix)

@@ -55,8 +55,16 @@ def test_labels_from_folders_one_label_and_none(tmp_path):
     init_manifest(data, "me", "CC0-1.0", label="drawing", overwrite=True)
     assert read_manifest(data).label_counts == {"drawing": 4}
     assert "--label drawing" in init_command(data, read_manifest(data).records)
-    init_manifest(data, "me", "CC0-1.0", overwrite=True)
+    shutil.copy(data / "bars" / "00.png", data / "bars" / "new.png")
+    init_manifest(data, "me", "CC0-1.0", overwrite=True)  # no label option: the old labels stay
+    assert {r.file: r.label for r in read_manifest(data).records} == {
+        "bars/00.png": "drawing", "bars/01.png": "drawing", "rings/00.png": "drawing", "rings/01.png": "drawing",
+        "bars/new.png": None}
+    (data / "provenance.json").unlink()
+    init_manifest(data, "me", "CC0-1.0")
     assert read_manifest(data).label_counts == {} and "\nlabels:" not in summarize_manifest(read_manifest(data))
+    (data / "bars" / "new.png").unlink()
+    init_manifest(data, "me", "CC0-1.0", overwrite=True)
     assert manifest_sha256(data) != labelled  # labels are part of what the hash identifies
 
 
@@ -76,7 +84,7 @@ def test_label_options_refused(tmp_path):
 @pytest.mark.parametrize(
     "label, message",
     [("", "must not be empty"), (7, "must be a string, got int"), ("x" * (MAX_LABEL_LENGTH + 1), "at most 64"),
-     ("tab\there", "printable"), (None, "must be a string, got NoneType")],
+     ("tab\there", "printable"), (None, "must be a string, got NoneType"), ("a:b", "must not contain ':' or ','")],
 )
 def test_bad_label_in_the_manifest_names_the_record(tmp_path, label, message):
     data = tmp_path / "data"
@@ -212,7 +220,7 @@ def test_a_label_mix_is_recorded_per_sample_and_batch_independent(tmp_path, tiny
     header = json.loads((whole / "header.json").read_text())
     assert header["labels"] == ["rings"] * 3 + ["bars"] * 2
     assert header["sampler"]["guidance"] == 3.0 and header["sampler"]["labels"] == [["rings", 3], ["bars", 2]]
-    # Another batch size, and a shard at a time: the same bytes.
+    # Another batch size: the same bytes.
     split = rec(tiny_conditional_run, tmp_path / "split", count=5, label_mix=mix, batch_size=2)
     assert (whole / "x.f16").read_bytes() == (split / "x.f16").read_bytes()
     with open_store(whole) as store:
@@ -220,7 +228,7 @@ def test_a_label_mix_is_recorded_per_sample_and_batch_independent(tmp_path, tiny
     unguided = rec(tiny_conditional_run, tmp_path / "null", count=5)
     with open_store(unguided) as store:
         assert not np.array_equal(store.frames(range(5), [3] * 5), finished)  # the label steers
-        assert json.loads((unguided / "header.json").read_text())["labels"] == [None] * 5
+        assert "labels" not in json.loads((unguided / "header.json").read_text())  # no label asked, none recorded
 
 
 def test_a_single_label_store_grows(tmp_path, tiny_conditional_run):
@@ -330,3 +338,67 @@ def test_a_label_selection_on_an_unlabelled_store(tmp_path, tiny_run):
     store = rec(tiny_run, tmp_path / "plain", count=2)
     with pytest.raises(EntropicError, match="the store has no labels"):
         scene_from_text(scene_text(store, '{ label = "bars" }'), tmp_path / "scene.toml")
+
+
+def test_shards_of_a_guided_mix_merge_into_the_whole(tmp_path, tiny_conditional_run):
+    from diffusion.store.merge import merge_stores
+
+    mix = (("bars", 3), ("rings", 2))
+    whole = rec(tiny_conditional_run, tmp_path / "whole", count=5, label_mix=mix)
+    parts = [rec(tiny_conditional_run, tmp_path / f"part{k}", count=5, label_mix=mix, shard=(k, 2)) for k in range(2)]
+    merged = merge_stores(tmp_path / "merged", parts)
+    assert (merged / "x.f16").read_bytes() == (whole / "x.f16").read_bytes()
+    assert json.loads((merged / "header.json").read_text())["labels"] == ["bars"] * 3 + ["rings"] * 2
+
+
+def test_a_store_keeps_its_guidance_when_resumed_without_it(tmp_path, tiny_conditional_run):
+    store = rec(tiny_conditional_run, tmp_path / "loud", count=2, label="rings", guidance=5.0)
+    rec(tiny_conditional_run, store, count=3, label="rings")  # no --guidance: the store's 5 goes on
+    assert json.loads((store / "header.json").read_text())["sampler"]["guidance"] == 5.0
+    with pytest.raises(EntropicError, match="sampler.guidance"):
+        rec(tiny_conditional_run, store, count=3, label="rings", guidance=2.0)
+    with pytest.raises(EntropicError, match="--guidance steers samples towards their label"):
+        rec(tiny_conditional_run, tmp_path / "never", count=2, guidance=2.0)
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("text", ["a:²", "a:0", ":3", "a:-1", "a", "a:1,,b:2"])
+def test_label_mixes_that_do_not_parse(text):
+    from diffusion.record_settings import parse_label_mix
+
+    with pytest.raises(EntropicError, match="LABEL:COUNT"):
+        parse_label_mix(text)
+
+
+def test_interpolation_seeds_and_pairs_are_checked(tmp_path, tiny_conditional_run):
+    from diffusion.record_settings import parse_label_mix, parse_pair
+
+    assert parse_label_mix(" greek : 2 ,latin:1") == (("greek", 2), ("latin", 1))
+    assert parse_pair("7:8", "--interpolate", int) == (7, 8)
+    for text in ("²:3", "7", "7:", "-1:2"):
+        with pytest.raises(EntropicError, match="must look like A:B"):
+            parse_pair(text, "--interpolate", int)
+    with pytest.raises(EntropicError, match="seeds must be integers in 0..9,223"):
+        rec(tiny_conditional_run, tmp_path / "never", count=3, interpolate=(1, 2**64))
+    assert not (tmp_path / "never").exists()
+
+
+def test_evaluate_refuses_partly_labelled_images(tmp_path, tiny_conditional_run):
+    from diffusion.evidence.evaluate import evaluate_run
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_conditional_run.parent / "data", data)
+    obj = json.loads((data / "provenance.json").read_text())
+    del obj["images"][3]["label"]
+    (data / "provenance.json").write_text(json.dumps(obj))
+    with pytest.raises(EntropicError, match="some of its images have no label"):
+        evaluate_run(tiny_conditional_run, data, timesteps_subset=2)
+
+
+def test_generated_grids_cannot_select_a_label(tmp_path, tiny_conditional_run):
+    from scenes.loading import read_generate
+
+    text = scene_text(Path("generated"), '{ label = "bars" }') + (
+        f'[generate]\nmodel = "{tiny_conditional_run}"\nsteps = 2\n')
+    with pytest.raises(EntropicError, match="generated cycles are drawn without labels"):
+        read_generate(text, tmp_path / "scene.toml")
