@@ -402,3 +402,13 @@ def test_generated_grids_cannot_select_a_label(tmp_path, tiny_conditional_run):
         f'[generate]\nmodel = "{tiny_conditional_run}"\nsteps = 2\n')
     with pytest.raises(EntropicError, match="generated cycles are drawn without labels"):
         read_generate(text, tmp_path / "scene.toml")
+
+
+def test_ddpm_is_guided_too(tmp_path, tiny_conditional_run):
+    """DDPM walks all T = 10 steps of the tiny schedule, steered like DDIM."""
+    guided = rec(tiny_conditional_run, tmp_path / "g", count=2, label="bars", sampler="ddpm", steps=None)
+    plain = rec(tiny_conditional_run, tmp_path / "p", count=2, sampler="ddpm", steps=None)
+    assert json.loads((guided / "header.json").read_text())["labels"] == ["bars", "bars"]
+    assert (guided / "x.f16").read_bytes() != (plain / "x.f16").read_bytes()
+    with open_store(guided) as a, open_store(plain) as b:  # the same seeds: the same x_T, then apart
+        assert np.array_equal(a.frames([0], [0]), b.frames([0], [0]))
