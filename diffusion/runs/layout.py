@@ -35,6 +35,7 @@ CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
 LOSS_FILE = "loss_history.csv"
 SAMPLES_DIR = "samples"
+LABEL_SHEET = "labels.png"  # in SAMPLES_DIR of a published conditional model: a row per label (sample --sheet)
 STATE_DIR = "training_state"
 POINTER_FILE = "checkpoint.json"
 

@@ -19,7 +19,7 @@ from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path, republished_path
 from diffusion.figures.loss_curve import loss_curve_png
-from diffusion.runs.layout import CONFIG_FILE, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, published_dataset
+from diffusion.runs.layout import CONFIG_FILE, LABEL_SHEET, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, published_dataset
 
 from .document import Block, Code, Figure, FigureGrid, Inline, Paragraph, Report, Section, Table
 from .inputs import (
@@ -272,7 +272,16 @@ def _samples_section(run: Path) -> Section:
         f"{len(sheets)} sheets" if len(shown) == len(sheets) else f"{len(shown)} of {len(sheets)} sheets, spread evenly"
     )
     lead = _para(f"Samples of the averaged (EMA) weights with fixed seeds, as training went on ({what}).")
-    return Section("Samples over time", (lead, FigureGrid(figures)))
+    blocks: list[Block] = [lead, FigureGrid(figures)]
+    per_label = run / SAMPLES_DIR / LABEL_SHEET
+    if per_label.is_file():
+        blocks += [
+            _para("Steered by each label (classifier-free guidance), one row per label, from ", Code(f"{SAMPLES_DIR}/{LABEL_SHEET}"),
+                  " (written by ", Code("entropic sample --sheet"), "):"),
+            FigureGrid((_read_png(per_label, "one row per label", "drawings of the model steered by each of its labels",
+                                  LABEL_SHEET),)),
+        ]
+    return Section("Samples over time", tuple(blocks))
 
 
 def _weights_warning(recorded: Any, current: str | None, what: str) -> Paragraph | None:
