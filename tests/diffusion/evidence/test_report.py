@@ -124,6 +124,7 @@ def write_evaluation(path: Path, run: Path, held: int = 37, weights_sha: str | N
         "data": {"folder": "/data/held-out", "manifest_sha256": "ab" * 32, "run": str(run),
                  "weights_sha256": weights_sha or sha256_file(run / "model.safetensors"),
                  "is_training_set": False, "note": ""},
+        "per_label": {},
     }  # fmt: skip
     assert sorted(report) == sorted(_bound_report_fields())  # the fixture keeps up with the real writer
     path.write_text(json.dumps({"format": "entropic-evaluation", "version": 1, **report}))
