@@ -388,3 +388,26 @@ def test_malformed_loss_history_is_refused_by_file_and_line(dataset, tmp_path):
 
 
 
+
+
+def test_a_conditional_models_labels_are_reported(full_run, tmp_path):
+    """Its label counts in the credits, bits/dim per label, and the sheet per label under its samples."""
+    import shutil
+
+    from diffusion.runs.card import write_card
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    card = json.loads((run / "model_card.json").read_text())
+    card["dataset"]["label_counts"] = {"greek": 12, "latin": 8}
+    write_card(run, card)
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    evaluation["per_label"] = {"greek": {"bits_per_dim": 1.5, "stderr": 0.1, "images": 20},
+                               "latin": {"bits_per_dim": 0.9, "stderr": 0.05, "images": 17}}
+    (run / "evaluation.json").write_text(json.dumps(evaluation))
+    _sheet(7).save(run / "samples" / "labels.png")
+    page = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "2 classes the model is steered by: greek (12), latin (8)" in page
+    assert "Given label greek" in page and "1.5000 ± 0.1000 bits/dim (20 images)" in page
+    assert "one row per label" in page
+    assert len(embedded_pngs(page)) == 1 + 12 + 1 + 1
