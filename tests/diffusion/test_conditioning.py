@@ -174,6 +174,8 @@ def test_conditional_run_records_its_labels_and_resumes_exactly(tmp_path, tiny_c
     assert config["model"]["labels"] == ["bars", "rings"]
     assert config["dataset"]["label_counts"] == {"bars": 6, "rings": 6}
     assert config["train"]["label_dropout"] == 0.1
+    card = (tiny_conditional_run / "model_card.md").read_text()
+    assert "- Labels: bars (6), rings (6)" in card and "Conditioned on 2 labels (bars, rings)" in card
     data = tiny_conditional_run.parent / "data"
     half = tmp_path / "half"
     train(data, half, {**TINY_OPTIONS, "steps": 2}, quiet=True)
