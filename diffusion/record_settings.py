@@ -111,11 +111,10 @@ class RecordSettings:
     ((label, count), ...) steers the first count samples to the first label, the next to the
     second, and so on (the counts add up to ``count``); neither: no label (the null class).
     ``guidance`` is the classifier-free guidance scale (``diffusion.model.guidance``; None:
-    :data:`DEFAULT_GUIDANCE` for a conditional model). ``interpolate`` (seed A, seed B) starts
-    sample i from the spherical interpolation of the two seeds' noise at i / (count - 1);
-    ``interpolate_labels`` (A, B) blends the two labels' embeddings along the same path.
-    ``guidance`` None continues an existing store with the guidance it was recorded with
-    (:func:`diffusion.record.for_store`).
+    an existing store's own, else :data:`DEFAULT_GUIDANCE`, decided by :func:`for_store`).
+    ``interpolate`` (seed A, seed B) starts sample i from the spherical interpolation of the
+    two seeds' noise at i / (count - 1); ``interpolate_labels`` (A, B) blends the two labels'
+    embeddings along the same path.
     """
 
     count: int
@@ -197,7 +196,13 @@ class RecordSettings:
                                       ("--interpolate-labels", self.interpolate_labels)) if v is not None]
         if len(given) > 1:
             raise EntropicError(f"give one of {', '.join(given)}, not several")
+        for name in [self.label] + [pair[0] for pair in self.label_mix or ()] + list(self.interpolate_labels or ()):
+            if name is not None and (not isinstance(name, str) or not name):
+                raise EntropicError(f"a label must be a non-empty string, got {name!r}")
         if self.label_mix is not None:
+            if any(len(pair) != 2 or isinstance(pair[1], bool) or not isinstance(pair[1], int) or pair[1] < 1
+                   for pair in self.label_mix):
+                raise EntropicError(f"--labels must pair each label with a positive count, got {self.label_mix!r}")
             total = sum(n for _, n in self.label_mix)
             if total != self.count:
                 listed = " + ".join(str(n) for _, n in self.label_mix)
