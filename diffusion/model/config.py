@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from diffusion.common.errors import EntropicError
 from diffusion.common.validation import config_from_dict, config_to_dict
@@ -123,6 +123,9 @@ class UNetConfig:
     norm_groups: int = 8
     mid_attention: bool = True
     labels: tuple[str, ...] = ()
+
+    # Keys that config.json files written before they existed lack (diffusion.runs.layout.config_section).
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("labels",)
 
     def __post_init__(self) -> None:
         # Accept lists (from JSON) but store tuples, so configs compare and hash by value.

@@ -79,12 +79,15 @@ def config_section(config: Mapping[str, Any], section: str, cls: type, path: str
 
     A run writes every setting, so a missing key is refused (naming the file and the key)
     rather than filled in with a default the run was perhaps not made with; so are an unknown
-    key, a wrong type and a value out of range (``cls.from_dict`` validates).
+    key, a wrong type and a value out of range (``cls.from_dict`` validates). The exceptions are
+    the keys ``cls.ADDED_LATER`` names: settings that runs made before they existed lack, whose
+    default is what those runs did (``labels``: none, an unconditional model).
     """
     data = config.get(section)
     if not isinstance(data, Mapping):
         raise EntropicError(f"{path}: key {section!r} must be {_json_kind(dict)}, got {_json_kind(type(data))}")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+    later = getattr(cls, "ADDED_LATER", ())
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name not in later]
     if missing:
         raise EntropicError(
             f"{path}: {section}: missing key {missing[0]!r} (a run's config.json holds every setting it was made "

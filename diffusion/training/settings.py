@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -88,6 +88,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     device: str = "auto"
+
+    # Keys that config.json files written before they existed lack (diffusion.runs.layout.config_section):
+    # those runs are unconditional, where label dropout does nothing.
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("label_dropout",)
 
     def validate(self) -> None:
         """Raise EntropicError naming the first bad setting and its accepted range.

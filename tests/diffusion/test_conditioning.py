@@ -414,3 +414,16 @@ def test_ddpm_is_guided_too(tmp_path, tiny_conditional_run):
     assert (guided / "x.f16").read_bytes() != (plain / "x.f16").read_bytes()
     with open_store(guided) as a, open_store(plain) as b:  # the same seeds: the same x_T, then apart
         assert np.array_equal(a.frames([0], [0]), b.frames([0], [0]))
+
+
+def test_a_run_made_before_labels_existed_loads_samples_and_resumes(tmp_path, tiny_run):
+    """config.json without model.labels and train.label_dropout: an unconditional run, as it was."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["labels"], config["train"]["label_dropout"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert load_run(old).unet_config.labels == ()
+    rec(old, tmp_path / "store", count=2)
+    train(tiny_run.parent / "data", old, {**TINY_OPTIONS, "steps": 5}, quiet=True)
+    assert json.loads((old / "config.json").read_text())["model"]["labels"] == []
