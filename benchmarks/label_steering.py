@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +36,14 @@ from diffusion.evidence.audit import audit_samples  # noqa: E402
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8  # noqa: E402
 from diffusion.record import RecordSettings, record_run  # noqa: E402
 from diffusion.runs.load import load_run  # noqa: E402
-from diffusion.store.format import sample_labels  # noqa: E402
 from diffusion.store.reader import open_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def finished(store: Path) -> tuple[np.ndarray, list]:
+def finished(store: Path) -> np.ndarray:
     with open_store(store) as s:
-        x0 = s.frames(np.arange(s.num_samples), np.full(s.num_samples, s.num_steps - 1))
-        return x0, sample_labels(s.header)
+        return s.frames(np.arange(s.num_samples), np.full(s.num_samples, s.num_steps - 1))
 
 
 def score(x0: np.ndarray, asked: list, dataset, names: list[str]) -> dict:
@@ -93,22 +90,20 @@ def main() -> None:
     base = {"sampler": "ddim", "steps": args.steps, "eta": 0.0, "seed": 7, "count": len(names) * args.per_label}
     result: dict = {"run": str(args.run), "labels": names, "per_label": args.per_label, "ddim_steps": args.steps,
                     "chance": chance, "guidance": {}}
-    shown: dict[float, tuple[np.ndarray, list]] = {}
+    # Sample i is asked for the label of its block of the mix (at guidance 0 the label is not used:
+    # the store records no label, and the rate is what the model draws unsteered).
+    asked = [name for name, n in mix for _ in range(n)]
+    shown: dict[float, np.ndarray] = {}
     for g in [float(v) for v in args.guidance.split(",")]:
         store = args.work / f"guidance-{g:g}"
-        start = time.perf_counter()
         record_run(args.run, store, RecordSettings(**base, label_mix=mix, guidance=g), progress=True)
-        x0, asked = finished(store)
-        result["guidance"][f"{g:g}"] = {**score(x0, asked, dataset, names), "seconds": round(time.perf_counter() - start, 1)}
-        shown[g] = (x0, asked)
+        shown[g] = finished(store)
+        result["guidance"][f"{g:g}"] = score(shown[g], asked, dataset, names)
         print(f"guidance {g:g}: {result['guidance'][f'{g:g}']}", flush=True)
     if args.baseline is not None:
         store = args.work / "unconditional"
         record_run(args.baseline, store, RecordSettings(**base), progress=True)
-        x0, _ = finished(store)
-        # As if each sample had been asked for the label of its block: the rate an unsteered model reaches.
-        asked = [name for name, n in mix for _ in range(n)]
-        result["unconditional"] = score(x0, asked, dataset, names)
+        result["unconditional"] = score(finished(store), asked, dataset, names)
         print(f"unconditional: {result['unconditional']}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +112,7 @@ def main() -> None:
         k = args.sheet_per_cell
         tiles, captions = [], []
         for name in names:
-            for g, (x0, asked) in shown.items():
+            for g, x0 in shown.items():
                 rows = [i for i, a in enumerate(asked) if a == name][:k]
                 for j, i in enumerate(rows):
                     tiles.append(to_uint8(x0[i]))

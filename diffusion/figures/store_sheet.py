@@ -31,7 +31,8 @@ def finished_sheet(store: str | os.PathLike, per_row: int = 16, scale: int = 1) 
 
     A store with labels gets one row per label (the first ``per_row`` samples carrying it,
     the row's first tile captioned with the label, in the order the labels first appear);
-    any other store a near-square sheet of its first :data:`MAX_UNLABELLED` complete samples.
+    a morph (``--interpolate``) rows of ``per_row`` along its path; any other store a
+    near-square sheet of its first :data:`MAX_UNLABELLED` complete samples.
     Only the drawings shown are read.
     """
     with open_store(store, allow_incomplete=True) as s:
@@ -39,7 +40,9 @@ def finished_sheet(store: str | os.PathLike, per_row: int = 16, scale: int = 1) 
         if ids.size == 0:
             raise EntropicError(f"{store}: no complete samples to show")
         labels = sample_labels(s.header)
-        if labels is None:
+        sampler = s.header.get("sampler") or {}
+        morph = "interpolate" in sampler or "interpolate_labels" in sampler
+        if labels is None or morph:
             rows = [ids[:MAX_UNLABELLED]]
             captions = None
         else:
@@ -49,9 +52,10 @@ def finished_sheet(store: str | os.PathLike, per_row: int = 16, scale: int = 1) 
             captions = [text for name in names for text in [name] + [""] * (per_row - 1)]
         wanted = np.concatenate(rows)
         drawings = dict(zip(wanted.tolist(), to_uint8(s.frames(wanted, np.full(wanted.shape, s.num_steps - 1)))))
-    if captions is None:
+    if captions is None:  # near-square; a morph in rows of per_row, read along its path
         tiles = np.stack([drawings[i] for i in rows[0].tolist()])
-        return contact_sheet(tiles, cols=min(per_row, math.ceil(math.sqrt(len(tiles)))), pad=2, scale=scale)
+        cols = min(per_row, len(tiles) if morph else math.ceil(math.sqrt(len(tiles))))
+        return contact_sheet(tiles, cols=cols, pad=2, scale=scale)
     blank = np.full(next(iter(drawings.values())).shape, 255, np.uint8)  # pads a label's short row
     tiles = []
     for row in rows:
