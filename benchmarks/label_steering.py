@@ -48,7 +48,7 @@ def finished(store: Path) -> np.ndarray:
 
 def score(x0: np.ndarray, asked: list, dataset, names: list[str]) -> dict:
     """Hit rates per asked label, and the audit, of finished samples against the training images."""
-    audit = audit_samples(x0, dataset.images)
+    audit = audit_samples(x0, dataset.images, training_names=list(dataset.files))
     nearest = {e["sample"]: dataset.labels[e["nearest"]] for e in audit.entries}
     per_label = {}
     for name in names:
@@ -61,7 +61,10 @@ def score(x0: np.ndarray, asked: list, dataset, names: list[str]) -> dict:
         "hit_rate": per_label,
         "overall": round(float(np.mean(overall)), 4) if overall else None,
         "nearest_label_share": landed,
-        "audit": {"flagged": len(audit.flagged), "min_relative": round(min(relative), 4),
+        "audit": {"flagged": len(audit.flagged),
+                  "flagged_samples": [{"sample": e["sample"], "asked": asked[e["sample"]], "nearest": e["nearest_file"],
+                                       "relative": round(e["relative"], 4)} for e in audit.entries if e["flagged"]],
+                  "min_relative": round(min(relative), 4),
                   "median_relative": round(float(np.median(relative)), 4),
                   "median_d1": round(float(np.median([e["d1"] for e in audit.entries])), 4)},
     }
