@@ -401,9 +401,13 @@ def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]
                 weights[row, b] += along[i]
             return weights
 
-        return {**out, "labels": blend, "guidance": guidance, "both": needs_both(blend([0, settings.count - 1]), guidance, config.null_label)}
-    asked = sampler.get("labels") and [name for name, n in sampler["labels"] for _ in range(n)]
-    every = torch.tensor([config.label_index(name) for name in (asked or [sampler["label"]] * settings.count)])
+        both = needs_both(blend([0, settings.count - 1]), guidance, config.null_label)  # the path's two ends
+        return {**out, "labels": blend, "guidance": guidance, "both": both}
+    if "labels" in sampler:  # a mix: [label, count] pairs in order
+        names = [name for name, n in sampler["labels"] for _ in range(n)]
+    else:
+        names = [sampler["label"]] * settings.count
+    every = torch.tensor([config.label_index(name) for name in names])
     both = needs_both(every, guidance, config.null_label)
     return {**out, "labels": lambda indices: every[torch.tensor(indices, dtype=torch.long)], "guidance": guidance,
             "both": both}

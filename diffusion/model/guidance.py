@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-
 __all__ = ["needs_both", "guided_output"]
+
 
 def needs_both(labels: torch.Tensor | None, guidance: float, null_label: int) -> bool:
     """Whether sampling ``labels`` at ``guidance`` needs the prediction with and without the label.
