@@ -376,8 +376,8 @@ def _sample_into(
 def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]) -> dict[str, Any]:
     """The ``sample`` arguments that condition a recording: labels, guidance, starting noise.
 
-    Each is a function of the positions of a batch in the recording's pending list, built per
-    batch (memory does not grow with ``count``). Whether every model call computes both
+    Each is a function of the store indices of a batch's samples, built per batch (memory does
+    not grow with ``count``). Whether every model call computes both
     predictions (``both``) is decided from all of the recording's samples, so a resumed or
     sharded sample is computed exactly as in one go.
     """

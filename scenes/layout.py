@@ -76,7 +76,10 @@ def select_samples(
 
 def _of_label(selection: LabelSelection, labels: Sequence[str | None] | None, available: int) -> np.ndarray:
     if labels is None:
-        raise ValueError(f"selects label {selection.label!r}, but the store has no labels (its model was trained without)")
+        raise ValueError(
+            f"selects label {selection.label!r}, but the store has no labels (an unconditional model's, or recorded "
+            "without --label / --labels)"
+        )
     chosen = np.flatnonzero([label == selection.label for label in labels[:available]]).astype(np.int64)
     if chosen.size == 0:
         known = sorted({label for label in labels if label is not None})
