@@ -51,7 +51,7 @@ from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps
 from diffusion.model.schedules import NoiseSchedule
 from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, RecordSettings, parse_shard
 from diffusion.runs.layout import published_dataset
-from diffusion.store.format import HEADER_FILE, StoreSpec, sample_seed
+from diffusion.store.format import HEADER_FILE, StoreSpec, labels_from_sampler, sample_seed
 from diffusion.store.writer import FrameEncoder, StoreWriter
 
 __all__ = [
@@ -377,9 +377,9 @@ def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]
     """The ``sample`` arguments that condition a recording: labels, guidance, starting noise.
 
     Each is a function of the store indices of a batch's samples, built per batch (memory does
-    not grow with ``count``). Whether every model call computes both
-    predictions (``both``) is decided from all of the recording's samples, so a resumed or
-    sharded sample is computed exactly as in one go.
+    not grow with ``count``). Whether every model call computes both predictions (``both``) is
+    decided from all of the recording's samples, so a resumed or sharded sample is computed
+    exactly as in one go.
     """
     out: dict[str, Any] = {}
     along = fractions(settings.count) if settings.count > 1 else [0.0]
@@ -403,11 +403,8 @@ def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]
 
         both = needs_both(blend([0, settings.count - 1]), guidance, config.null_label)  # the path's two ends
         return {**out, "labels": blend, "guidance": guidance, "both": both}
-    if "labels" in sampler:  # a mix: [label, count] pairs in order
-        names = [name for name, n in sampler["labels"] for _ in range(n)]
-    else:
-        names = [sampler["label"]] * settings.count
-    every = torch.tensor([config.label_index(name) for name in names])
+    # The labels the header records (null where guidance 0 uses none), as the store says them.
+    every = torch.tensor([config.label_index(name) for name in labels_from_sampler(sampler, settings.count)])
     both = needs_both(every, guidance, config.null_label)
     return {**out, "labels": lambda indices: every[torch.tensor(indices, dtype=torch.long)], "guidance": guidance,
             "both": both}

@@ -143,14 +143,20 @@ class RecordSettings:
             object.__setattr__(self, name, tuples(getattr(self, name)))
 
     @property
-    def conditioned(self) -> bool:
-        """Whether these settings ask for labels or guidance (a conditional model only)."""
-        return any(v is not None for v in (self.label, self.label_mix, self.guidance, self.interpolate_labels))
+    def asked_labels(self) -> list[str]:
+        """Every label name these settings give, in the order given (repeats kept)."""
+        names = [] if self.label is None else [self.label]
+        return names + [pair[0] for pair in self.label_mix or ()] + list(self.interpolate_labels or ())
 
     @property
     def labelled(self) -> bool:
         """Whether any sample is steered by a label (else every sample is of the null class)."""
         return any(v is not None for v in (self.label, self.label_mix, self.interpolate_labels))
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether these settings ask for labels or guidance (a conditional model only)."""
+        return self.labelled or self.guidance is not None
 
     def validate(self, timesteps: int) -> None:
         """Check every field against a schedule of ``timesteps`` steps (EntropicError naming the option)."""
@@ -196,8 +202,8 @@ class RecordSettings:
                                       ("--interpolate-labels", self.interpolate_labels)) if v is not None]
         if len(given) > 1:
             raise EntropicError(f"give one of {', '.join(given)}, not several")
-        for name in [self.label] + [pair[0] for pair in self.label_mix or ()] + list(self.interpolate_labels or ()):
-            if name is not None and (not isinstance(name, str) or not name):
+        for name in self.asked_labels:
+            if not isinstance(name, str) or not name:
                 raise EntropicError(f"a label must be a non-empty string, got {name!r}")
         if self.label_mix is not None:
             if any(len(pair) != 2 or isinstance(pair[1], bool) or not isinstance(pair[1], int) or pair[1] < 1
@@ -243,10 +249,7 @@ class RecordSettings:
                     "--interpolate-labels and --guidance do not apply to it"
                 )
             return
-        names = [self.label] if self.label is not None else []
-        names += [name for name, _ in self.label_mix or ()]
-        names += list(self.interpolate_labels or ())
-        for name in names:
+        for name in self.asked_labels:
             model.label_index(name)
 
     def conditioning_header(self) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def config_section(config: Mapping[str, Any], section: str, cls: type, path: str
     data = config.get(section)
     if not isinstance(data, Mapping):
         raise EntropicError(f"{path}: key {section!r} must be {_json_kind(dict)}, got {_json_kind(type(data))}")
-    later = getattr(cls, "ADDED_LATER", ())
+    later = added_later(cls)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name not in later]
     if missing:
         raise EntropicError(
@@ -99,6 +99,14 @@ def config_section(config: Mapping[str, Any], section: str, cls: type, path: str
         raise EntropicError(f"{path}: {section}: {err}") from None
     except TypeError as err:
         raise EntropicError(f"{path}: {section}: bad settings ({err})") from None
+
+
+def added_later(cls: type) -> dict[str, Any]:
+    """The keys ``cls.ADDED_LATER`` names, with their defaults as config.json writes them: what a
+    section written before those settings existed means by leaving them out."""
+    later = getattr(cls, "ADDED_LATER", ())
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in later}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
 
 
 def published_dataset(record: Any, run: str | os.PathLike) -> Any:

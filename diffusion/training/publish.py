@@ -46,17 +46,14 @@ from diffusion.runs.layout import (
     SAMPLES_DIR,
     STATE_DIR,
     WEIGHTS_FILE,
+    added_later,
     published_dataset,
     read_config,
     remove_dead_temporaries,
 )
 from diffusion.runs.weights import load_tensors, save_tensors
-from diffusion.common.validation import config_to_dict, defaults
 from diffusion.model.config import UNetConfig
 from diffusion.training.settings import CHANGEABLE_ON_RESUME, TrainConfig
-
-MODEL_DEFAULTS = config_to_dict(UNetConfig())
-TRAIN_DEFAULTS = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults(TrainConfig).items()}
 
 __all__ = ["publish_run", "WEIGHT_DTYPES"]
 
@@ -169,13 +166,13 @@ def _read_json(path: Path) -> Any:
 def _fixed_settings(train: Any) -> dict[str, Any]:
     """The training settings that decide the weights (those a resume may not change), with the
     defaults of settings added since (a run resumed by a newer entropic writes them out)."""
-    train = {**TRAIN_DEFAULTS, **train}
+    train = {**added_later(TrainConfig), **train}
     return {k: v for k, v in train.items() if k not in CHANGEABLE_ON_RESUME}
 
 
 def _model_config(model: Any) -> dict[str, Any]:
-    """A config.json "model" with the defaults of fields added since (e.g. ``labels``)."""
-    return {**MODEL_DEFAULTS, **model}
+    """A config.json "model" with the defaults of the fields added since (``labels``)."""
+    return {**added_later(UNetConfig), **model}
 
 
 def _config_identity(config: Any) -> dict[str, Any] | None:
