@@ -43,6 +43,7 @@ from diffusion.common.children import dies_with_parent
 from diffusion.common.errors import EntropicError
 from render import provenance as prov
 from render.canvas_size import parse_size
+from render.credentials.signing import credential_sidecar_path, embeds_credential, sign_export
 from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video, read_tags
 from render.h264_levels import x264_target
 from render.image_sequence import ImageSequenceSink
@@ -128,6 +129,8 @@ class RenderOptions:
     target: str = "player"  # H.264: the level and rate cap (render.h264_levels)
     overwrite: bool = False
     quiet: bool = False
+    sign: bool = True  # a C2PA content credential (render.credentials); --no-sign leaves it out
+    training_mining: str | None = None  # None: the choice stored with the credentials
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,9 @@ def plan_output(options: RenderOptions) -> OutputPlan:
     existing = False
     if not options.overwrite:
         existing = out.exists()
-        if side.exists() and not existing:  # a render writes its video first: this sidecar is not ours
-            raise EntropicError(f"{side}: already exists; pass --overwrite to replace it")
+        for side in (side, credential_sidecar_path(out)):
+            if side.exists() and not existing:  # a render writes its video first: this sidecar is not ours
+                raise EntropicError(f"{side}: already exists; pass --overwrite to replace it")
     return OutputPlan("video", out, codec, muxer, settings, existing)
 
 
@@ -327,12 +331,14 @@ def write_video(
     total: int | None = None,
     metadata: dict[str, str] | None = None,
     quiet: bool = True,
+    finish: Callable[[Path], None] | None = None,
 ) -> int:
     """Encode ``frames`` into ``path`` atomically; return the number of frames written.
 
-    The file appears under its final name only when ffmpeg has finished it; on any error or
-    interrupt the temporary file is removed (and an existing ``path`` is left as it was). No
-    existence check here: callers decide about overwriting (see :func:`plan_output`).
+    The file appears under its final name only when ffmpeg has finished it (and ``finish``,
+    given the temporary file, has signed it); on any error or interrupt the temporary file is
+    removed (and an existing ``path`` is left as it was). No existence check here: callers
+    decide about overwriting (see :func:`plan_output`).
     """
     path = Path(path)
     codec = settings.validate()
@@ -349,6 +355,8 @@ def write_video(
                 if written == 0:
                     raise EntropicError(f"{path.name}: no frames to write")
                 bar.set_postfix_str("finishing file")
+            if finish is not None:
+                finish(tmp)
         finally:
             bar.close()
     return written
@@ -382,6 +390,7 @@ def render(
     """
     plan = plan_output(options)
     size = parse_size(options.size)
+    _signing_credentials(options, make=False)  # stored credentials are checked before the scene loads
     # Cheap checks before the scene is loaded (which may sample the default piece for minutes).
     if options.frames is not None:
         parse_frame_range(options.frames)  # the syntax; the range is checked below
@@ -401,10 +410,13 @@ def render(
                               range="full" if plan.settings.full_range else "limited",
                               target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)
     doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
+    credentials = _signing_credentials(options)
     t0 = time.perf_counter()
     if plan.existing:
         if not _already_rendered(plan.path, doc, stop - start):
             raise EntropicError(f"{plan.path}: already exists; pass --overwrite to replace it")
+        if credentials is not None and not _signed(plan.path):
+            sign_export(plan.path, doc, credentials)
         side = _write_video_sidecar(plan, doc, width, height, fps, stop - start)
         return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, 0,
                             time.perf_counter() - t0, plan.exact, side)
@@ -417,6 +429,7 @@ def render(
             plan.path, width, height, fps, key=key, timeline_frames=int(the_scene.frame_count),
             provenance={**doc, "frames": {"start": 0, "stop": int(the_scene.frame_count)}},
             overwrite=options.overwrite,
+            finish=None if credentials is None else _frame_signer(doc, credentials),
         )
         with _sigterm_as_interrupt():
             sink.open()
@@ -436,14 +449,52 @@ def render(
                             time.perf_counter() - t0, True, plan.path / "entropic-sequence.json")
 
     frames = _scene_frames(the_scene, range(start, stop), nice=COMPOSITING_NICE)
+    embedded = credentials is not None and embeds_credential(plan.path)
     written = write_video(
         frames, plan.path, width, height, fps, plan.settings,
         total=stop - start, metadata={"comment": prov.metadata_comment(doc)}, quiet=options.quiet,
+        finish=(lambda tmp: sign_export(tmp, doc, credentials, title=plan.path.name, suffix=plan.path.suffix))
+        if embedded else None,
     )
+    if credentials is not None and not embedded:
+        sign_export(plan.path, doc, credentials)  # a Matroska master: its .c2pa sidecar
     seconds = time.perf_counter() - t0
     side = _write_video_sidecar(plan, doc, width, height, fps, written)
     return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, written,
                         seconds, plan.exact, side)
+
+
+def _signing_credentials(options: RenderOptions, make: bool = True) -> Any:
+    """The credentials this render signs with (None for --no-sign), checked before any frame exists.
+
+    With ``make`` False, only stored credentials are loaded (and checked): a first render makes
+    its key once everything else has been validated, so a refused command writes nothing.
+    """
+    if not options.sign:
+        if options.training_mining is not None:
+            raise EntropicError("--training-mining is part of the content credential; it does not go with --no-sign")
+        return None
+    from render.credentials.keys import INFO_FILE, credentials_dir, load_credentials, signing_credentials
+
+    if not make:
+        return load_credentials(options.training_mining) if (credentials_dir() / INFO_FILE).exists() else None
+
+    return signing_credentials(options.training_mining,
+                               announce=None if options.quiet else lambda line: print(line, file=sys.stderr))
+
+
+def _signed(path: Path) -> bool:
+    from render.credentials.reading import read_credential
+
+    return read_credential(path) is not None
+
+
+def _frame_signer(doc: Mapping[str, Any], credentials: Any) -> Callable[[Path, str], None]:
+    """Signs one PNG frame (a temporary file) with the sequence's provenance and its own index."""
+    def sign(tmp: Path, name: str) -> None:
+        index = int(re.sub(r"\D", "", name))
+        sign_export(tmp, {**doc, "frame": index}, credentials, title=name, suffix=".png")
+    return sign
 
 
 def _write_video_sidecar(plan: OutputPlan, doc: Mapping[str, Any], width: int, height: int, fps: float,
@@ -474,13 +525,15 @@ def _concat_line(path: Path) -> str:
 
 
 def join_videos(
-    parts: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False
+    parts: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False,
+    sign: bool = True, training_mining: str | None = None, quiet: bool = True,
 ) -> JoinResult:
     """Concatenate rendered shards into ``output`` without re-encoding (concat demuxer, -c copy).
 
     The parts must share codec, pixel format, size, fps and container. When they carry
     entropic provenance they must come from the same scene and be given in timeline order
-    with no gap or overlap (part k ends where part k+1 starts).
+    with no gap or overlap (part k ends where part k+1 starts); the joined file is then signed
+    like a render (``sign``), with the joined provenance.
     """
     import subprocess
 
@@ -530,11 +583,15 @@ def join_videos(
             {"file": p.name, "start": d["frames"]["start"], "stop": d["frames"]["stop"]} for p, d in zip(paths, docs)
         ]
 
+    credentials = _signing_credentials(RenderOptions(sign=sign and doc is not None, quiet=quiet,
+                                                     training_mining=training_mining if doc is not None else None))
     total = sum(f.frames for f in facts)
     if not overwrite and out.exists():
         # Only this very join, killed before its sidecar, may be found here: then only the sidecar is left to write.
         if doc is None or not _already_rendered(out, doc, total):
             raise EntropicError(f"{out}: already exists; pass --overwrite to replace it")
+        if credentials is not None and not _signed(out):
+            sign_export(out, doc, credentials)
         return JoinResult(out, total, paths, _write_join_sidecar(out, doc, first, total))
     with _sigterm_as_interrupt(), atomic_path(out, suffix=out.suffix) as tmp:
         # Named as a temporary of `out` (not a random name), so a killed join's list is removed by the next join.
@@ -557,6 +614,10 @@ def join_videos(
         joined = probe_video(tmp).frames
         if joined != total:
             raise EntropicError(f"join: the joined file has {joined} frames, the parts {total}; nothing written")
+        if credentials is not None and embeds_credential(out):
+            sign_export(tmp, doc, credentials, title=out.name, suffix=out.suffix)
+    if credentials is not None and not embeds_credential(out):
+        sign_export(out, doc, credentials)
     if doc is None:
         # An old sidecar (when overwriting) would describe another file.
         side.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -90,13 +90,19 @@ def png_is_complete(path: Path) -> bool:
         return False
 
 
-def write_png_atomic(path: Path, frame: np.ndarray, level: int = 6) -> None:
-    """Write ``frame`` to ``path`` under a temporary name, then rename it."""
+def write_png_atomic(path: Path, frame: np.ndarray, level: int = 6,
+                     finish: Callable[[Path, str], None] | None = None) -> None:
+    """Write ``frame`` to ``path`` under a temporary name, then rename it.
+
+    ``finish(tmp, name)`` (a signature) runs on the complete temporary before the rename.
+    """
     data = encode_png(frame, level)
     tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+        if finish is not None:
+            finish(tmp, path.name)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -156,6 +162,7 @@ class ImageSequenceSink:
         overwrite: bool = False,
         compress_level: int = 6,
         workers: int = 1,
+        finish: Callable[[Path, str], None] | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise EntropicError(f"frame size {width}x{height} is empty: width and height must be at least 1")
@@ -167,6 +174,7 @@ class ImageSequenceSink:
         self.overwrite = overwrite
         self.compress_level = compress_level
         self._workers = max(1, workers)
+        self._finish = finish
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._inflight: list[concurrent.futures.Future] = []
         self.frames_written = 0
@@ -259,7 +267,8 @@ class ImageSequenceSink:
             self._inflight.pop(0).result()
         path = (self._staging or self.folder) / frame_name(index)
         # A copy: the caller may reuse its array while the worker still encodes this one.
-        self._inflight.append(self._pool.submit(write_png_atomic, path, frame.copy(), self.compress_level))
+        self._inflight.append(self._pool.submit(write_png_atomic, path, frame.copy(), self.compress_level,
+                                                  self._finish))
         self.frames_written += 1
 
     def close(self) -> None:

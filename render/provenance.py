@@ -311,6 +311,12 @@ def describe_video(path: str | os.PathLike) -> str:
                 recorded = None
             state = "matches this file" if recorded == sha256_file(path) else "does NOT match this file (stale sidecar)"
             lines.append(f"  sidecar {side.name}: {state}")
+        from render.credentials.reading import read_credential
+
+        credential = read_credential(path)
+        lines.extend(credential.describe() if credential else ["  content credential: none (not signed, or stripped)"])
+        if doc is None and credential is not None and credential.holds and credential.provenance is not None:
+            doc, where = republished_provenance(credential.provenance), "content credential"
     if doc is None:
         lines.append("  provenance: none recorded (not rendered by entropic, or metadata stripped)")
     else:

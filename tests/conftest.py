@@ -1,6 +1,7 @@
-"""Shared fixtures. Every test function runs with its own cache folder (ENTROPIC_CACHE_DIR), so
-nothing is sampled into, or read from, the user's real cache. (Module- and session-scoped
-fixtures run outside it: none of them touches the cache.)"""
+"""Shared fixtures. Every test function runs with its own cache folder (ENTROPIC_CACHE_DIR) and
+config folder (ENTROPIC_CONFIG_DIR, where the signing credentials live), so nothing is sampled
+into, read from, or signed with the user's real ones. (Module- and session-scoped fixtures run
+outside them: none of them touches the cache; those that render pass sign=False.)"""
 
 import signal
 import subprocess
@@ -24,6 +25,14 @@ def private_cache(tmp_path_factory, monkeypatch):
     """$ENTROPIC_CACHE_DIR -> a fresh folder per test."""
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("ENTROPIC_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path_factory, monkeypatch):
+    """$ENTROPIC_CONFIG_DIR -> a fresh folder per test (a render makes its signing key there)."""
+    path = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("ENTROPIC_CONFIG_DIR", str(path))
     return path
 
 

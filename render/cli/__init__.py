@@ -37,6 +37,8 @@ COMMANDS = {
     "publish": "render.cli.publish:publish",
     "render": "render.cli.render:render",
     "join": "render.cli.join:join",
+    "verify": "render.cli.verify:verify",
+    "credentials": "render.cli.credentials:credentials",
     "preview": "render.cli.preview:preview",
     "show": "render.cli.show:show",
     "info": "render.cli.info:info",

@@ -254,3 +254,16 @@ def _option_name(param: click.Parameter | None) -> str:
 
 PATH = click.Path(path_type=Path)
 """A path, not checked by click: a missing or wrong path is reported by the library as one line."""
+
+
+# -- content credentials ---------------------------------------------------------------------------
+
+def credential_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--no-sign`` and ``--training-mining``, shared by every command that exports a file."""
+    command = click.option(
+        "--training-mining", type=LibraryChoice("render.credentials.keys:TRAINING_MINING"), default=None,
+        help="The credential's training-and-data-mining choice for this file (default: the one "
+             "given to `entropic credentials init`, else notAllowed).")(command)
+    return click.option(
+        "--no-sign", "no_sign", is_flag=True,
+        help="Leave out the signed C2PA content credential (the provenance metadata and sidecar stay).")(command)

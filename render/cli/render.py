@@ -40,11 +40,14 @@ _render_option = functools.partial(params.option, defaults=params.defaults_of("r
               help="Render cycle N of the scene's endless rolling store (what `preview`/`show` played; "
                    "see `entropic info ROLLING`).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def render(scene: Path | None, quiet: bool, cycle: int | None, **options: Any) -> None:
+@params.credential_options
+def render(scene: Path | None, quiet: bool, cycle: int | None, no_sign: bool, **options: Any) -> None:
     """Export SCENE (default: the default piece) as a video, a GIF or a PNG sequence.
 
     The file is written under a temporary name and renamed when complete; the video's
-    metadata and a sidecar FILE.json record the scene, stores, model and dataset licences.
+    metadata and a sidecar FILE.json record the scene, stores, model and dataset licences,
+    and a signed C2PA content credential carries them (inside MP4, MOV, GIF and PNG; beside
+    an .mkv as FILE.c2pa). `entropic verify FILE` checks it all.
     A PNG sequence resumes where it stopped when run again.
     """
     from render.cli import default_piece
@@ -56,7 +59,7 @@ def render(scene: Path | None, quiet: bool, cycle: int | None, **options: Any) -
         from render.cli.live import cycle_stores, scene_file
 
         named = {**named, **cycle_stores(scene_file(path, "render"), cycle)}
-    result = render_scene(path, RenderOptions(quiet=quiet, **params.given(options)), named_stores=named)
+    result = render_scene(path, RenderOptions(quiet=quiet, sign=not no_sign, **params.given(options)), named_stores=named)
     click.echo(
         f"wrote {result.path} ({result.kind if result.codec is None else result.codec}, {result.width}x{result.height} "
         f"at {result.fps:g} fps, frames {result.start}:{result.stop}, {result.frames_written} rendered in "

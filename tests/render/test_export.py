@@ -353,8 +353,17 @@ def test_ctrl_c_during_cli_render_keeps_the_old_file(tmp_path):
 
 
 def test_same_scene_gives_bit_identical_files(render_scene, tmp_path):
+    """Unsigned, the files are equal byte for byte; signed, each credential is a fresh signature
+    (a new manifest id, a randomised ECDSA signature) over the same stream and provenance."""
+    from render.credentials.reading import read_credential
+
     for ext, codec in ((".mp4", "h264"), (".mkv", "ffv1")):
         a, b = tmp_path / f"a{ext}", tmp_path / f"b{ext}"
-        render(render_scene, RenderOptions(output=a, codec=codec, quiet=True))
-        render(render_scene, RenderOptions(output=b, codec=codec, quiet=True))
+        render(render_scene, RenderOptions(output=a, codec=codec, quiet=True, sign=False))
+        render(render_scene, RenderOptions(output=b, codec=codec, quiet=True, sign=False))
         assert a.read_bytes() == b.read_bytes()
+        c, d = tmp_path / f"c{ext}", tmp_path / f"d{ext}"
+        render(render_scene, RenderOptions(output=c, codec=codec, quiet=True))
+        render(render_scene, RenderOptions(output=d, codec=codec, quiet=True))
+        assert np.array_equal(read_gray_frames(c), read_gray_frames(d)) and np.array_equal(read_gray_frames(c), read_gray_frames(a))
+        assert read_credential(c).provenance == read_credential(d).provenance
