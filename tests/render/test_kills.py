@@ -1,6 +1,10 @@
 """`entropic render` killed with SIGKILL at chosen moments (the real command line in a child
 process that kills itself), then the same command again: its ffmpeg dies with it, nothing
-hidden is left, and the files equal an uninterrupted render's byte for byte."""
+hidden is left, and the files equal an uninterrupted render's byte for byte.
+
+Byte for byte holds for unsigned renders (--no-sign); a content credential is a fresh signature
+each time (C2PA salts every assertion), so a signed render is compared by its frames, its
+provenance and a credential that holds (the last test)."""
 
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ def reference(scene, tmp_path_factory) -> Path:
 
 def _render(scene: Path, out: Path, *extra: str) -> None:
     try:
-        cli_main(["render", str(scene), "-o", str(out), "--quiet", *extra])
+        cli_main(["render", str(scene), "-o", str(out), "--quiet", "--no-sign", *extra])
     except SystemExit as exit_:
         assert exit_.code == 0, f"render exited with {exit_.code}"
 
@@ -112,7 +116,7 @@ def test_ffmpeg_dies_with_a_killed_render_and_the_same_command_finishes(scene, r
     out_dir.mkdir()
     out, pids = out_dir / "piece.mp4", tmp_path / "pids"
     proc = subprocess.run([sys.executable, "-c", KILL_MID_ENCODE, str(pids), "render", str(scene), "-o", str(out),
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True)
+                           "--quiet", "--no-sign"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ffmpeg, holder = (int(v) for v in pids.read_text().split())
     try:
@@ -132,13 +136,13 @@ def test_ffmpeg_dies_with_a_killed_render_and_the_same_command_finishes(scene, r
 
 def test_render_killed_before_its_sidecar_is_finished_by_the_same_command(scene, reference, tmp_path):
     out = tmp_path / "piece.mp4"
-    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, "render", str(scene), "-o", str(out), "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, "render", str(scene), "-o", str(out), "--quiet",
+                           "--no-sign"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.mp4"]
     # Another render into it is still refused, and changes nothing.
     with pytest.raises(SystemExit) as refused:
-        cli_main(["render", str(scene), "-o", str(out), "--quiet", "--frames", "0:10"])
+        cli_main(["render", str(scene), "-o", str(out), "--quiet", "--no-sign", "--frames", "0:10"])
     assert refused.value.code == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["piece.mp4"]
     _render(scene, out)
@@ -167,7 +171,7 @@ def test_png_overwrite_killed_midway_keeps_the_old_sequence_and_the_same_command
     _render(scene, folder, "--format", "png", "--size", "80x44", "--frames", "0:6")  # another render's frames
     (folder / "notes.txt").write_text("mine")
     before = _files(folder)
-    args = ["render", str(scene), "-o", str(folder), "--format", "png", "--overwrite", "--quiet"]
+    args = ["render", str(scene), "-o", str(folder), "--format", "png", "--overwrite", "--quiet", "--no-sign"]
     killed = subprocess.run([sys.executable, "-c", KILL_AFTER_THIRD_PNG, *args], cwd=ROOT, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert _visible(folder) == before  # only the dead run's hidden staging folder is new
@@ -183,7 +187,7 @@ def test_join_killed_before_its_sidecar_is_finished_by_the_same_command(scene, t
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     killed_dir.mkdir()
     whole_dir.mkdir()
-    args = ["join", *map(str, parts), "-o"]
+    args = ["join", "--no-sign", *map(str, parts), "-o"]
     killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, *args, str(killed_dir / "full.mp4")],
                             cwd=ROOT, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -193,3 +197,28 @@ def test_join_killed_before_its_sidecar_is_finished_by_the_same_command(scene, t
             cli_main([*args, str(out / "full.mp4")])
         assert done.value.code in (0, None)
     assert _files(killed_dir) == _files(whole_dir)
+
+
+@pytest.mark.parametrize("name", ["piece.mp4", "piece.mkv"])
+def test_signed_render_killed_before_its_sidecar_is_signed_and_finished_by_the_same_command(scene, tmp_path, name):
+    from render.credentials.reading import read_credential
+    from render.ffmpeg import read_gray_frames
+
+    out = tmp_path / "killed" / name
+    out.parent.mkdir()
+    codec = ["--codec", "ffv1"] if name.endswith(".mkv") else []
+    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_SIDECAR, "render", str(scene), "-o", str(out), "--quiet",
+                           *codec], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    cli_main_ok = ["render", str(scene), "--quiet", *codec, "-o"]
+    for target in (out, tmp_path / "whole" / name):
+        target.parent.mkdir(exist_ok=True)
+        with pytest.raises(SystemExit) as done:
+            cli_main([*cli_main_ok, str(target)])
+        assert done.value.code in (0, None)
+    whole = tmp_path / "whole" / name
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(p.name for p in whole.parent.iterdir())
+    killed_credential, whole_credential = read_credential(out), read_credential(whole)
+    assert killed_credential.holds and whole_credential.holds
+    assert killed_credential.provenance == whole_credential.provenance
+    assert (read_gray_frames(out) == read_gray_frames(whole)).all()
