@@ -18,7 +18,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -272,3 +272,31 @@ def read_gray_frames(path: str | os.PathLike, width: int | None = None, height: 
         raise EntropicError(f"{path}: ffmpeg could not decode it: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
     data = np.frombuffer(proc.stdout, np.uint8)
     return data.reshape(-1, height, width)
+
+
+def read_gray_frames_at(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Decode only frames ``indices`` (stream order, 0-based) of a video: uint8 ``[len(indices), H, W]``.
+
+    ffmpeg's select filter drops every other frame after decoding, so memory holds the chosen
+    frames only (a 60 s 1080p piece is 3.7 GB of grey frames). Indices past the end are an
+    EntropicError naming how many frames the file has.
+    """
+    wanted = sorted({int(i) for i in indices})
+    facts = probe_video(path)
+    if not wanted:
+        return np.empty((0, facts.height, facts.width), np.uint8)
+    if wanted[0] < 0 or wanted[-1] >= facts.frames:
+        raise EntropicError(f"{path}: has {facts.frames} frames; frame {wanted[-1]} was asked for")
+    select = "+".join(f"eq(n\\,{i})" for i in wanted)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-vf", f"select={select}",
+         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
+        capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise EntropicError(f"{path}: ffmpeg could not decode it: {proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+    frames = np.frombuffer(proc.stdout, np.uint8).reshape(-1, facts.height, facts.width)
+    if len(frames) != len(wanted):
+        raise EntropicError(f"{path}: decoded {len(frames)} of the {len(wanted)} frames asked for (a damaged stream)")
+    order = {i: k for k, i in enumerate(wanted)}
+    return frames[[order[int(i)] for i in indices]]

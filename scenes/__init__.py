@@ -9,11 +9,12 @@ Public API (used by ``render/``):
     frame(scene, t) -> uint8 [height, width]      pure function of (scene, stores, t seconds)
     frame_at_index(scene, i) -> uint8 frame at t = i / fps
     iter_frames(scene, start=0, stop=None, threads=1) -> Iterator[uint8 frames]
+    visible_samples(scene, i) -> [(store path, sample index)]  what frame i is made of
 
 Scene attributes: width, height, fps, duration, loop, frame_count, source_path, stores.
 """
 
-from scenes.frames import frame, frame_at_index, iter_frames
+from scenes.frames import frame, frame_at_index, iter_frames, visible_samples
 from scenes.loading import check_stores, load_scene, read_generate, read_scene_text, resolve_store, scene_from_dict, scene_from_text, with_canvas
 from scenes.spec import DEFAULT_MODEL, FORMAT_VERSION, GENERATED_STORE, GenerateSpec, Scene
 
@@ -33,5 +34,6 @@ __all__ = [
     "resolve_store",
     "scene_from_dict",
     "scene_from_text",
+    "visible_samples",
     "with_canvas",
 ]

@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -97,15 +98,23 @@ class GridRenderer:
         pos = (self.cells + disp) * self.scale
         return {"k": k, "lo": lo, "hi": hi, "weight": w, "displacement": disp, "position": pos}
 
-    def draw(self, canvas: WorkCanvas, t: float) -> None:
-        """Blend this grid's tiles at time t onto the fixed-point canvas."""
-        st = self.tile_state(t)
+    def placed(self, st: dict[str, np.ndarray], width: int, height: int) -> tuple[np.ndarray, ...]:
+        """Tiles that touch a ``width`` x ``height`` canvas, in drawing order, and where they go.
+
+        Returns (positions in drawing order, integer x, integer y, 16.16 fractions [N, 2]) of
+        every tile of ``st`` (:meth:`tile_state`) that is at least partly on the canvas.
+        """
         p16 = np.floor(st["position"][self.order] * Q).astype(np.int64)
         ipos = p16 >> Q_BITS
         frac = p16 & (Q - 1)
         ix, iy = ipos[:, 0], ipos[:, 1]
-        ch, cw = canvas.height, canvas.width
-        vis = np.flatnonzero((ix > -self.tw - 1) & (ix < cw) & (iy > -self.th - 1) & (iy < ch))
+        vis = np.flatnonzero((ix > -self.tw - 1) & (ix < width) & (iy > -self.th - 1) & (iy < height))
+        return vis, ix, iy, frac
+
+    def draw(self, canvas: WorkCanvas, t: float) -> None:
+        """Blend this grid's tiles at time t onto the fixed-point canvas."""
+        st = self.tile_state(t)
+        vis, ix, iy, frac = self.placed(st, canvas.width, canvas.height)
         if vis.size == 0:
             return
         tiles = self.order[vis]  # visible tiles, in drawing order
@@ -208,6 +217,19 @@ def frame(scene: Scene, t: float) -> np.ndarray:
             f"{where}: canvas {scene.width}x{scene.height} is too large to render in the memory available; "
             "use a smaller canvas"
         ) from None
+
+
+def visible_samples(scene: Scene, i: int) -> list[tuple[Path, int]]:
+    """(store path, sample index) of every tile drawn in frame ``i``, each pair once.
+
+    What a frame is made of: ``entropic verify`` replays these samples' trajectories.
+    """
+    seen: dict[tuple[Path, int], None] = {}
+    for g in renderer_for(scene).grids:
+        vis, *_ = g.placed(g.tile_state(scene_time(scene, i / scene.fps)), scene.width, scene.height)
+        for sample in g.samples[g.order[vis]]:
+            seen[(Path(g.grid.store_path), int(sample))] = None
+    return list(seen)
 
 
 def frame_at_index(scene: Scene, i: int) -> np.ndarray:
