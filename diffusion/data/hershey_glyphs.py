@@ -219,6 +219,106 @@ def is_held_out(name: str, every: int) -> bool:
     return int.from_bytes(hashlib.sha256(glyph_key(name).encode()).digest()[:8], "little") % every == 0
 
 
+def datasheet_answers(
+    style: GlyphStyle, part: str, own: int, other: str | None, other_count: int, every: int
+) -> dict[str, str]:
+    """The default dataset's answers to its datasheet's author questions (see
+    :mod:`diffusion.data.datasheet_answers`): what entropic knows of the Hershey glyphs.
+
+    ``part`` is "training" or "held-out" (the folder being written, with ``own`` images);
+    ``other`` names the other part's folder (None: nothing held out), holding ``other_count``.
+    """
+    jitter = (f", plus {style.jitter} slightly warped variant{'s' if style.jitter != 1 else ''} of each (seed "
+              f"{style.seed})") if style.jitter else ""
+    if other is None:
+        splits = ("None set aside: `entropic dataset default FOLDER --held-out OTHER` keeps about one glyph in "
+                  f"{every} out of training, for measuring bits/dim on images the model never saw.")
+    elif part == "training":
+        splits = (f"Yes: this folder is the training part ({own:,} images). About one glyph in {every}, with all its "
+                  f"variants, chosen by a hash of its font and code, was set aside in the folder `{other}` "
+                  f"({other_count:,} images, with its own manifest), for measuring bits/dim on images the model "
+                  f"never saw: `entropic evaluate RUN --data {other}`.")
+    else:
+        splits = (f"Yes: this folder is the held-out part ({own:,} images): about one glyph in {every}, with all "
+                  f"its variants, chosen by a hash of its font and code, kept out of the training part `{other}` "
+                  f"({other_count:,} images), for measuring bits/dim on images a model never saw. Do not train on it.")
+    return {
+        "motivation.purpose": (
+            "To give entropic a default dataset that anyone can train a model on without images of their own: "
+            "clearly public-domain line drawings, installable offline, thin strokes on white like the cartoon scans "
+            "of the original work, in six classes a viewer tells apart at a glance, so that a model can be steered "
+            "by label."
+        ),
+        "motivation.creators": (
+            "Drawn by `entropic dataset default` from the Hershey vector fonts, which Dr. A. V. Hershey digitised "
+            "in the 1960s (the attribution notice names the U.S. National Bureau of Standards)."
+        ),
+        "motivation.funding": (
+            "Nobody funded this dataset: a program draws it. The fonts were made in U.S. government service."
+        ),
+        "composition.instances": (
+            "Glyphs of the Hershey fonts, each a centred black stroke drawing on white: Latin, blackletter "
+            "(gothic), Greek and Cyrillic letters, digits and punctuation, Japanese kana and kanji, and music, "
+            "mathematics, astrology, weather and map symbols."
+        ),
+        "composition.sample": (
+            "Every glyph with at least one stroke of the fonts that the Hershey-Fonts package ships" + jitter
+            + "; a drawing that several fonts share is kept once"
+            + ("." if other is None else ", and the glyphs are split between training and held-out (see Splits).")
+        ),
+        "composition.splits": splits,
+        "composition.sensitive": "No: letters, digits and symbols.",
+        "composition.people": "No.",
+        "collection.how": (
+            "Drawn by entropic from the stroke coordinates the Hershey-Fonts package (PyPI) ships, nothing "
+            f"downloaded: every glyph centred at {style.resolution} x {style.resolution} px, with round pen strokes "
+            f"{style.stroke_width:g} px wide and a {style.margin} px margin, {style.supersample}x supersampled; each "
+            "record's source names the font, the glyph and these settings."
+        ),
+        "collection.who": "No one by hand: `entropic dataset default` draws the images; no one was paid for it.",
+        "collection.timeframe": (
+            "The fonts were digitised in the 1960s (described in Dr. Hershey's 1967 report \"Calligraphy for "
+            "Computers\"); the images are drawn, the same bytes each time, whenever `entropic dataset default` runs."
+        ),
+        "collection.consent": (
+            "No consent was needed: the Hershey fonts are in the public domain, and their attribution notice is "
+            "carried in every image's licence. No people are shown."
+        ),
+        "preprocessing.done": (
+            f"When drawn: anti-aliased by drawing at {style.supersample}x and box-filtering down; identical drawings "
+            "(the same glyph in several fonts) dropped; each labelled by its font's set (latin, gothic, greek, "
+            "cyrillic, japanese, symbols), a drawing that several sets share (the digits and punctuation of the "
+            "Greek and Cyrillic fonts) as latin."
+        ),
+        "uses.used": (
+            "Made with the default settings, it is the dataset of entropic's default model (assets/model)."
+            if part == "training" else
+            "Made with the default settings, it is the held-out set of the default model's bits/dim "
+            "(assets/model/evaluation.json)."
+        ),
+        "uses.other": "Other small generative models, glyph classification, experiments with stroke drawings.",
+        "uses.impact": (
+            "The classes are unbalanced (latin is about half of the images); every drawing has the same pen width "
+            "and no texture; similar glyphs of different fonts remain (only identical drawings were dropped)."
+        ),
+        "uses.not_for": (
+            "As a sample of handwriting or of people's drawings: these are one designer's vector letterforms of "
+            "the 1960s, drawn by a program."
+        ),
+        "distribution.shared": (
+            "The images need not be passed on: `entropic dataset default` makes the same files (and so the same "
+            "manifest SHA-256) on any machine with the same Hershey-Fonts release."
+        ),
+        "distribution.restrictions": "None known: public domain, with the attribution notice.",
+        "maintenance.maintainer": "entropic's maintainers, as part of entropic; the fonts come from Hershey-Fonts on PyPI.",
+        "maintenance.updates": (
+            "A change to the drawing (entropic) or to the fonts (Hershey-Fonts) changes the images and so the "
+            "manifest's SHA-256."
+        ),
+        "maintenance.contributions": "Through entropic (diffusion/data/hershey_glyphs.py).",
+    }
+
+
 def write_default_dataset(
     folder,
     style: GlyphStyle = GlyphStyle(),
@@ -226,9 +326,10 @@ def write_default_dataset(
     held_out=None,
     held_out_every: int = 20,
 ) -> tuple[int, int]:
-    """Draw the Hershey glyphs into ``folder`` with a provenance manifest.
+    """Draw the Hershey glyphs into ``folder`` with a provenance manifest and a datasheet.
 
-    With ``held_out`` (a second folder), about one glyph in ``held_out_every`` goes there
+    The datasheet (DATASHEET.md, :mod:`diffusion.data.datasheet`) carries the answers entropic
+    knows (:func:`datasheet_answers`), kept in datasheet-answers.toml beside it. With ``held_out`` (a second folder), about one glyph in ``held_out_every`` goes there
     instead (:func:`is_held_out`), with its own manifest: images the model never sees, for
     measuring bits/dim honestly. Returns (training images, held-out images).
 
@@ -240,6 +341,8 @@ def write_default_dataset(
     from pathlib import Path
 
     from diffusion.common.atomic import remove_stale_temporaries, replace_dir, sha256_bytes, temporary_path
+    from diffusion.data.datasheet import write_datasheet
+    from diffusion.data.datasheet_answers import write_answers
     from diffusion.data.manifest import ImageRecord, write_manifest
 
     targets = [Path(folder)] + ([Path(held_out)] if held_out is not None else [])
@@ -273,8 +376,12 @@ def write_default_dataset(
                     label=font_set(name.split("/")[0]),
                 )
             )
-        for tmp, recs, target in zip(tmps, records, targets):
+        for k, (tmp, recs, target) in enumerate(zip(tmps, records, targets)):
             write_manifest(tmp, recs)
+            other = targets[1 - k].name if len(targets) == 2 else None
+            write_answers(tmp, datasheet_answers(style, ("training", "held-out")[k], len(recs), other,
+                                                 len(records[1 - k]) if other else 0, held_out_every))
+            write_datasheet(tmp, name=target.name)  # named as it will be once renamed into place
             replace_dir(tmp, target)  # the old folder is deleted only once the new one is in place
     finally:
         for tmp in tmps:

@@ -131,7 +131,7 @@ def command_name(args: list[str]) -> str:
     words = [arg for arg in args if not arg.startswith("-")]
     if not words or words[0] not in COMMANDS:
         return "entropic"
-    if words[0] == "dataset" and len(words) > 1 and words[1] in ("init", "check", "default"):
+    if words[0] == "dataset" and len(words) > 1 and words[1] in ("init", "check", "default", "datasheet"):
         return f"entropic dataset {words[1]}"
     return f"entropic {words[0]}"
 

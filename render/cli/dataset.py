@@ -1,4 +1,5 @@
-"""`entropic dataset init|check|default DIR`: write and verify a folder's provenance manifest (diffusion.data)."""
+"""`entropic dataset init|check|default|datasheet DIR`: write and verify a folder's provenance manifest and
+datasheet (diffusion.data)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ _write_option = functools.partial(
 
 @click.group()
 def dataset() -> None:
-    """Write / verify the provenance manifest (provenance.json) of an image folder."""
+    """Write / verify the provenance manifest (provenance.json) and datasheet of an image folder."""
 
 
 @dataset.command("init")
@@ -52,8 +53,11 @@ def init(
     Only run this for images you have the right to use. Files that do not decode are
     left out and reported.
     """
+    from diffusion.data.datasheet import refresh_datasheet
+    from diffusion.data.datasheet_answers import read_answers
     from diffusion.data.manifest import init_manifest, read_manifest, summarize_manifest
 
+    read_answers(folder)  # a bad answers file is refused before the manifest is written
     path = init_manifest(
         folder, creator, license_, source=source, overwrite=force, label=label,
         labels_from_folders=labels_from_folders, progress=not quiet,
@@ -62,6 +66,12 @@ def init(
     for item in manifest.excluded:
         click.echo(f"entropic: warning: left out {folder / item.file}: {item.reason}", err=True)
     click.echo(f"wrote {path}")
+    sheet = refresh_datasheet(folder)
+    if sheet is None:
+        click.echo(f"entropic: warning: left {folder / 'DATASHEET.md'} as it is (not written by entropic); "
+                   f"`entropic dataset datasheet {folder} --force` replaces it", err=True)
+    else:
+        click.echo(f"wrote {sheet}")
     click.echo(summarize_manifest(manifest, verified=True))
 
 
@@ -74,6 +84,28 @@ def check(folder: Path, quiet: bool) -> None:
 
     manifest = check_manifest(folder, progress=not quiet)
     click.echo(summarize_manifest(manifest, verified=True))
+
+
+@dataset.command("datasheet")
+@click.argument("folder", type=_FOLDER)
+@click.option("-o", "--output", type=params.PATH, default=None, help="Where to write it (default: FOLDER/DATASHEET.md).")
+@click.option("--force", is_flag=True, help="Replace an existing file that entropic did not write.")
+def datasheet(folder: Path, output: Path | None, force: bool) -> None:
+    """Write FOLDER's datasheet (Gebru et al. 2018) from its manifest and image files.
+
+    What the manifest and the files say is filled in; the questions only the dataset's author
+    can answer are marked, until answered in FOLDER/datasheet-answers.toml.
+    """
+    from diffusion.data.datasheet import write_datasheet
+
+    path, sheet = write_datasheet(folder, output, overwrite=force)
+    click.echo(f"wrote {path}")
+    waiting = sheet.open_keys
+    if waiting:
+        click.echo(f"{len(waiting)} of {len(sheet.entries)} questions await the author's answer in "
+                   f"{folder / 'datasheet-answers.toml'}: {', '.join(waiting)}")
+    else:
+        click.echo(f"all {len(sheet.entries)} questions answered")
 
 
 @dataset.command("default")
@@ -95,6 +127,6 @@ def default(folder: Path, held_out: Path | None, held_out_every: int | None, for
         folder, GlyphStyle(**params.given(style)), overwrite=force, held_out=held_out,
         **params.given({"held_out_every": held_out_every}),
     )
-    click.echo(f"wrote {count} glyph drawings and {folder / 'provenance.json'}")
+    click.echo(f"wrote {count} glyph drawings, {folder / 'provenance.json'} and {folder / 'DATASHEET.md'}")
     if held_out is not None:
         click.echo(f"held out {held} glyph drawings in {held_out} (with {held_out / 'provenance.json'})")
