@@ -19,6 +19,11 @@ Resume and append: recording into an existing store checks that its identity (we
 sampler and settings, seed, dtype, ...) matches, grows it if more samples are asked for, and
 samples only the indices that are not yet complete.
 
+Energy: each session that commits samples adds its energy record (measured where a counter is
+readable, else an estimate: :mod:`diffusion.common.energy`) to the header's ``energy``, so a
+resumed store sums its sessions; the header's ``model`` entry carries the run's training energy
+(``training_energy``, from its card). Neither is part of the store's identity.
+
 Sharding: shard (K, N) records the indices i < count with i % N == K into its own store
 (same header as the whole recording, plus ``shard``); ``merge_stores`` joins the N stores into
 one that is byte-identical to a single-process recording. Interleaved (rather than contiguous)
@@ -38,11 +43,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from diffusion.common.energy import EnergyMeter
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
 from diffusion.model.guidance import needs_both
@@ -53,6 +59,7 @@ from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, RecordSet
 from diffusion.runs.layout import published_dataset
 from diffusion.store.format import HEADER_FILE, StoreSpec, labels_from_sampler, sample_seed
 from diffusion.store.writer import FrameEncoder, StoreWriter
+from diffusion.training.devices import gpu_uuids
 
 __all__ = [
     "RecordSettings",
@@ -167,13 +174,19 @@ def run_model_info(run: Any, store: str | os.PathLike | None = None) -> dict[str
     for key in ("manifest_sha256", "license_summary", "images", "creators"):
         if key not in dataset and key in card_ds:
             dataset[key] = card_ds[key]
-    return {
+    entry = {
         "weights_sha256": run.weights_sha256,
         "run": published_path(run.path, store),
         "training_step": int(getattr(run, "step", 0)),
         "config": config,
         "dataset": dataset,
     }
+    # What training these weights cost, so that a video drawn from the store can add it up
+    # without the run at hand; absent for a card written before energy was recorded.
+    training_energy = (run.card or {}).get("energy")
+    if isinstance(training_energy, dict) and training_energy:
+        entry["training_energy"] = dict(training_energy)
+    return entry
 
 
 class _WriterThread:
@@ -279,10 +292,40 @@ def record(
         report.already_complete = len(wanted) - len(pending)
         if not pending:
             return report
-        _sample_into(writer, model, schedule, prediction, settings, pending, len(ts), report, progress)
+        meter = _start_meter(next(model.parameters()).device)
+        before = int(writer.complete.sum())
+        try:
+            _sample_into(writer, model, schedule, prediction, settings, pending, len(ts), report, progress)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the samples are safe; never hide why sampling stopped
+                _add_session_energy(writer, meter, before)
+            raise
+        _add_session_energy(writer, meter, before)
     finally:
         writer.close()
     return report
+
+
+def _start_meter(device: torch.device) -> EnergyMeter:
+    """The energy meter of a recording session on ``device`` (NVML needs the GPU's identity)."""
+    gpus: list[str | int] = []
+    if device.type == "cuda":
+        gpus = gpu_uuids([device.index if device.index is not None else torch.cuda.current_device()])
+    return EnergyMeter.start(device.type, 1, gpus)
+
+
+def _add_session_energy(writer: StoreWriter, meter: EnergyMeter, before: int) -> None:
+    """Add this session's energy to the store's header, when it committed samples (their cost is in the store).
+
+    The sum is marked incomplete when the store already held samples that no recorded session
+    accounts for (recorded by an entropic that did not measure energy, or by a killed session).
+    """
+    recorded = int(writer.complete.sum()) - before
+    if recorded <= 0:
+        return
+    earlier = writer.header.get("energy") or {}
+    counted = sum(int(s.get("samples", 0)) for s in earlier.get("sessions", []))
+    writer.add_energy({**meter.report(), "samples": recorded, "device": meter.device_type}, complete=counted >= before)
 
 
 def _sample_into(
@@ -299,12 +342,6 @@ def _sample_into(
     from tqdm.auto import tqdm
 
     pending_arr = np.asarray(pending, dtype=np.int64)
-    seeds = [sample_seed(settings.seed, i) for i in pending]
-    # The conditioning speaks of store indices; the sampler of positions in its list of seeds.
-    conditioning = {
-        key: (lambda positions, f=value: f(pending_arr[positions].tolist())) if callable(value) else value
-        for key, value in _conditioning(model.config, settings, writer.header["sampler"]).items()
-    }
     last = num_frames - 1
     done: list[int] = []
     bar = tqdm(
@@ -333,29 +370,9 @@ def _sample_into(
             wt.put(("commit", samples))
             bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved", refresh=False)
 
-    fast = _sampling_model(model)
-    autocast = (
-        torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
-        if settings.precision == "bfloat16"
-        else contextlib.nullcontext()
-    )
     start = time.perf_counter()
     try:
-        with autocast:
-            sample(
-                fast,
-                schedule,
-                prediction,
-                seeds,
-                sampler=settings.sampler,
-                steps=settings.steps if settings.sampler == "ddim" else None,
-                eta=float(settings.eta),
-                batch_size=settings.batch_size,
-                on_step=on_step,
-                progress=False,
-                model_batch=int(settings.model_batch),
-                **conditioning,
-            )
+        sample_recording(model, schedule, prediction, settings, writer.header["sampler"], pending, on_step)
         wt.finish()
         bar.set_postfix_str(f"samples {len(done)}/{len(pending)} saved")
     except _WriterFailed as failed:
@@ -371,6 +388,51 @@ def _sample_into(
     report.seconds = time.perf_counter() - start
     report.recorded = sorted(done)
     report.sample_steps = len(done) * last
+
+
+def sample_recording(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    prediction: str,
+    settings: RecordSettings,
+    sampler_header: dict[str, Any],
+    indices: Sequence[int],
+    on_step: Callable[[int, np.ndarray, torch.Tensor, torch.Tensor], None],
+) -> None:
+    """Draw the samples ``indices`` of a recording exactly as :func:`record` does.
+
+    Same seeds, conditioning, model copy and precision, so the steps ``on_step`` sees (given
+    positions in ``indices``) are the recording's, bit for bit on one machine: what
+    ``entropic verify`` replays (:mod:`diffusion.replay`). ``settings`` as :func:`for_store`
+    decided them; ``sampler_header`` is the store header's "sampler" entry.
+    """
+    positions = np.asarray(indices, dtype=np.int64)
+    seeds = [sample_seed(settings.seed, int(i)) for i in positions]
+    # The conditioning speaks of store indices; the sampler of positions in its list of seeds.
+    conditioning = {
+        key: (lambda at, f=value: f(positions[at].tolist())) if callable(value) else value
+        for key, value in _conditioning(model.config, settings, sampler_header).items()
+    }
+    autocast = (
+        torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+        if settings.precision == "bfloat16"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        sample(
+            _sampling_model(model),
+            schedule,
+            prediction,
+            seeds,
+            sampler=settings.sampler,
+            steps=settings.steps if settings.sampler == "ddim" else None,
+            eta=float(settings.eta),
+            batch_size=settings.batch_size,
+            on_step=on_step,
+            progress=False,
+            model_batch=int(settings.model_batch),
+            **conditioning,
+        )
 
 
 def _conditioning(config: Any, settings: RecordSettings, sampler: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ from render.credentials.signing import credential_sidecar_path, embeds_credentia
 from render.ffmpeg import check_encoder, ffmpeg_exe, probe_video, read_tags
 from render.h264_levels import x264_target
 from render.image_sequence import ImageSequenceSink
+from render.piece_energy import joined_energy
+from render.render_meter import RenderEnergy
 from render.video_sink import (
     CODECS,
     Codec,
@@ -412,12 +414,13 @@ def render(
     doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
     credentials = _signing_credentials(options)
     t0 = time.perf_counter()
+    energy = RenderEnergy(doc, plan.kind, plan.path, overwrite=options.overwrite)  # metered from here on
     if plan.existing:
         if not _already_rendered(plan.path, doc, stop - start):
             raise EntropicError(f"{plan.path}: already exists; pass --overwrite to replace it")
         if credentials is not None and not _signed(plan.path):
-            sign_export(plan.path, doc, credentials)
-        side = _write_video_sidecar(plan, doc, width, height, fps, stop - start)
+            sign_export(plan.path, energy.document(0), credentials)
+        side = _write_video_sidecar(plan, energy.document(0), width, height, fps, stop - start)
         return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, 0,
                             time.perf_counter() - t0, plan.exact, side)
     if plan.kind == "png":
@@ -431,6 +434,7 @@ def render(
             overwrite=options.overwrite,
             finish=None if credentials is None else _frame_signer(doc, credentials),
         )
+        sink.provenance["energy"] = energy.so_far()  # what a kill mid-render leaves in the manifest
         with _sigterm_as_interrupt():
             sink.open()
             pending = sink.pending(range(start, stop))
@@ -444,6 +448,7 @@ def render(
                 raise
             finally:
                 bar.close()
+            sink.provenance["energy"] = energy.document(len(pending))["energy"]
             sink.close()
         return RenderResult(plan.path, "png", None, width, height, fps, start, stop, len(pending),
                             time.perf_counter() - t0, True, plan.path / "entropic-sequence.json")
@@ -453,13 +458,14 @@ def render(
     written = write_video(
         frames, plan.path, width, height, fps, plan.settings,
         total=stop - start, metadata={"comment": prov.metadata_comment(doc)}, quiet=options.quiet,
-        finish=(lambda tmp: sign_export(tmp, doc, credentials, title=plan.path.name, suffix=plan.path.suffix))
+        finish=(lambda tmp: sign_export(tmp, energy.document(stop - start), credentials, title=plan.path.name,
+                                        suffix=plan.path.suffix))
         if embedded else None,
     )
     if credentials is not None and not embedded:
-        sign_export(plan.path, doc, credentials)  # a Matroska master: its .c2pa sidecar
+        sign_export(plan.path, energy.document(written), credentials)  # a Matroska master: its .c2pa sidecar
     seconds = time.perf_counter() - t0
-    side = _write_video_sidecar(plan, doc, width, height, fps, written)
+    side = _write_video_sidecar(plan, energy.document(written), width, height, fps, written)
     return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, written,
                         seconds, plan.exact, side)
 
@@ -582,6 +588,7 @@ def join_videos(
         doc["parts"] = [
             {"file": p.name, "start": d["frames"]["start"], "stop": d["frames"]["stop"]} for p, d in zip(paths, docs)
         ]
+        doc["energy"] = joined_energy(docs[0].get("energy"), [prov.finished_energy(p, d) for p, d in zip(paths, docs)])
 
     credentials = _signing_credentials(RenderOptions(sign=sign and doc is not None, quiet=quiet,
                                                      training_mining=training_mining if doc is not None else None))

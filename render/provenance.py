@@ -4,7 +4,8 @@ A render records one JSON document (:func:`collect_provenance`) twice: compactly
 video's own metadata (ffmpeg ``-metadata comment=...``; MP4/MOV/MKV keep it, GIF cannot) and
 indented in a sidecar ``piece.mp4.json`` next to it, which also carries the video's sha256.
 PNG sequences carry it in their folder's ``entropic-sequence.json``. :func:`describe_video`
-reads it back for ``entropic info VIDEO``.
+reads it back for ``entropic info VIDEO``. Its ``energy`` says what the piece cost
+(:mod:`render.piece_energy`); the render's own part is filled in once the frames are written.
 
 Store facts are read through :mod:`diffusion.store` (numpy only). A field a store
 header does not have (a store written by ``write_store`` has no model) is reported as
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from diffusion.common.atomic import sha256_file
+from diffusion.common.energy_sums import cost_line
 from diffusion.common.paths import published_path, republished_path
 from render.ffmpeg import packet_timeline, probe_video, read_tags
+from render.piece_energy import stores_energy
 
 FORMAT = "entropic-render"
 VERSION = 1
@@ -145,6 +148,7 @@ def collect_provenance(
         "weights_sha256": sorted({str(s["weights_sha256"]) for s in stores}) or [UNKNOWN],
         "dataset_manifest_sha256": sorted({str(s["dataset_manifest_sha256"]) for s in stores}) or [UNKNOWN],
         "license_summary": merge_licences(stores),
+        "energy": stores_energy(_unique(getattr(scene, "stores", []) or [])),
     }
 
 
@@ -226,6 +230,35 @@ def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str
     return None, "none"
 
 
+def finished_energy(path: str | os.PathLike, doc: Mapping[str, Any] | None = None) -> Any:
+    """The ``energy`` of a rendered file's provenance as finished after its frames (:mod:`render.piece_energy`).
+
+    A video's own metadata is written before its frames (its render part says "unknown"); its
+    sidecar, written after, holds the measurement while it still matches the file, and so does
+    its content credential, signed after the frames too (a render killed before its sidecar
+    leaves only that). A PNG sequence's manifest is rewritten once its frames are done. None:
+    no energy recorded.
+    """
+    path = Path(path)
+    if doc is None:
+        doc, _ = read_provenance(path)
+    side = sidecar_path(path)
+    if not path.is_dir() and side.is_file():
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            if data.get("video_sha256") == sha256_file(path) and isinstance(data.get("provenance"), dict):
+                return data["provenance"].get("energy")
+        except (OSError, ValueError, AttributeError):
+            pass  # a damaged sidecar: the credential's or the document's own energy
+    if not path.is_dir():
+        from render.credentials.reading import read_credential
+
+        credential = read_credential(path)
+        if credential is not None and credential.holds and isinstance(credential.provenance, Mapping):
+            return credential.provenance.get("energy")
+    return doc.get("energy") if isinstance(doc, Mapping) else None
+
+
 def write_sidecar(video: Path, doc: Mapping[str, Any], facts: Mapping[str, Any]) -> Path:
     """Write ``video``.json (atomically) with the provenance and the video's sha256."""
     from diffusion.common.atomic import atomic_write_json
@@ -275,6 +308,7 @@ def describe_provenance(doc: Mapping[str, Any]) -> list[str]:
     if not doc.get("stores"):
         lines.append("  stores: none recorded")
     lines.append(f"  dataset licences (all stores): {_fmt_licences(doc.get('license_summary'))}")
+    lines.append(f"  energy: {cost_line(doc.get('energy'))}")
     return lines
 
 
@@ -321,7 +355,7 @@ def describe_video(path: str | os.PathLike) -> str:
         lines.append("  provenance: none recorded (not rendered by entropic, or metadata stripped)")
     else:
         lines.append(f"  provenance ({where}):")
-        lines.extend(describe_provenance(doc))
+        lines.extend(describe_provenance({**doc, "energy": finished_energy(path, doc)}))
         parts = doc.get("parts")
         if parts:
             lines.append(f"  joined from {len(parts)} parts: " + ", ".join(

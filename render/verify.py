@@ -91,14 +91,8 @@ def _short(sha: Any) -> str:
 # -- finding the inputs ------------------------------------------------------------------------------
 
 
-def _candidates(name: str, video: Path) -> list[Path]:
-    import assets
-
-    return [video.parent / name, Path.cwd() / name, assets.SCENES_DIR / name]
-
-
-def _find_scene(doc: Mapping[str, Any], video: Path, given: Path | None) -> Path:
-    """The scene file: the one given, else the recorded name beside the video, here, or among the shipped scenes.
+def _find_scene(doc: Mapping[str, Any], video: Path, given: Path | None, scene_folders: Sequence[Path]) -> Path:
+    """The scene file: the one given, else the recorded name beside the video, here, or in ``scene_folders``.
 
     Among several files of that name the one whose sha256 is the recorded one is taken.
     """
@@ -112,23 +106,21 @@ def _find_scene(doc: Mapping[str, Any], video: Path, given: Path | None) -> Path
     name = scene.get("path")
     if not isinstance(name, str) or name in ("", "unknown"):
         raise EntropicError(f"{video}: its provenance names no scene file; pass --scene PATH")
-    found = [p for p in _candidates(name, video) if p.is_file()]
+    found = [p for p in (video.parent / name, Path.cwd() / name, *(f / name for f in scene_folders)) if p.is_file()]
     if not found:
         raise EntropicError(f"{video}: its scene {name} (sha256 {_short(scene.get('sha256'))}…) is not beside the video, "
                             "in this folder or among the shipped scenes; pass --scene PATH")
     return next((p for p in found if sha256_file(p) == scene.get("sha256")), found[0])
 
 
-def _find_model(doc: Mapping[str, Any], given: Path | None) -> Path | None:
-    """The run to replay with: the one given, else the default model when its weights are the recorded ones."""
-    import assets
+def _find_model(doc: Mapping[str, Any], known_models: Sequence[Path]) -> Path | None:
+    """The first of ``known_models`` (run folders) whose weights are the recorded ones."""
     from diffusion.common.atomic import sha256_file
 
-    if given is not None:
-        return given
-    weights = assets.MODEL_DIR / "model.safetensors"
-    if weights.is_file() and sha256_file(weights) in (doc.get("weights_sha256") or []):
-        return assets.MODEL_DIR
+    for run in known_models:
+        weights = run / "model.safetensors"
+        if weights.is_file() and sha256_file(weights) in (doc.get("weights_sha256") or []):
+            return run
     return None
 
 
@@ -319,12 +311,17 @@ def verify_video(
     seed: int = 0,
     trust_anchor: str | os.PathLike | None = None,
     named_stores: Mapping[str, Callable[[], Path]] | None = None,
+    known_models: Sequence[Path] = (),
+    scene_folders: Sequence[Path] = (),
     progress: Callable[[str], None] | None = None,
 ) -> Verification:
     """Check every link from ``video`` back to its dataset; see the module docstring.
 
-    Inputs that are given but unusable (a missing scene or store, an unreadable run or
-    dataset) are EntropicErrors; inputs not given are links "not checked".
+    Without ``scene``/``model`` the recorded scene name is looked for beside the video, here
+    and in ``scene_folders``, and the model among ``known_models`` by its weights' hash (the
+    command line passes the shipped scenes and the default model). Inputs that are given but
+    unusable (a missing scene or store, an unreadable run or dataset) are EntropicErrors;
+    inputs not given are links "not checked".
     """
     from render.credentials.reading import read_trust_anchors
     from render.export import load_render_scene
@@ -346,7 +343,7 @@ def verify_video(
         result.seconds = time.perf_counter() - t0
         return result
 
-    scene_path = _find_scene(doc, video, Path(scene) if scene is not None else None)
+    scene_path = _find_scene(doc, video, Path(scene) if scene is not None else None, scene_folders)
     result.links.append(_scene_link(doc, scene_path))
     recorded = doc.get("scene") or {}
     size = (int(recorded["width"]), int(recorded["height"])) if "width" in recorded else None
@@ -366,7 +363,7 @@ def verify_video(
 
     visible = list(dict.fromkeys(pair for i in result.frames for pair in scenes.visible_samples(loaded, i)))
     result.samples = len(visible)
-    link, run = _model_link(doc, Path(model) if model is not None else _find_model(doc, None))
+    link, run = _model_link(doc, Path(model) if model is not None else _find_model(doc, known_models))
     result.links.append(link)
     replayed: dict[Path, tuple[list[int], np.ndarray]] = {}
     if run is None:

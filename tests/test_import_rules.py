@@ -4,7 +4,8 @@ Read statically from the source, every import counted, also those inside functio
 import is still a dependency, only a later one.
 
 - the trajectory store (``diffusion/store``), ``scenes/`` and the sinks in ``render/`` (all but
-  ``render/cli/``) never import torch, directly or through another project module;
+  ``render/cli/`` and ``render/verify``, which replays trajectories from the weights) never
+  import torch, directly or through another project module;
 - ``diffusion/`` never imports ``scenes/`` or ``render/``; ``scenes/`` never imports ``render/``;
 - nothing in the project imports ``assets`` but the default piece (``render/cli/default_piece.py``);
 - there is no import cycle among the project's modules.
@@ -83,7 +84,7 @@ TORCH_FREE_SETTINGS = {
 
 def _torch_free(name: str) -> bool:
     return name in TORCH_FREE_SETTINGS or name.startswith(("diffusion.store", "scenes")) or (
-        name.startswith("render") and not name.startswith("render.cli")
+        name.startswith("render") and not name.startswith(("render.cli", "render.verify"))
     )
 
 

@@ -4,10 +4,10 @@ Written as ``model_card.json`` (for tools, e.g. ``entropic info`` and the proven
 a video) and ``model_card.md`` (for people), both from the same dict. No torch here: the
 training loop hands in the facts (parameter count, torch version, device name).
 
-Energy: where the platform exposes a cumulative energy counter (Linux powercap / Intel RAPL,
-``/sys/class/powercap/intel-rapl:N/energy_uj``, also used by AMD's driver), the card records
-the measured CPU-package energy. Otherwise it records an *estimate*, wall time x an assumed
-average power draw, and says so, with the assumption, in both files.
+Energy: each session's record comes from :class:`diffusion.common.energy.EnergyMeter`:
+measured where the platform exposes a cumulative energy counter (Linux powercap / Intel RAPL
+for the CPU packages, NVML for CUDA GPUs), otherwise an *estimate* (wall time x an assumed
+average power draw) that says so, with the assumption and the reason, in both files.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from diffusion.common.energy_sums import fmt_kj, known, sum_line
 from diffusion.store.format import (
     FORMAT,
     VERSION,
@@ -53,7 +54,7 @@ def conditioning_lines(header: Mapping[str, Any]) -> list[str]:
 
 
 def describe_store(path: str | os.PathLike) -> str:
-    """Text for `entropic info STORE`: model, sampler, steps, seeds, completeness, value checks."""
+    """Text for `entropic info STORE`: model, sampler, steps, seeds, completeness, energy, value checks."""
     root = Path(path)
     h = read_header(root)
     store = open_store(root, allow_incomplete=True)
@@ -104,6 +105,9 @@ def describe_store(path: str | os.PathLike) -> str:
             if ds.get("license_summary"):
                 lic = ", ".join(f"{k}: {v}" for k, v in sorted(ds["license_summary"].items()))
                 lines.append(f"  dataset licences: {lic}")
+            if known(model.get("training_energy")):
+                lines.append(f"  training energy (the run's card): {fmt_kj(float(model['training_energy']['joules']))}, "
+                             f"{model['training_energy'].get('kind')}")
         seeds = h.get("seeds")
         if seeds:
             lines.append(f"  seeds: base {seeds['base']}, sample i uses {seeds['rule']}")
@@ -112,6 +116,9 @@ def describe_store(path: str | os.PathLike) -> str:
             lines.append(f"  shard: {shard['index']}/{shard['count']} (samples i with i % {shard['count']} == {shard['index']})")
         if h.get("meta"):
             lines.append(f"  meta: {json.dumps(h['meta'], sort_keys=True)[:200]}")
+        energy = h.get("energy")
+        lines.append(f"  sampling energy: {sum_line(energy)}" if energy is not None
+                     else "  sampling energy: unknown (recorded before entropic measured it, or written with write_store)")
         idx = store.complete_indices
         if idx.size:
             if size <= FULL_SCAN_LIMIT:

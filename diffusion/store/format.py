@@ -33,6 +33,12 @@ Per-sample labels (stores a conditional model recorded steered by labels): ``lab
 sample's label, or null, derived from the sampler's ``label`` (every sample) or ``labels`` (a mix
 of [label, count] pairs, in order) by :func:`labels_from_sampler`. Other stores have none.
 
+Energy (``energy``, written once a recording session has committed samples): the sum of the
+sessions that recorded into the store (:func:`diffusion.common.energy_sums.sum_sessions`),
+each session's record measured or labelled an estimate. It describes what making the store
+cost, not what it holds: it is no part of the identity, and stores that are the same recording
+differ in it.
+
 Per-sample seeds: sample i of a store recorded with base seed ``b`` is drawn with seed
 :func:`sample_seed` (b, i), derived by numpy's ``SeedSequence(b, spawn_key=(i,))`` — a
 function of (b, i) only, so sample i never depends on how many samples were asked for, on
@@ -50,6 +56,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from diffusion.common.energy_sums import check_sum
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json_object
 
@@ -387,6 +394,8 @@ def read_header(path: str | os.PathLike) -> dict:
         values = seeds.get("values") if isinstance(seeds, dict) else None
         if not isinstance(values, list) or len(values) != n:
             raise EntropicError(f"{hp}: 'seeds.values' must list one seed for each of num_samples = {n} samples")
+    if "energy" in h:  # absent from stores recorded before energy was, and from write_store's
+        check_sum(h["energy"], f"{hp}: energy")
     return h
 
 

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from diffusion.common.energy_sums import sum_sessions
 from diffusion.common.errors import EntropicError
 from diffusion.store.format import describe_missing, identity_difference, read_header
 from diffusion.store.reader import open_store
@@ -20,7 +21,8 @@ def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chu
 
     Every part must have the same identity except its shard, the same num_samples, and the
     parts' complete samples together must cover every index once. Bytes are copied as
-    stored, so the merge equals a single-process recording bit for bit. ``out`` must not exist.
+    stored, so the merge equals a single-process recording bit for bit (but for the header's
+    ``energy``, the sum of every part's sessions: what recording it cost). ``out`` must not exist.
     """
     out = Path(out)
     if not parts:
@@ -52,6 +54,11 @@ def merge_stores(out: str | os.PathLike, parts: Sequence[str | os.PathLike], chu
     if (owner < 0).any():
         raise EntropicError(f"merge: {describe_missing(owner >= 0)}; finish or add the missing shards")
     header = {**first, "shard": None}
+    header.pop("energy", None)
+    costed = [h["energy"] for h in headers if "energy" in h]
+    if costed:  # every shard's sessions; a lower bound when a shard recorded none
+        header["energy"] = sum_sessions([s for e in costed for s in e["sessions"]],
+                                        whole=len(costed) == len(headers) and all(e.get("complete", True) for e in costed))
     # Built under a temporary name so that `out` is never a half-merged store.
     with building_store(out, header) as build:
         with StoreWriter(build, header) as writer:

@@ -27,7 +27,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from diffusion.common.atomic import (
     replace_dir,
     temporary_path,
 )
+from diffusion.common.energy_sums import add_session
 from diffusion.common.errors import EntropicError
 from diffusion.common.locks import lock_folder
 from diffusion.store.format import (
@@ -163,6 +164,8 @@ class StoreWriter:
             remove_stale_temporaries(root / name)  # dead writers' half-written records
         if existing.get("meta") != wanted.get("meta"):
             wanted["meta"] = existing.get("meta")  # meta is descriptive, not identity: keep the first
+        if "energy" in existing:
+            wanted["energy"] = existing["energy"]  # what the earlier sessions cost stays counted after an append
         expected = array_bytes(existing)
         n_old = int(existing["num_samples"])
         if num_samples <= n_old:
@@ -218,6 +221,17 @@ class StoreWriter:
         stored = np.ascontiguousarray(stored)
         for b, i in enumerate(samples):
             self._pwrite(fd, stored[b], int(i) * block)
+
+    def add_energy(self, session: Mapping[str, Any], *, complete: bool = True) -> None:
+        """Add one recording session's energy record to the header's ``energy`` (the header rewritten atomically).
+
+        Called after the session's samples were committed: a kill before it loses the session's
+        energy, never a sample. ``complete`` False: the store holds samples that no recorded
+        session accounts for (see :func:`diffusion.common.energy_sums.add_session`).
+        """
+        header = {**self.header, "energy": add_session(self.header.get("energy"), session, complete=complete)}
+        atomic_write_json(self.path / HEADER_FILE, header)
+        self.header = header
 
     def commit(self, samples: Iterable[int]) -> None:
         """Make the samples' bytes durable (fdatasync), then mark them complete (atomic rename)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 
 from diffusion.common.errors import EntropicError
-from diffusion.training.energy import cpu_name
+from diffusion.common.machine import cpu_name
 from diffusion.training.settings import DEVICES
 
 
@@ -27,6 +28,37 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "mps" and not has_mps:
         raise EntropicError("--device mps: Apple MPS is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+def gpu_uuids(indices: Iterable[int]) -> list[str | int]:
+    """NVML's names ("GPU-<uuid>") of the CUDA devices at torch ``indices``, for the energy meter.
+
+    By UUID, not by index: torch counts the devices CUDA_VISIBLE_DEVICES leaves, fastest first,
+    while NVML counts every device in PCI order. Without a UUID (an old torch) the torch index is
+    passed on, right when nothing reorders the devices.
+    """
+    out: list[str | int] = []
+    for index in indices:
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        if uuid is None:
+            out.append(int(index))
+        else:
+            out.append(str(uuid) if str(uuid).startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+    return out
+
+
+def run_gpus(device: torch.device, world_size: int) -> list[str | int] | None:
+    """The NVML names of every GPU a run trains on, when this machine holds them all; else None (multi-node).
+
+    Each rank trains on ``local_rank % device_count`` (:func:`resolve_device`); ranks on other
+    machines (LOCAL_WORLD_SIZE < WORLD_SIZE) use GPUs that NVML here cannot read.
+    """
+    if device.type != "cuda":
+        return []
+    if int(os.environ.get("LOCAL_WORLD_SIZE", world_size) or world_size) < world_size:
+        return None
+    count = torch.cuda.device_count()
+    return gpu_uuids(sorted({rank % count for rank in range(world_size)}))
 
 
 def device_name(device: torch.device) -> str:

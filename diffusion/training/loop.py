@@ -47,7 +47,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from diffusion.common.atomic import atomic_path, atomic_write_json, sha256_bytes
+from diffusion.common.energy import EnergyMeter
 from diffusion.common.errors import EntropicError
+from diffusion.common.machine import cpu_name
 from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
@@ -96,9 +98,9 @@ from diffusion.training.devices import (
     Distributed,
     device_name,
     resolve_device,
+    run_gpus,
     setup_distributed,
 )
-from diffusion.training.energy import EnergyMeter, cpu_name
 from diffusion.training.settings import RunSettings, TrainResult, resolve_settings
 
 
@@ -549,7 +551,7 @@ def _train_session(
         null_label = torch.tensor(settings.model.null_label, device=device)
     local_batch = cfg.batch_size // dist.world_size
     shard = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
-    meter = EnergyMeter.start(device.type, dist.world_size)
+    meter = EnergyMeter.start(device.type, dist.world_size, run_gpus(device, dist.world_size))
     session: dict[str, Any] = {
         "started_utc": utc_now(),
         "from_step": start_step,

@@ -36,6 +36,7 @@ def verify(video: Path, scene: Path | None, model: Path | None, dataset: Path | 
 
     result = verify_video(video, scene=scene, model=model, dataset=dataset, frames=frames, seed=seed,
                           trust_anchor=trust_anchor, named_stores=default_piece.named_stores(progress=True),
+                          known_models=[default_piece.MODEL_DIR], scene_folders=[default_piece.SCENE_FILE.parent],
                           progress=lambda line: click.echo(line, err=True))
     click.echo(result.table())
     if not result.holds:

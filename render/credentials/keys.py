@@ -25,6 +25,7 @@ there and parse, the key is the certificate's, and the certificate is valid toda
 from __future__ import annotations
 
 import datetime as dt
+import io
 import getpass
 import json
 import os
@@ -279,8 +280,6 @@ def init_credentials(
         chain_pem, key_pem, root_pem = make_identity(subject, int(days))
         chain_path, key_path = folder / CHAIN_FILE, folder / KEY_FILE
         leaf, _ = check_pair(chain_pem, key_pem, chain_path, key_path)
-    from render.credentials.signing import trial_signature
-
     trial_signature(chain_pem, key_pem, _algorithm(_load_key(key_pem, key_path), key_path), chain_path)
 
     if folder.exists() and overwrite and any(folder.iterdir()):
@@ -299,6 +298,24 @@ def init_credentials(
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
     return load_credentials()
+
+
+def trial_signature(chain_pem: bytes, key_pem: bytes, algorithm: str, where: Path) -> None:
+    """Sign a tiny PNG in memory, so that a certificate C2PA refuses is refused at ``credentials init``."""
+    import c2pa
+    from PIL import Image
+
+    from render.credentials.signing import manifest_definition, signing_context
+
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(png, format="PNG")
+    png.seek(0)
+    try:
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(algorithm.encode(), chain_pem, key_pem, None))
+        definition = manifest_definition({"trial": True}, "trial.png", "notAllowed")
+        c2pa.Builder(definition, context=signing_context()).sign(signer, "image/png", png, io.BytesIO())
+    except c2pa.C2paError as err:
+        raise EntropicError(f"{where}: C2PA will not sign with this certificate ({' '.join(str(err).split())[:300]})") from None
 
 
 def load_credentials(training_mining: str | None = None) -> Credentials:

@@ -21,11 +21,10 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from diffusion.common.atomic import atomic_path, atomic_write_bytes
 from diffusion.common.errors import EntropicError
-from render.credentials.keys import Credentials
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 PROVENANCE_LABEL = "org.entropic.provenance"
@@ -50,11 +49,18 @@ def embeds_credential(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in EMBEDDED_FORMATS
 
 
+class SigningIdentity(Protocol):
+    """What signing needs of the artist's credentials (``render.credentials.keys.Credentials``)."""
+
+    chain_pem: bytes
+    key_pem: bytes
+    algorithm: str
+    training_mining: str
+
+
 def manifest_definition(doc: Mapping[str, Any], title: str, training_mining: str) -> dict[str, Any]:
     """The C2PA manifest definition for a file made from the provenance ``doc``."""
-    from render.provenance import entropic_version
-
-    version = entropic_version()
+    version = str(doc.get("software", "")).removeprefix("entropic").strip() or "unknown"
     return {
         "claim_generator_info": [{"name": "entropic", "version": version}],
         "title": title,
@@ -73,14 +79,14 @@ def manifest_definition(doc: Mapping[str, Any], title: str, training_mining: str
     }
 
 
-def _signer(credentials: Credentials):
+def _signer(credentials: SigningIdentity):
     import c2pa
 
     info = c2pa.C2paSignerInfo(credentials.algorithm.encode(), credentials.chain_pem, credentials.key_pem, None)
     return c2pa.Signer.from_info(info)
 
 
-def _context():
+def signing_context():
     import c2pa
 
     # A thumbnail would be a second, smaller copy of the frame inside the credential: it costs
@@ -94,7 +100,7 @@ def _failed(path: Path, err: Exception) -> EntropicError:
                          "check `entropic credentials init`, or pass --no-sign")
 
 
-def sign_in_place(path: str | os.PathLike, definition: Mapping[str, Any], credentials: Credentials,
+def sign_in_place(path: str | os.PathLike, definition: Mapping[str, Any], credentials: SigningIdentity,
                   suffix: str | None = None) -> None:
     """Embed a credential into ``path`` (MP4, MOV, GIF or PNG); the file is replaced atomically.
 
@@ -108,19 +114,19 @@ def sign_in_place(path: str | os.PathLike, definition: Mapping[str, Any], creden
         raise EntropicError(f"{path.name}: cannot embed a content credential in this format; it gets a .c2pa sidecar")
     try:
         with atomic_path(path, suffix=path.suffix) as signed, open(path, "rb") as source, open(signed, "w+b") as dest:
-            builder = c2pa.Builder(dict(definition), context=_context())
+            builder = c2pa.Builder(dict(definition), context=signing_context())
             builder.sign(_signer(credentials), mime, source, dest)
     except c2pa.C2paError as err:
         raise _failed(path, err) from None
 
 
-def write_credential_sidecar(path: str | os.PathLike, definition: Mapping[str, Any], credentials: Credentials) -> Path:
+def write_credential_sidecar(path: str | os.PathLike, definition: Mapping[str, Any], credentials: SigningIdentity) -> Path:
     """Write ``path``.c2pa: a credential bound to the bytes of ``path`` (for files that cannot embed one)."""
     import c2pa
 
     path = Path(path)
     try:
-        builder = c2pa.Builder(dict(definition), context=_context())
+        builder = c2pa.Builder(dict(definition), context=signing_context())
         builder.set_no_embed()
         with open(path, "rb") as source:
             manifest = builder.sign(_signer(credentials), SIDECAR_FORMAT, source, io.BytesIO())
@@ -131,7 +137,7 @@ def write_credential_sidecar(path: str | os.PathLike, definition: Mapping[str, A
     return side
 
 
-def sign_export(path: str | os.PathLike, doc: Mapping[str, Any], credentials: Credentials,
+def sign_export(path: str | os.PathLike, doc: Mapping[str, Any], credentials: SigningIdentity,
                 *, title: str | None = None, suffix: str | None = None) -> Path | None:
     """Sign ``path`` as its format allows: embedded (returns None) or a ``.c2pa`` sidecar (returns its path)."""
     path = Path(path)
@@ -140,19 +146,3 @@ def sign_export(path: str | os.PathLike, doc: Mapping[str, Any], credentials: Cr
         sign_in_place(path, definition, credentials, suffix)
         return None
     return write_credential_sidecar(path, definition, credentials)
-
-
-def trial_signature(chain_pem: bytes, key_pem: bytes, algorithm: str, where: Path) -> None:
-    """Sign a tiny PNG in memory, so that a certificate C2PA refuses is refused at ``credentials init``."""
-    import c2pa
-    from PIL import Image
-
-    png = io.BytesIO()
-    Image.new("L", (8, 8), 128).save(png, format="PNG")
-    png.seek(0)
-    try:
-        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(algorithm.encode(), chain_pem, key_pem, None))
-        definition = manifest_definition({"trial": True}, "trial.png", "notAllowed")
-        c2pa.Builder(definition, context=_context()).sign(signer, "image/png", png, io.BytesIO())
-    except c2pa.C2paError as err:
-        raise EntropicError(f"{where}: C2PA will not sign with this certificate ({' '.join(str(err).split())[:300]})") from None

@@ -59,6 +59,15 @@ def files(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
 
 
+def recording(path: Path) -> dict[str, object]:
+    """:func:`files`, the header parsed and without "energy": what sampling cost differs between runs by nature."""
+    out: dict[str, object] = dict(files(path))
+    header = json.loads(out.pop(HEADER_FILE))
+    header.pop("energy", None)
+    out[HEADER_FILE] = header
+    return out
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, model) -> Path:
     """6 DDPM samples recorded in one go (batch 4: one full batch and one partial)."""
@@ -91,7 +100,7 @@ def test_store_shape_header_and_statistics(reference: Path):
 
 def test_rerun_is_bit_identical_and_batch_size_independent(tmp_path: Path, model: UNet, reference: Path):
     rec(tmp_path / "again", model)
-    assert files(tmp_path / "again") == files(reference)
+    assert recording(tmp_path / "again") == recording(reference)
     rec(tmp_path / "b3", model, batch_size=3)
     rec(tmp_path / "b8", model, batch_size=8)
     for other in ("b3", "b8"):
@@ -148,7 +157,7 @@ def test_sample_i_does_not_depend_on_count_and_append_matches(tmp_path: Path, mo
         np.testing.assert_array_equal(small.memmap(), ref.memmap()[:2])
     report = rec(path, model, count=6)  # appends 4
     assert report.already_complete == 2 and report.recorded == [2, 3, 4, 5]
-    assert files(path) == files(reference)
+    assert recording(path) == recording(reference)
     assert rec(path, model, count=6).recorded == []  # nothing left to do
 
 
@@ -160,7 +169,9 @@ def test_sharded_recording_merges_into_the_single_process_store(tmp_path: Path, 
         assert report.recorded == list(range(k, 6, 3))
         parts.append(part)
     merged = merge_stores(tmp_path / "merged", parts)
-    assert files(merged) == files(reference)
+    assert recording(merged) == recording(reference)
+    sessions = json.loads((merged / HEADER_FILE).read_text())["energy"]["sessions"]
+    assert [s["samples"] for s in sessions] == [2, 2, 2]  # what every shard cost
 
 
 def test_crash_mid_batch_loses_only_that_batch_and_resume_is_identical(tmp_path: Path, model: UNet, reference: Path, monkeypatch):
@@ -190,7 +201,53 @@ def test_crash_mid_batch_loses_only_that_batch_and_resume_is_identical(tmp_path:
     assert (path / "x.f16").read_bytes() == (reference / "x.f16").read_bytes()
     full = tmp_path / "full"
     rec(full, model, record_x0=True)
-    assert files(path) == files(full)
+    assert recording(path) == recording(full)
+    energy = json.loads((path / HEADER_FILE).read_text())["energy"]
+    assert [s["samples"] for s in energy["sessions"]] == [4, 2] and "complete" not in energy  # the crashed session counts
+
+
+class FakeMeter:
+    """Stands in for the energy meter: a fixed record per session (what the sums do is under test, not the counters)."""
+
+    records = iter(())
+
+    def __init__(self, *args) -> None:
+        self.device_type = "cpu"
+
+    def report(self) -> dict:
+        return next(FakeMeter.records)
+
+
+def test_every_session_adds_its_energy_to_the_header(tmp_path: Path, model: UNet, monkeypatch):
+    measured = {"kind": "measured", "joules": 50.0, "seconds": 2.0, "source": "RAPL"}
+    estimate = {"kind": "estimate", "joules": 15.0, "seconds": 1.0, "source": "assumed", "assumed_power_w": 45.0}
+    FakeMeter.records = iter([measured, estimate, measured])
+    monkeypatch.setattr(record_module, "_start_meter", FakeMeter)
+    path = tmp_path / "s"
+    rec(path, model, count=2)
+    rec(path, model, count=5)  # appends 3
+    header = json.loads((path / HEADER_FILE).read_text())
+    assert header["energy"] == {
+        "kind": "partly measured, partly estimated", "joules": 65.0, "seconds": 3.0,
+        "sessions": [{**measured, "samples": 2, "device": "cpu"}, {**estimate, "samples": 3, "device": "cpu"}],
+    }
+    before = files(path)
+    assert rec(path, model, count=5).recorded == []  # nothing sampled, nothing added
+    assert files(path) == before
+    with open_store(path) as st:  # the reader accepts it
+        assert st.header["energy"]["joules"] == 65.0
+    from diffusion.store.describe import describe_store
+
+    assert "sampling energy: 0.065 kJ over 3.0 s, partly measured, partly estimated (2 sessions: 1 estimated, " \
+           "1 measured)" in describe_store(path)
+    # A store recorded before energy was: what its samples cost is unknown, so a resumed sum is a lower bound.
+    header.pop("energy")
+    (path / HEADER_FILE).write_text(json.dumps(header))
+    assert "sampling energy: unknown" in describe_store(path)
+    rec(path, model, count=6)
+    energy = json.loads((path / HEADER_FILE).read_text())["energy"]
+    assert energy["complete"] is False and energy["joules"] == 50.0 and energy["sessions"][0]["samples"] == 1
+    assert "sampling energy: at least 0.050 kJ" in describe_store(path)
 
 
 def test_full_disk_leaves_a_consistent_resumable_store(tmp_path: Path, model: UNet, reference: Path):
@@ -211,7 +268,7 @@ def test_full_disk_leaves_a_consistent_resumable_store(tmp_path: Path, model: UN
         assert st.complete.tolist() == [True] * 4 + [False] * 2
         np.testing.assert_array_equal(st.memmap()[:4], ref.memmap()[:4])
     rec(path, model)
-    assert files(path) == files(reference)
+    assert recording(path) == recording(reference)
 
 
 def test_a_store_of_another_recording_is_refused_and_left_alone(tmp_path: Path, model: UNet, reference: Path):
@@ -312,7 +369,9 @@ def test_killed_process_resumes_to_the_same_store(tmp_path: Path, model: UNet):
     report = rec(path, model, count=12, batch_size=2)
     assert report.already_complete == done
     rec(tmp_path / "whole", model, count=12, batch_size=6)
-    assert files(path) == files(tmp_path / "whole")
+    assert recording(path) == recording(tmp_path / "whole")
+    energy = json.loads((path / HEADER_FILE).read_text())["energy"]
+    assert energy["complete"] is False  # the killed session's energy was never written: a lower bound
 
 
 # ---------------------------------------------------------------------------- command line
@@ -334,9 +393,14 @@ def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli
     header = json.loads((out / HEADER_FILE).read_text())
     assert header["model"]["run"] == tiny_run.name  # named, not located: the store travels without the folders
     assert header["model"]["dataset"]["manifest_sha256"]
+    card = json.loads((tiny_run / "model_card.json").read_text())
+    assert header["model"]["training_energy"] == card["energy"]  # a video drawn from the store can add it up
+    assert header["energy"]["sessions"][0]["samples"] == 3
     info = cli("info", str(out))
     assert info.returncode == 0, info.stderr
     assert "3 complete" in info.stdout and "ddim, 4 steps" in info.stdout and "manifest sha256" in info.stdout
+    assert "sampling energy: " in info.stdout and "(1 session: 1 " in info.stdout
+    assert "training energy (the run's card): " in info.stdout
     again = cli("sample", str(tiny_run), "--out", str(out), "--sampler", "ddim", "--steps", "4", "--quiet")
     assert again.returncode == 0 and "nothing to do" in again.stdout  # count defaults to the store's
     before = files(out)
@@ -375,7 +439,7 @@ def test_cli_shards_and_merge(tmp_path: Path, tiny_run: Path, cli):
     assert r.returncode == 0, r.stderr
     r = cli("sample", str(tiny_run), "--out", str(tmp_path / "single"), *common)
     assert r.returncode == 0, r.stderr
-    assert files(tmp_path / "m") == files(tmp_path / "single")
+    assert recording(tmp_path / "m") == recording(tmp_path / "single")
 
 
 # The real command line with a kill at one write point: ``entropic sample`` SIGKILLs itself right
@@ -413,7 +477,7 @@ def test_sample_killed_while_creating_the_store_leaves_nothing_behind(tmp_path: 
     assert hidden(out.parent) == [] and hidden(out) == []
     whole = cli(*args, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
-    assert files(out) == files(tmp_path / "whole")
+    assert recording(out) == recording(tmp_path / "whole")
 
 
 def test_a_store_whose_header_disagrees_with_its_arrays_is_refused_untouched(tmp_path: Path, model: UNet,

@@ -31,6 +31,9 @@ from tests.helpers import trajectories
 WEIGHTS = "ab" * 32
 MANIFEST = "cd" * 32
 LICENCES = {"CC0-1.0": 12, "public-domain": 3}
+# What the run's card says training cost, and what recording the store cost.
+TRAINING = {"kind": "estimate", "joules": 90000.0, "kwh": 0.025, "sources": ["assumed"]}
+SAMPLING = {"kind": "estimate", "joules": 1200.0, "seconds": 30.0, "source": "assumed", "samples": 8}
 
 SCENE = """version = 1
 [canvas]
@@ -61,7 +64,8 @@ def _write_store_from_a_model(path: Path) -> None:
     spec = StoreSpec(
         height=16, width=16, timesteps=t, alphas_cumprod=a,
         model={"weights_sha256": WEIGHTS, "run": "runs/first", "config": {},
-               "dataset": {"manifest_sha256": MANIFEST, "license_summary": LICENCES, "images": 15}},
+               "dataset": {"manifest_sha256": MANIFEST, "license_summary": LICENCES, "images": 15},
+               "training_energy": TRAINING},
         sampler={"name": "ddim", "steps": 11, "eta": 0.0}, seed=7,
     )
     with StoreWriter.open(path, spec, 8) as writer:
@@ -69,6 +73,7 @@ def _write_store_from_a_model(path: Path) -> None:
         for i in range(8):
             writer.write_trajectories("x", [i], enc.encode(x[i][None], np.arange(12)))
         writer.commit(range(8))
+        writer.add_energy(SAMPLING)
 
 
 @pytest.fixture(scope="module")
@@ -133,13 +138,20 @@ def test_default_h264_mp4_with_provenance_in_file_and_sidecar(render_scene, scen
     assert doc["license_summary"] == LICENCES
     assert doc["stores"][0]["header_sha256"] == __import__("hashlib").sha256(
         (render_scene.parent / "store" / "header.json").read_bytes()).hexdigest()
-    # ...and in the sidecar, which also pins the video's bytes
+    # ...and in the sidecar, which also pins the video's bytes and, written after the frames, what rendering cost
     side = json.loads(sidecar_path(out).read_text())
-    assert side["provenance"] == doc
+    assert {**side["provenance"], "energy": None} == {**doc, "energy": None}
+    assert doc["energy"]["render"] == "unknown"  # the container's metadata went in before the first frame
+    energy = side["provenance"]["energy"]
+    assert energy["training"] == [TRAINING]
+    assert energy["sampling"] == [{"kind": "estimate", "joules": 1200.0, "seconds": 30.0, "sessions": [SAMPLING]}]
+    assert energy["render"]["kind"] in ("measured", "estimate") and len(energy["render"]["sessions"]) == 1
+    assert energy["complete"] is True
+    assert energy["total_joules"] == pytest.approx(91200.0 + energy["render"]["joules"], abs=0.002)
     assert side["video_sha256"] == __import__("hashlib").sha256(out.read_bytes()).hexdigest()
     text = describe_video(out)
     for needle in (WEIGHTS, MANIFEST, "CC0-1.0 (12 images)", "runs/first", "sidecar piece.mp4.json: matches",
-                   "stream: High level 4.1, peak"):
+                   "stream: High level 4.1, peak", "energy: this piece cost 91.", "(training 90.0 kJ, sampling 1.2 kJ, render "):
         assert needle in text
     assert doc["output"]["target"] == "player" and doc["output"]["level"] == "4.1"
     code, err = run_cli("info", str(out))
@@ -158,6 +170,8 @@ def test_unknown_fields_are_reported_as_unknown(tmp_path):
     assert doc["stores"][0]["weights_sha256"] == "unknown"
     assert doc["license_summary"] == "unknown"
     assert "licences unknown" in describe_video(out)
+    assert "energy: this piece cost at least " in describe_video(out)  # training and sampling were not recorded
+    assert "(training unknown, sampling unknown, render " in describe_video(out)
 
 
 def test_gif_teaser_with_size_and_fps_is_exact(render_scene, tmp_path):
@@ -182,7 +196,10 @@ def test_png_sequence_is_exact_and_resumes(render_scene, scene_frames, tmp_path)
     second = render(render_scene, RenderOptions(output=out, format="png", quiet=True))
     assert second.frames_written == 12  # only the missing frames were rendered
     assert (out / frame_name(3)).stat().st_mtime_ns == stamp
-    assert json.loads((out / MANIFEST_NAME).read_text())["complete"] is True
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["complete"] is True
+    render_energy = manifest["provenance"]["energy"]["render"]
+    assert len(render_energy["sessions"]) == 2 and "complete" not in render_energy  # both renders, summed
     for i in range(20):
         assert np.array_equal(np.asarray(Image.open(out / frame_name(i))), scene_frames[i])
     assert "20 of 20 frames present (complete)" in describe_video(out)
@@ -205,6 +222,7 @@ def test_lossless_shards_joined_equal_one_go(render_scene, scene_frames, tmp_pat
     doc, _ = read_provenance(tmp_path / "full.mkv")
     assert doc["frames"] == {"start": 0, "stop": 20}
     assert [p["file"] for p in doc["parts"]] == ["a.mkv", "b.mkv", "c.mkv"]
+    assert len(doc["energy"]["render"]["sessions"]) == 3 and doc["energy"]["complete"]  # every part's render
     # out of order or with a gap: refused, nothing written
     code, err = run_cli("join", str(tmp_path / "a.mkv"), str(tmp_path / "c.mkv"), "-o", str(tmp_path / "gap.mkv"))
     assert code == 1 and "starts at frame 13 but a.mkv ends at 7" in err
@@ -366,4 +384,6 @@ def test_same_scene_gives_bit_identical_files(render_scene, tmp_path):
         render(render_scene, RenderOptions(output=c, codec=codec, quiet=True))
         render(render_scene, RenderOptions(output=d, codec=codec, quiet=True))
         assert np.array_equal(read_gray_frames(c), read_gray_frames(d)) and np.array_equal(read_gray_frames(c), read_gray_frames(a))
-        assert read_credential(c).provenance == read_credential(d).provenance
+        # All but "energy": what each render cost is measured, and differs between runs by nature.
+        assert {**read_credential(c).provenance, "energy": None} == {**read_credential(d).provenance, "energy": None}
+        assert read_credential(c).provenance["energy"]["render"]["sessions"]  # the credential says what rendering cost

@@ -86,3 +86,23 @@ def test_an_older_document_with_absolute_paths_is_read_back_without_them(tmp_pat
     assert [s["run"] for s in doc["stores"]] == ["first", "runs/second"]  # a relative run was never private
     assert doc["paths_relative_to"] == PATHS_RELATIVE_TO
     assert home not in json.dumps(doc) and home not in describe_video(folder)
+
+
+def test_the_document_adds_up_training_once_per_model_and_sampling_per_store(tmp_path):
+    training = {"kind": "measured", "joules": 40000.0, "kwh": 0.011}
+    session = {"kind": "estimate", "joules": 600.0, "seconds": 9.0, "source": "assumed", "samples": 2}
+    stores = []
+    for name in ("a", "b", "c"):
+        path = _store(tmp_path / name, run="r")
+        header = json.loads((path / "header.json").read_text())
+        header["model"]["training_energy"] = training
+        if name != "c":  # c was recorded before entropic measured sampling
+            header["energy"] = {"kind": "estimate", "joules": 600.0, "seconds": 9.0, "sessions": [session]}
+        (path / "header.json").write_text(json.dumps(header))
+        stores.append(path)
+    energy = collect_provenance(_scene(None, stores), frames=(0, 10), output={})["energy"]
+    assert energy["training"] == [training]  # one model behind the three stores: its training counts once
+    assert [s if s == "unknown" else s["joules"] for s in energy["sampling"]] == [600.0, 600.0, "unknown"]
+    assert energy["render"] == "unknown"  # not rendered yet
+    assert energy["total_joules"] == 41200.0 and energy["complete"] is False
+    assert energy["kind"] == "partly measured, partly estimated"

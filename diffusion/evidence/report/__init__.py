@@ -15,12 +15,14 @@ from typing import Mapping
 from diffusion.common.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from diffusion.common.errors import EntropicError
 
+from .cost import RenderedVideo
 from .html import build_report_html
 from .inputs import select_sheets
 from .markdown import build_report_markdown
 from .sections import build_report
 
 __all__ = [
+    "RenderedVideo",
     "build_report",
     "build_report_html",
     "build_report_markdown",
@@ -58,6 +60,8 @@ def write_report(
     *,
     evaluation: str | os.PathLike | None = None,
     audit: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = None,
+    video: RenderedVideo | None = None,
     format: str = "html",
     overwrite: bool = False,
 ) -> Path:
@@ -65,7 +69,8 @@ def write_report(
 
     format "html": one self-contained file. format "md": ``output`` plus the folder
     ``<output stem>_files/`` of PNGs beside it. Written atomically; an existing output (or
-    image folder) is refused unless ``overwrite``. Everything is read and checked before
+    image folder) is refused unless ``overwrite``. ``store`` and ``video`` add what sampling and
+    rendering a piece cost (:func:`build_report`). Everything is read and checked before
     anything is written, so a refused input leaves the disk as it was.
     """
     if format not in ("html", "md"):
@@ -76,7 +81,7 @@ def write_report(
     if format == "md":
         if folder.exists() and not folder.is_dir():
             raise EntropicError(f"{folder}: is a file; the Markdown report needs that name for its images")
-    report = build_report(run, evaluation=evaluation, audit=audit)
+    report = build_report(run, evaluation=evaluation, audit=audit, store=store, video=video)
     if format == "html":
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, build_report_html(report))

@@ -370,3 +370,53 @@ def test_two_writers_never_share_a_store(tmp_path: Path):
     finally:
         first.close()
     StoreWriter.open(path, _spec(), 4).close()  # released on close
+
+
+# ---------------------------------------------------------------------------- energy
+
+SESSION = {"kind": "estimate", "joules": 12.5, "seconds": 2.0, "source": "assumed", "samples": 3}
+
+
+def test_header_energy_is_checked_and_a_store_without_it_reads(store_f16: Path):
+    assert "energy" not in json.loads((store_f16 / HEADER_FILE).read_text())  # write_store records none
+    assert "sampling energy: unknown" in describe_store(store_f16)
+    for bad, needle in [
+        ("lots", "energy: must be an object"),
+        ({"kind": "guessed", "joules": 1, "seconds": 1, "sessions": []}, "energy.kind"),
+        ({"kind": "estimate", "joules": -1, "seconds": 1, "sessions": []}, "energy.joules"),
+        ({"kind": "estimate", "joules": 1, "seconds": 1, "sessions": [{"kind": "estimate"}]}, "energy.sessions[0]"),
+        ({"kind": "estimate", "joules": 1, "seconds": 1, "sessions": [], "complete": "no"}, "energy.complete"),
+    ]:
+        _edit_header(store_f16, energy=bad)
+        _refused(store_f16, needle)
+
+
+def test_energy_survives_an_append_and_a_merge_sums_the_shards(tmp_path: Path):
+    x, _, _ = _data()
+    path = tmp_path / "grow"
+    with StoreWriter.open(path, _spec(), 2) as w:
+        w.write_trajectories("x", [0, 1], x[:2].astype("<f2"))
+        w.commit([0, 1])
+        w.add_energy(SESSION)
+    with StoreWriter.open(path, _spec(), N) as w:  # the append rewrites the header: the energy stays
+        assert w.header["energy"]["sessions"] == [SESSION]
+    assert json.loads((path / HEADER_FILE).read_text())["energy"]["joules"] == 12.5
+    parts = []
+    for k in range(2):
+        p = tmp_path / f"part{k}"
+        with StoreWriter.open(p, _spec(shard=(k, 2)), N) as w:
+            mine = list(range(k, N, 2))
+            w.write_trajectories("x", mine, x[mine].astype("<f2"))
+            w.commit(mine)
+            if k == 0:
+                w.add_energy(SESSION)
+        parts.append(p)
+    # One shard never recorded its energy: the merged sum is a lower bound, and says so.
+    energy = json.loads((merge_stores(tmp_path / "m", parts) / HEADER_FILE).read_text())["energy"]
+    assert energy == {"kind": "estimate", "joules": 12.5, "seconds": 2.0, "sessions": [SESSION], "complete": False}
+    with StoreWriter.open(parts[1], _spec(shard=(1, 2)), N) as w:
+        w.add_energy({**SESSION, "kind": "measured"})
+    energy = json.loads((merge_stores(tmp_path / "m2", parts) / HEADER_FILE).read_text())["energy"]
+    assert energy["joules"] == 25.0 and energy["kind"] == "partly measured, partly estimated" and "complete" not in energy
+    assert "sampling energy: 0.025 kJ over 4.0 s, partly measured, partly estimated (2 sessions: 1 estimated, " \
+           "1 measured)" in describe_store(tmp_path / "m2")

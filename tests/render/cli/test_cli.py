@@ -65,7 +65,7 @@ def test_every_command_has_its_own_module_named_after_it():
         command = getattr(importlib.import_module(module), attr)
         assert isinstance(command, click.Command) and command.name == name
     dataset = importlib.import_module("render.cli.dataset").dataset
-    assert sorted(dataset.commands) == ["check", "default", "init"]
+    assert sorted(dataset.commands) == ["check", "datasheet", "default", "init"]
 
 
 def test_value_types_parse_with_the_library_parsers():
