@@ -383,12 +383,15 @@ def _scene_frames(scene: Any, indices: Sequence[int], nice: int = 0) -> Iterator
 
 
 def render(
-    scene: Any, options: RenderOptions = RenderOptions(), named_stores: Mapping[str, Callable[[], Path]] | None = None
+    scene: Any, options: RenderOptions = RenderOptions(), named_stores: Mapping[str, Callable[[], Path]] | None = None,
+    audits: Sequence[str | os.PathLike] = (),
 ) -> RenderResult:
     """Render ``scene`` (a scene file's path, or a Scene) as ``options`` say.
 
-    ``named_stores`` as in :func:`load_render_scene`. Checks everything first; on
-    Ctrl-C/SIGTERM/errors nothing that looks finished is left.
+    ``named_stores`` as in :func:`load_render_scene`; ``audits``: audit reports that may speak
+    of the stores' model (the default model's, from the command line), whose verdicts the
+    provenance and the credential carry. Checks everything first; on Ctrl-C/SIGTERM/errors
+    nothing that looks finished is left.
     """
     plan = plan_output(options)
     size = parse_size(options.size)
@@ -411,7 +414,7 @@ def render(
             output_doc.update(crf=plan.settings.crf, preset=plan.settings.preset,
                               range="full" if plan.settings.full_range else "limited",
                               target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)
-    doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc)
+    doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc, audits=audits)
     credentials = _signing_credentials(options)
     t0 = time.perf_counter()
     energy = RenderEnergy(doc, plan.kind, plan.path, overwrite=options.overwrite)  # metered from here on

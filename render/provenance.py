@@ -25,7 +25,7 @@ import json
 import os
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from diffusion.common.atomic import sha256_file
 from diffusion.common.energy_sums import cost_line
@@ -64,12 +64,41 @@ def _republished(value: Any, root: Any = None) -> Any:
     return republished_path(value, root) if isinstance(value, str) else value
 
 
-def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+AUDIT_SUFFIX = "-audit.json"  # `entropic audit STORE` writes STORE-audit.json beside the store
+
+
+def audit_verdict(store: Path, weights_sha256: Any, audits: Sequence[str | os.PathLike] = ()) -> dict[str, Any] | str:
+    """What an audit found for a store: its own (``STORE-audit.json`` beside it), else one of ``audits``
+    (e.g. the published model's ``audit.json``) made from samples of the same weights; else "unknown".
+    """
+    for candidate in (store.parent / f"{store.name}{AUDIT_SUFFIX}", *map(Path, audits)):
+        try:
+            report = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or report.get("format") != "entropic-audit":
+            continue
+        own = report.get("store") == store.name
+        if not own and report.get("store_weights_sha256") != weights_sha256:
+            continue
+        return {
+            "of": "this store" if own else "samples of the same model",
+            "file": candidate.name,
+            "store": report.get("store", UNKNOWN),
+            "num_samples": report.get("num_samples", UNKNOWN),
+            "flagged": len(report["flagged"]) if isinstance(report.get("flagged"), list) else UNKNOWN,
+            "criterion": report.get("criterion", UNKNOWN),
+        }
+    return UNKNOWN
+
+
+def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | None = None,
+                     audits: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
     """Hashes and origin of one trajectory store, from its header (absent fields → "unknown").
 
     ``path`` is written relative to ``scene_dir`` (the scene file's folder) when inside it,
     else as the store folder's name; the header's run (an absolute path in stores of older
-    versions) as its name.
+    versions) as its name. ``audits``: audit reports to look in (:func:`audit_verdict`).
     """
     from diffusion.store.format import HEADER_FILE, read_header
 
@@ -92,6 +121,8 @@ def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | Non
         "weights_sha256": _known(model.get("weights_sha256")) if isinstance(model, dict) else UNKNOWN,
         "dataset_manifest_sha256": _known(dataset.get("manifest_sha256")),
         "license_summary": _known(dataset.get("license_summary")),
+        "creators": _known(dataset.get("creators")),
+        "audit": audit_verdict(root, model.get("weights_sha256") if isinstance(model, dict) else None, audits),
     }
 
 
@@ -122,8 +153,12 @@ def collect_provenance(
     *,
     frames: tuple[int, int],
     output: Mapping[str, Any],
+    audits: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
-    """The provenance document of a render of ``scene`` (after --size/--fps), frames [start, stop)."""
+    """The provenance document of a render of ``scene`` (after --size/--fps), frames [start, stop).
+
+    ``audits``: audit reports that may speak of the stores' model (:func:`audit_verdict`).
+    """
     source = getattr(scene, "source_path", None)
     scene_dir = Path(source).parent if source else None
     scene_doc = {
@@ -135,7 +170,7 @@ def collect_provenance(
         "duration": float(scene.duration),
         "frame_count": int(scene.frame_count),
     }
-    stores = [store_provenance(p, scene_dir) for p in _unique(getattr(scene, "stores", []) or [])]
+    stores = [store_provenance(p, scene_dir, audits) for p in _unique(getattr(scene, "stores", []) or [])]
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -305,6 +340,12 @@ def describe_provenance(doc: Mapping[str, Any]) -> list[str]:
             f"    dataset: manifest sha256 {s.get('dataset_manifest_sha256')}; "
             f"licences {_fmt_licences(s.get('license_summary'))}"
         )
+        audit = s.get("audit")
+        if isinstance(audit, Mapping):
+            lines.append(f"    audit ({audit.get('of')}, {audit.get('file')}): {audit.get('flagged')} of "
+                         f"{audit.get('num_samples')} samples flagged as near-copies")
+        elif "audit" in s:
+            lines.append("    audit: none found (run `entropic audit STORE --data DIR`)")
     if not doc.get("stores"):
         lines.append("  stores: none recorded")
     lines.append(f"  dataset licences (all stores): {_fmt_licences(doc.get('license_summary'))}")

@@ -59,7 +59,8 @@ def render(scene: Path | None, quiet: bool, cycle: int | None, no_sign: bool, **
         from render.cli.live import cycle_stores, scene_file
 
         named = {**named, **cycle_stores(scene_file(path, "render"), cycle)}
-    result = render_scene(path, RenderOptions(quiet=quiet, sign=not no_sign, **params.given(options)), named_stores=named)
+    result = render_scene(path, RenderOptions(quiet=quiet, sign=not no_sign, **params.given(options)), named_stores=named,
+                          audits=[default_piece.MODEL_DIR / "audit.json"])
     click.echo(
         f"wrote {result.path} ({result.kind if result.codec is None else result.codec}, {result.width}x{result.height} "
         f"at {result.fps:g} fps, frames {result.start}:{result.stop}, {result.frames_written} rendered in "
