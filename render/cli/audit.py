@@ -21,9 +21,13 @@ _audit_option = functools.partial(params.option, defaults=params.defaults_of("di
 @_audit_option("--threshold", type=float,
                help="Flag when d(nearest) < THRESHOLD x mean distance to the nearest 50 (Carlini et al. 2023).")
 @_audit_option("--max-rows", type=click.IntRange(min=1), help="Rows on the sheet (flagged samples always shown).")
-def audit(store: Path, data: Path, **options: Any) -> None:
+@click.option("--run", type=params.PATH, default=None,
+              help="The model's run directory: with --heldout, measure its membership gap (denoising loss on training vs held-out images).")
+@click.option("--heldout", type=params.PATH, default=None,
+              help="Held-out images folder (never trained on; with --run): the membership gap, and their own audit as a baseline.")
+def audit(store: Path, data: Path, run: Path | None, heldout: Path | None, **options: Any) -> None:
     """Find each sample's nearest training images and flag near-copies."""
     from diffusion.evidence.audit import audit_store
 
-    report = audit_store(store, data, **params.given(options))
+    report = audit_store(store, data, run=run, heldout=heldout, **params.given(options))
     click.echo(report.summary())

@@ -112,6 +112,10 @@ def read_audit(path: str | os.PathLike) -> dict[str, Any]:
             raise EntropicError(f"{path}: entries[{k}] is not an object")
         for key in ("relative", "d1"):
             _require(path, entry, key, (int, float))
+    # Keys later audits add; an older audit has none of them, and the report leaves their rows out.
+    for key, kind in (("second_similarity", dict), ("heldout_baseline", dict), ("membership", dict), ("histogram", str)):
+        if key in data and not isinstance(data[key], kind):
+            raise EntropicError(f"{path}: key {key!r} must be {'an object' if kind is dict else 'a file name'}")
     return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import statistics
 from pathlib import Path
@@ -21,6 +22,7 @@ from diffusion.common.paths import published_path, republished_path
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.layout import CONFIG_FILE, LABEL_SHEET, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, published_dataset
 
+from .cost import RenderedVideo, cost_section, read_store
 from .document import Block, Code, Figure, FigureGrid, Inline, Paragraph, Report, Section, Table
 from .inputs import (
     AUDIT_FILE,
@@ -155,6 +157,93 @@ def _dataset_section(card: Mapping[str, Any], run: Path) -> Section:
         "its hash below identifies the exact list."
     )
     return Section("Dataset and credits", (lead, Table(tuple(rows))))
+
+
+def _dataset_folder(record: Mapping[str, Any], run: Path) -> Path | None:
+    """The run's dataset folder where it is at hand: the recorded path (absolute in older runs),
+    or that name inside or beside the run, whichever holds the very manifest the run recorded."""
+    recorded, sha = record.get("path"), record.get("manifest_sha256")
+    if not isinstance(recorded, str) or not recorded or not isinstance(sha, str):
+        return None
+    candidates = [Path(recorded)] if Path(recorded).is_absolute() else [run / recorded, run.parent / recorded]
+    for folder in candidates:
+        manifest = folder / "provenance.json"
+        try:
+            if manifest.is_file() and sha256_file(manifest) == sha:
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+def _datasheet_blocks(folder: Path, shown: str) -> list[Block]:
+    """The datasheet of the dataset folder at hand, one table per section of Gebru et al.'s."""
+    from diffusion.data.datasheet import PROMPT, build_datasheet, read_image_facts
+    from diffusion.data.datasheet_answers import ANSWERS_NAME, read_answers
+    from diffusion.data.manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    blocks: list[Block] = []
+    try:
+        answers = read_answers(folder)
+    except EntropicError:  # its message locates the folder on this machine: named here by its name only
+        answers = {}
+        blocks.append(_para(
+            f"The author's answers are left out: {shown}/{ANSWERS_NAME} could not be read (",
+            Code(f"entropic dataset datasheet {_q(shown)}"), " says why).", tone="warning",
+        ))
+    sheet = build_datasheet(manifest, read_image_facts(manifest), answers, name=shown)
+    waiting = len(sheet.open_keys)
+    blocks.insert(0, _para(
+        "After Gebru et al., “Datasheets for Datasets” (2018), from the dataset folder ", Code(shown),
+        " (its manifest is the one recorded above): what the manifest and the image files say is filled in; "
+        f"{waiting} of {len(sheet.entries)} questions await the dataset's author. The same datasheet is ",
+        Code(f"{shown}/DATASHEET.md"), " (", Code(f"entropic dataset datasheet {_q(shown)}"), ").",
+    ))
+    for number, part in enumerate(sheet.parts, start=1):
+        rows = []
+        for entry in part.entries:
+            given = " ".join(" ".join(t.split()) for t in (entry.facts, entry.answer) if t is not None)
+            # `commands` in the datasheet's text are code here too.
+            text: list[Inline] = [Code(p[1:-1]) if i % 2 else p for i, p in enumerate(re.split(r"(`[^`]+`)", given)) if p]
+            if entry.is_open:
+                text += [(" " if given else "") + f"({PROMPT}: ", Code(entry.key), ")"]
+            rows.append(_row(entry.label, *text))
+        blocks += [_para(f"{number}. {part.title}"), Table(tuple(rows))]
+    return blocks
+
+
+def _datasheet_section(card: Mapping[str, Any], run: Path) -> Section:
+    title = "Datasheet"
+    record = card["dataset"] if isinstance(card.get("dataset"), dict) else {}
+    shown = _plain(published_dataset(record, run).get("path"))
+    sha = record.get("manifest_sha256")
+    folder = _dataset_folder(record, run)
+    if folder is not None:
+        return Section(title, tuple(_datasheet_blocks(folder, shown)))
+    if not isinstance(record.get("path"), str):  # a run that does not record its dataset folder
+        return Section(title, (_para("The run does not record its dataset folder, so its datasheet is not shown.",
+                                     tone="note"),))
+    shipped = run / "DATASHEET.md"
+    if shipped.is_file():
+        try:
+            matches = isinstance(sha, str) and sha in shipped.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            matches = False
+        if matches:
+            return Section(title, (_para(
+                "The dataset's datasheet (after Gebru et al. 2018) is published in the run directory as ",
+                Code("DATASHEET.md"), ", written from the manifest recorded above.",
+            ),))
+        return Section(title, (_para(
+            Code("DATASHEET.md"), " in the run directory does not name the manifest recorded above: it describes "
+            "another version of the dataset, or another dataset.", tone="warning",
+        ),))
+    return Section(title, (_para(
+        f"The dataset folder {shown} is not at hand beside the run, so its datasheet (after Gebru et al. 2018) is not "
+        "shown. It lives beside the manifest (sha256 ", Code(_plain(sha)), ") as ", Code(f"{shown}/DATASHEET.md"),
+        ", written by ", Code(f"entropic dataset datasheet {_q(shown)}"), ".", tone="note",
+    ),))
 
 
 def _energy_rows(energy: Mapping[str, Any]) -> list[tuple[str, tuple[Inline, ...]]]:
@@ -358,6 +447,69 @@ def _evaluation_section(
     return Section(title, tuple(blocks))
 
 
+def _number(value: Any) -> float | None:
+    """A finite number an input recorded, else None (the row is left out)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _second_similarity_verdict(second: Mapping[str, Any], samples: Any) -> Paragraph:
+    flagged = second["flagged"]
+    if not flagged:
+        return _para("0 flagged by the second similarity (SSIM over every training image) either.", tone="verdict")
+    shown = ", ".join(f"#{i}" for i in flagged[:20]) + (", ..." if len(flagged) > 20 else "")
+    return _para(
+        f"{len(flagged)} of {samples} samples flagged by the second similarity "
+        f"({second.get('criterion') or 'SSIM'}): {shown}.",
+        tone="alert",
+    )
+
+
+def _audit_later_rows(data: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[str, tuple[Inline, ...]]]:
+    """Rows of the audit's later measures: the second similarity, the held-out baseline, the membership gap.
+
+    Each is shown only when the audit recorded it (older audits did not) and its figures are numbers.
+    """
+    rows = []
+    ssim_max, ssim_median = _number(second.get("ssim_max")), _number(second.get("ssim_median"))
+    if isinstance(second.get("flagged"), list) and ssim_max is not None and ssim_median is not None:
+        rows.append(_row(
+            "Second similarity",
+            f"SSIM with every training image: highest {ssim_max:.3f}, median {ssim_median:.3f}; "
+            f"{_plain(second.get('criterion'))}",
+        ))  # fmt: skip
+        hash_min, hash_median = _number(second.get("hash_distance_min")), _number(second.get("hash_distance_median"))
+        if hash_min is not None and hash_median is not None:
+            rows.append(_row("Perceptual hash", f"nearest at {hash_min:g} of 64 bits, median {hash_median:g} (not a flag)"))
+    elif isinstance(second.get("skipped"), str):
+        rows.append(_row("Second similarity", f"not computed: {second['skipped']}"))
+    base = data.get("heldout_baseline") if isinstance(data.get("heldout_baseline"), dict) else {}
+    if isinstance(base.get("num_images"), int) and isinstance(base.get("flagged"), int):
+        by_ssim = f", {base['ssim_flagged']} by SSIM" if isinstance(base.get("ssim_flagged"), int) else ""
+        median = _number(base.get("relative_median"))
+        rows.append(_row(
+            "Held-out baseline",
+            f"{_int(base['num_images'])} images never trained on, audited alike: {base['flagged']} flagged by pixel "
+            f"distance{by_ssim}" + (f"; relative distance median {median:.3f}" if median is not None else ""),
+        ))  # fmt: skip
+    membership = data.get("membership") if isinstance(data.get("membership"), dict) else {}
+    train, held, ratio = (_number(membership.get(k)) for k in ("train_loss", "heldout_loss", "ratio"))
+    interval = membership.get("ratio_interval")
+    if train is not None and held is not None and ratio is not None:
+        ci = ""
+        if isinstance(interval, list) and len(interval) == 2 and all(_number(v) is not None for v in interval):
+            ci = f" (95% {interval[0]:.3f} to {interval[1]:.3f})"
+        grid = membership.get("timesteps")
+        rows.append(_row(
+            "Membership gap",
+            f"denoising loss (eps-MSE) {held:.5f} on {_int(membership.get('num_pairs'))} held-out images vs "
+            f"{train:.5f} on as many training images, same {len(grid) if isinstance(grid, list) else 'fixed'} "
+            f"timesteps and noise: ratio {ratio:.3f}{ci}; a memorising model's would be well above 1",
+        ))  # fmt: skip
+    return rows
+
+
 def _audit_section(
     run: Path,
     name: str,
@@ -410,14 +562,18 @@ def _audit_section(
         rows.append(_row("Nearest RMS distance", f"min {min(d1):.4f}, median {statistics.median(d1):.4f}"))
     if data.get("data"):
         rows.append(_row("Compared with", Code(_recorded(data["data"], audit.parent))))
+    second = data.get("second_similarity") if isinstance(data.get("second_similarity"), dict) else {}
+    rows += _audit_later_rows(data, second)
     blocks: list[Block] = [
         _para(
             "Every sample is compared with every training image by pixel distance. A sample is flagged when its "
             "nearest training image is much closer than the others around it (Carlini et al. 2023)."
         ),
         verdict,
-        Table(tuple(rows)),
     ]
+    if isinstance(second.get("flagged"), list):
+        blocks.append(_second_similarity_verdict(second, data["num_samples"]))
+    blocks.append(Table(tuple(rows)))
     trained_on = (config.get("dataset") or {}).get("manifest_sha256")
     audited = data.get("data_manifest_sha256")
     if isinstance(audited, str) and trained_on and audited != trained_on:
@@ -431,12 +587,32 @@ def _audit_section(
     warning = _weights_warning(data.get("store_weights_sha256"), weights_sha, "samples")
     if warning:
         blocks.append(warning)
+    membership = data.get("membership") if isinstance(data.get("membership"), dict) else {}
+    measured_with = (membership.get("data") or {}).get("weights_sha256") if isinstance(membership.get("data"), dict) else None
+    warning = _weights_warning(measured_with, weights_sha, "membership losses")
+    if warning:
+        blocks.append(warning)
+    histogram = audit_sheet_path(audit, data["histogram"]) if audit is not None and isinstance(data.get("histogram"), str) else None
+    if histogram is not None:
+        blocks.append(
+            _read_png(
+                histogram,
+                "Left: every sample's relative distance (nearest / mean of its neighbourhood), flagged left of the "
+                "dashed line. Right: its highest SSIM with any training image, flagged right of it. The dark outline, "
+                "where drawn: the same for held-out images the model never saw.",
+                "histogram of the samples' relative distances and SSIMs, with the flag thresholds",
+                "audit_histogram.png",
+            )
+        )
+    elif isinstance(data.get("histogram"), str):
+        blocks.append(_para(f"The audit histogram {_recorded(data['histogram'], audit.parent)} was not found.", tone="note"))
     sheet = audit_sheet_path(audit, str(data.get("sheet") or "")) if audit is not None else None
     if sheet is not None:
+        columns = " | the most similar by SSIM" if isinstance(second.get("flagged"), list) else ""
         blocks.append(
             _read_png(
                 sheet,
-                "Each row: a sample | its nearest training image | the second nearest, most suspicious first.",
+                f"Each row: a sample | its nearest training image | the second nearest{columns}, most suspicious first.",
                 "audit sheet: samples beside their nearest training images",
                 "audit_sheet.png",
             )
@@ -474,17 +650,22 @@ def build_report(
     *,
     evaluation: str | os.PathLike | None = None,
     audit: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = None,
+    video: RenderedVideo | None = None,
 ) -> Report:
     """Read a run directory (and its evaluation and audit JSON, if any) into a :class:`Report`.
 
     ``evaluation`` / ``audit`` default to RUN/evaluation.json and RUN/audit.json when those
     exist; a part that was not run becomes a line with the command that would run it. A path
-    given explicitly must exist. Raises EntropicError (one line, naming the file and key) for
-    a missing run, a folder that is not a run, an unreadable card or a malformed input.
+    given explicitly must exist. ``store`` (a trajectory store) and ``video`` (read by the
+    command line) add what sampling and rendering a piece cost to the run's training
+    (:mod:`.cost`). Raises EntropicError (one line, naming the file and key) for a missing run,
+    a folder that is not a run, an unreadable card or a malformed input.
     """
     run = Path(run)
     config = read_run_config(run)
     card = read_card(run)
+    sampled = read_store(store) if store is not None else None
     eval_path = _default_input(run, evaluation, EVALUATION_FILE)
     audit_path = _default_input(run, audit, AUDIT_FILE)
     eval_data = read_evaluation(eval_path) if eval_path is not None else None
@@ -498,7 +679,9 @@ def build_report(
         sections=(
             _summary_section(card, config),
             _dataset_section(card, run),
+            _datasheet_section(card, run),
             _training_section(card, config),
+            cost_section(card, weights_sha, sampled, video),
             _loss_section(run, card["model"].get("prediction", config.get("prediction"))),
             _samples_section(run),
             _evaluation_section(run, name, eval_path, eval_data, weights_sha),

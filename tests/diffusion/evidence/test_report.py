@@ -213,7 +213,7 @@ def test_html_page_gathers_every_part(full_run, tmp_path):
     assert "<script" not in page.lower() and 'src="http' not in page and "<link" not in page
 
     images = embedded_pngs(page)
-    assert len(images) == 1 + 12 + 1  # loss curve, 12 of the 15 sheets, audit sheet
+    assert len(images) == 1 + 12 + 2  # loss curve, 12 of the 15 sheets, audit histogram and sheet
     for image, w, h, _ in images:
         assert image.size == (w, h)
     assert images[0][0].size == (800, 360)
@@ -248,6 +248,7 @@ def test_flagged_copies_are_reported_and_stale_inputs_warned(dataset, tmp_path):
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     (run / "audit.png").rename(moved / "audit.png")
+    (run / "audit-histogram.png").rename(moved / "audit-histogram.png")
     audit.rename(moved / "audit.json")
     ev = write_evaluation(tmp_path / "ev.json", run, held=5, weights_sha="cd" * 32)
     page = write_report(run, tmp_path / "r.html", evaluation=ev, audit=moved / "audit.json").read_text()
@@ -255,14 +256,14 @@ def test_flagged_copies_are_reported_and_stale_inputs_warned(dataset, tmp_path):
     assert "Flagged</th><td>1<" in page
     assert "5 held-out images" in page and "describe another checkpoint" in page and "cd" * 32 in page
     assert "kWh (7,200 J), measured" in page and "not a measurement" not in page
-    assert len(embedded_pngs(page)) == 1 + 15 + 1 - 3  # 12 sheets shown
+    assert len(embedded_pngs(page)) == 1 + 15 + 2 - 3  # 12 sheets shown, audit histogram and sheet
 
 
 def test_markdown_variant_writes_the_same_pictures_beside_it(full_run, tmp_path):
     out = write_report(full_run, tmp_path / "report.md", format="md")
     text = out.read_text()
     files = sorted((tmp_path / "report_files").iterdir())
-    assert len(files) == 14 and all(Image.open(f).format == "PNG" for f in files)
+    assert len(files) == 15 and all(Image.open(f).format == "PNG" for f in files)
     for f in files:
         assert f"](report_files/{f.name})" in text
     assert "0 flagged: no near-copies" in text and "1.2346 ± 0.0421 bits/dim" in text
@@ -362,6 +363,10 @@ def test_cli_bad_inputs_are_one_line_errors(full_run, dataset, tmp_path, capsys)
         ((str(full_run), "--evaluation", str(not_json)), ["not.json", "not valid JSON"]),
         ((str(full_run), "--evaluation", str(tmp_path / "absent.json")), ["absent.json", "no such"]),
         ((str(full_run), "--audit", str(bad_audit)), ["audit.json", "'flagged'"]),
+        ((str(full_run), "--store", str(tmp_path / "no-store")), ["--store", "no-store", "no such folder"]),
+        ((str(full_run), "--store", str(not_a_run)), ["plain", "not a trajectory store"]),
+        ((str(full_run), "--video", str(tmp_path / "none.mp4")), ["--video", "none.mp4", "no such file"]),
+        ((str(full_run), "--video", str(not_json)), ["--video", "not.json", "no entropic provenance"]),
     ]
     for args, words in cases:
         code, _, err = _cli(capsys, "report", *args, "-o", str(out))
@@ -410,4 +415,94 @@ def test_a_conditional_models_labels_are_reported(full_run, tmp_path):
     assert "2 classes the model is steered by: greek (12), latin (8)" in page
     assert "Given label greek" in page and "1.5000 ± 0.1000 bits/dim (20 images)" in page
     assert "one row per label" in page
-    assert len(embedded_pngs(page)) == 1 + 12 + 1 + 1
+    assert len(embedded_pngs(page)) == 1 + 12 + 2 + 1
+
+
+# ----------------------------------------------------------------------------- what the piece cost
+
+SAMPLING_SESSION = {"kind": "estimate", "joules": 1500.0, "seconds": 20.0, "source": "assumed", "samples": 2}
+RENDER = {"kind": "measured", "joules": 3000.0, "seconds": 60.0,
+          "sessions": [{"kind": "measured", "joules": 3000.0, "seconds": 60.0, "source": "RAPL"}]}
+
+
+def _store_of(path: Path, weights: str, energy: bool = True) -> Path:
+    """A tiny store whose header names ``weights`` and, with ``energy``, what recording it cost."""
+    from diffusion.store.writer import write_store
+
+    store = write_store(path, np.zeros((2, 3, 16, 16), np.float32), [5, 2, -1], [0.1, 0.6, 1.0])
+    header = json.loads((store / "header.json").read_text())
+    header["model"] = {"weights_sha256": weights}
+    if energy:
+        header["energy"] = {"kind": "estimate", "joules": 1500.0, "seconds": 20.0, "sessions": [SAMPLING_SESSION]}
+    (store / "header.json").write_text(json.dumps(header))
+    return store
+
+
+def test_the_report_sums_what_the_piece_cost(full_run, tmp_path):
+    from diffusion.evidence.report import RenderedVideo
+
+    weights = sha256_file(full_run / "model.safetensors")
+    page = write_report(full_run, tmp_path / "alone.html").read_text()
+    assert "What this piece cost" in page and "This piece cost 4.5 kJ (training 4.5 kJ; estimated)" in page
+    assert "Training only: " in page and "--store STORE --video VIDEO" in page
+
+    video = RenderedVideo("piece.mp4", {"training": ["unknown"], "sampling": ["unknown"], "render": RENDER},
+                          (weights,))
+    page = write_report(full_run, tmp_path / "piece.html", store=_store_of(tmp_path / "store", weights),
+                        video=video).read_text()
+    assert ("This piece cost 9.0 kJ (training 4.5 kJ, sampling 1.5 kJ, render 3.0 kJ; "
+            "partly measured, partly estimated)") in page
+    assert "1.5 kJ over 20.0 s, estimated (1 session: 1 estimated) — store <code>store</code>" in page
+    assert "3.0 kJ over 60.0 s, measured (1 session: 1 measured) — video <code>piece.mp4</code>" in page
+    assert "other weights" not in page and "not drawn from this run" not in page
+
+
+def test_old_stores_and_videos_cost_unknown_and_other_weights_are_warned(full_run, tmp_path):
+    from diffusion.evidence.report import RenderedVideo
+
+    page = write_report(full_run, tmp_path / "old.html", store=_store_of(tmp_path / "old", "ef" * 32, energy=False),
+                        video=RenderedVideo("old.mp4", None, ("ef" * 32,))).read_text()
+    assert "This piece cost at least 4.5 kJ (training 4.5 kJ, sampling unknown, render unknown; estimated)" in page
+    assert "unknown (recorded before entropic measured sampling)" in page
+    assert "unknown (rendered before entropic recorded energy)" in page
+    assert "was sampled with other weights" in page and "was not drawn from this run" in page
+    # Without --store, the video's own record of its stores' sampling counts.
+    video = RenderedVideo("v.mp4", {"training": ["unknown"], "sampling": [{**SAMPLING_SESSION, "sessions": []}],
+                                    "render": RENDER}, ())
+    page = write_report(full_run, tmp_path / "v.html", video=video).read_text()
+    assert "This piece cost 9.0 kJ (training 4.5 kJ, sampling 1.5 kJ, render 3.0 kJ;" in page
+    assert "the video&#x27;s 1 store(s), as its provenance records them" in page
+
+
+def test_cli_report_of_a_rendered_piece(full_run, tmp_path, capsys):
+    from render.export import RenderOptions, render
+    from tests.helpers import write_small_scene
+
+    scene = write_small_scene(tmp_path / "piece", SMALL_SCENE)
+    frames = tmp_path / "frames"
+    render(scene, RenderOptions(output=frames, format="png", quiet=True, sign=False))
+    out = tmp_path / "r.html"
+    code, _, err = _cli(capsys, "report", str(full_run), "--store", str(tmp_path / "piece" / "store"),
+                        "--video", str(frames), "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    # The synthetic store recorded no energy; the render did: at least training + rendering.
+    assert "This piece cost at least " in page and "sampling unknown, render " in page
+    assert "— video <code>frames</code>" in page
+
+
+SMALL_SCENE = """version = 1
+[canvas]
+width = 32
+height = 18
+fps = 5
+duration = 0.4
+background = 255
+
+[[grid]]
+store = "store"
+rows = 1
+cols = 2
+tile = 16
+spacing = 0
+"""

@@ -158,7 +158,7 @@ def test_render_passes_on_only_what_was_given(monkeypatch, tmp_path):
 
     calls = []
 
-    def fake_render(scene, options, named_stores=None):
+    def fake_render(scene, options, named_stores=None, audits=()):
         calls.append((scene, options))
         return SimpleNamespace(path=options.output, kind="video", codec="h264", width=2, height=2, fps=1.0, start=0,
                                stop=1, frames_written=1, seconds=0.0, exact=False)
