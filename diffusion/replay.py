@@ -36,13 +36,15 @@ class ReplayComparison:
     """How the replayed samples compare with the recorded ones."""
 
     samples: tuple[int, ...]
-    exact: bool  # every recorded value equal, bit for bit
-    max_difference: float
+    exact: bool  # every stored value equal, bit for bit
+    max_difference: float  # in the value range, after the store's own encoding of the replay
     mismatched: tuple[int, ...]  # samples beyond the tolerance
     tolerance: float
+    finished: np.ndarray  # the replayed x_0 of each sample, [n, H, W] float32, as the store encodes it
 
     @property
     def holds(self) -> bool:
+        """Every sample within the tolerance (bit-exact or not)."""
         return not self.mismatched
 
 
@@ -74,9 +76,14 @@ def recording_settings(header: dict[str, Any]) -> Any:
         raise EntropicError(f"the store header does not say how its samples were drawn ({err!r}); it cannot be replayed") from None
 
 
-def replay_samples(store: str | os.PathLike, run: Any, indices: Sequence[int], *, batch_size: int = 16) -> np.ndarray:
-    """Draw the store's samples ``indices`` again from ``run`` (a LoadedRun): x_t of every recorded
-    step, [n, steps, H, W] float32, as the sampler gave them (before the store's encoding)."""
+def replay_samples(store: str | os.PathLike, run: Any, indices: Sequence[int], *,
+                   batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Draw the store's samples ``indices`` again from ``run`` (a LoadedRun): every recorded step of
+    x_t (and of the predicted x_0 when the store records it), {"x": [n, steps, H, W] float32, ...},
+    as the sampler gave them (before the store's encoding).
+
+    The recording's thread count is restored while drawing (it is part of the numerics).
+    """
     import dataclasses
 
     import torch
@@ -87,37 +94,53 @@ def replay_samples(store: str | os.PathLike, run: Any, indices: Sequence[int], *
     header = read_header(Path(store))
     settings = dataclasses.replace(recording_settings(header), batch_size=batch_size)
     indices = [int(i) for i in indices]
-    out = np.empty((len(indices), int(header["num_steps"]), int(header["height"]), int(header["width"])),
-                   dtype=np.float32)
+    shape = (len(indices), int(header["num_steps"]), int(header["height"]), int(header["width"]))
+    out = {kind: np.empty(shape, dtype=np.float32) for kind in (("x", "x0") if header.get("record_x0") else ("x",))}
 
-    def on_step(step: int, at: np.ndarray, x_t: torch.Tensor, x0_pred: torch.Tensor) -> None:  # noqa: ARG001
-        out[at, step] = x_t.detach()[:, 0].to("cpu", torch.float32).numpy()
+    def on_step(step: int, at: np.ndarray, x_t: torch.Tensor, x0_pred: torch.Tensor) -> None:
+        out["x"][at, step] = x_t.detach()[:, 0].to("cpu", torch.float32).numpy()
+        if "x0" in out:
+            out["x0"][at, step] = x0_pred.detach()[:, 0].to("cpu", torch.float32).numpy()
 
-    with torch.inference_mode():
-        sample_recording(run.model, run.schedule, run.prediction, settings, dict(header["sampler"]), indices, on_step)
+    threads = torch.get_num_threads()
+    recorded_threads = (header.get("meta") or {}).get("threads")
+    try:
+        if isinstance(recorded_threads, int) and not isinstance(recorded_threads, bool) and recorded_threads > 0:
+            torch.set_num_threads(recorded_threads)
+        with torch.inference_mode():
+            sample_recording(run.model, run.schedule, run.prediction, settings, dict(header["sampler"]), indices, on_step)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
-def compare_with_store(store: Any, indices: Sequence[int], replayed: np.ndarray,
+def compare_with_store(store: Any, indices: Sequence[int], replayed: dict[str, np.ndarray],
                        tolerance: float = CROSS_MACHINE_TOLERANCE) -> ReplayComparison:
     """Set replayed samples beside the recorded ones (``store`` an open TrajectoryStore).
 
-    "Exact" compares what the store holds: the replay encoded as the recording encoded it
-    (float16 by default) against the stored values. The difference is in the value range.
+    Both sides are compared as the store holds them: the replay encoded as the recording
+    encoded it (float16 by default; uint8 with the store's per-step ranges, clipping
+    included), so "exact" means every stored value equal and the difference is in the value
+    range after decoding.
     """
     from diffusion.store.writer import FrameEncoder
 
     indices = [int(i) for i in indices]
     steps = np.arange(store.num_steps)
     encoder = FrameEncoder(store.header)
-    recorded = np.stack([store.frames(np.full(len(steps), i), steps) for i in indices]).astype(np.float32)
-    exact = all(np.array_equal(encoder.encode(recorded[k], steps), encoder.encode(replayed[k], steps))
-                for k in range(len(indices)))
-    diff = np.abs(recorded - replayed).reshape(len(indices), -1).max(axis=1) if indices else np.zeros(0)
-    return ReplayComparison(
-        samples=tuple(indices),
-        exact=exact,
-        max_difference=float(diff.max()) if len(diff) else 0.0,
-        mismatched=tuple(i for i, d in zip(indices, diff) if not d <= tolerance),
-        tolerance=tolerance,
-    )
+    exact, worst, mismatched = True, 0.0, []
+    finished = np.empty((len(indices), store.height, store.width), np.float32)
+    for k, sample in enumerate(indices):
+        difference = 0.0
+        for kind, values in replayed.items():
+            stored = encoder.encode(values[k], steps, kind)
+            recorded = store.trajectory(sample, kind)
+            exact &= bool(np.array_equal(encoder.encode(recorded, steps, kind), stored))
+            mine = store.decode(stored, steps, kind)
+            difference = max(difference, float(np.nan_to_num(np.abs(mine - recorded), nan=np.inf).max()))
+            if kind == "x":
+                finished[k] = mine[-1]
+        worst = max(worst, difference)
+        if not difference <= tolerance:
+            mismatched.append(sample)
+    return ReplayComparison(tuple(indices), exact, worst, tuple(mismatched), tolerance, finished)

@@ -462,11 +462,13 @@ def render(
         frames, plan.path, width, height, fps, plan.settings,
         total=stop - start, metadata={"comment": prov.metadata_comment(doc)}, quiet=options.quiet,
         finish=(lambda tmp: sign_export(tmp, energy.document(stop - start), credentials, title=plan.path.name,
-                                        suffix=plan.path.suffix))
+                                        suffix=plan.path.suffix, target=plan.path))
         if embedded else None,
     )
     if credentials is not None and not embedded:
         sign_export(plan.path, energy.document(written), credentials)  # a Matroska master: its .c2pa sidecar
+    else:
+        credential_sidecar_path(plan.path).unlink(missing_ok=True)  # an overwritten master's: it speaks of other bytes
     seconds = time.perf_counter() - t0
     side = _write_video_sidecar(plan, energy.document(written), width, height, fps, written)
     return RenderResult(plan.path, "video", plan.codec.name, width, height, fps, start, stop, written,
@@ -493,16 +495,18 @@ def _signing_credentials(options: RenderOptions, make: bool = True) -> Any:
 
 
 def _signed(path: Path) -> bool:
+    """Whether ``path`` carries a credential that holds (one that does not is signed again)."""
     from render.credentials.reading import read_credential
 
-    return read_credential(path) is not None
+    credential = read_credential(path)
+    return credential is not None and credential.holds
 
 
 def _frame_signer(doc: Mapping[str, Any], credentials: Any) -> Callable[[Path, str], None]:
     """Signs one PNG frame (a temporary file) with the sequence's provenance and its own index."""
     def sign(tmp: Path, name: str) -> None:
         index = int(re.sub(r"\D", "", name))
-        sign_export(tmp, {**doc, "frame": index}, credentials, title=name, suffix=".png")
+        sign_export(tmp, {**doc, "frame": index}, credentials, title=name, suffix=".png", target=tmp.parent / name)
     return sign
 
 
@@ -591,15 +595,19 @@ def join_videos(
         doc["parts"] = [
             {"file": p.name, "start": d["frames"]["start"], "stop": d["frames"]["stop"]} for p, d in zip(paths, docs)
         ]
-        doc["energy"] = joined_energy(docs[0].get("energy"), [prov.finished_energy(p, d) for p, d in zip(paths, docs)])
+        finished = [prov.finished_energy(p, d) for p, d in zip(paths, docs)]
+        doc["energy"] = joined_energy(finished[0], finished)
 
+    total = sum(f.frames for f in facts)
+    # Only this very join, killed before its sidecar, may be found here: then only the sidecar is left to write.
+    finishing = not overwrite and out.exists()
+    if finishing and (doc is None or not _already_rendered(out, doc, total)):
+        raise EntropicError(f"{out}: already exists; pass --overwrite to replace it")
+    if sign and doc is None and not quiet:
+        print(f"join: the parts carry no entropic provenance, so {out.name} gets no content credential", file=sys.stderr)
     credentials = _signing_credentials(RenderOptions(sign=sign and doc is not None, quiet=quiet,
                                                      training_mining=training_mining if doc is not None else None))
-    total = sum(f.frames for f in facts)
-    if not overwrite and out.exists():
-        # Only this very join, killed before its sidecar, may be found here: then only the sidecar is left to write.
-        if doc is None or not _already_rendered(out, doc, total):
-            raise EntropicError(f"{out}: already exists; pass --overwrite to replace it")
+    if finishing:
         if credentials is not None and not _signed(out):
             sign_export(out, doc, credentials)
         return JoinResult(out, total, paths, _write_join_sidecar(out, doc, first, total))
@@ -625,9 +633,11 @@ def join_videos(
         if joined != total:
             raise EntropicError(f"join: the joined file has {joined} frames, the parts {total}; nothing written")
         if credentials is not None and embeds_credential(out):
-            sign_export(tmp, doc, credentials, title=out.name, suffix=out.suffix)
+            sign_export(tmp, doc, credentials, title=out.name, suffix=out.suffix, target=out)
     if credentials is not None and not embeds_credential(out):
         sign_export(out, doc, credentials)
+    else:
+        credential_sidecar_path(out).unlink(missing_ok=True)  # an overwritten join's: it speaks of other bytes
     if doc is None:
         # An old sidecar (when overwriting) would describe another file.
         side.unlink(missing_ok=True)

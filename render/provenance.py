@@ -78,9 +78,9 @@ def audit_verdict(store: Path, weights_sha256: Any, audits: Sequence[str | os.Pa
             continue
         if not isinstance(report, dict) or report.get("format") != "entropic-audit":
             continue
+        if not isinstance(weights_sha256, str) or report.get("store_weights_sha256") != weights_sha256:
+            continue  # an audit of another model's samples (or of an earlier recording of this name)
         own = report.get("store") == store.name
-        if not own and report.get("store_weights_sha256") != weights_sha256:
-            continue
         return {
             "of": "this store" if own else "samples of the same model",
             "file": candidate.name,
@@ -100,17 +100,16 @@ def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | Non
     else as the store folder's name; the header's run (an absolute path in stores of older
     versions) as its name. ``audits``: audit reports to look in (:func:`audit_verdict`).
     """
-    from diffusion.store.format import HEADER_FILE, read_header
+    from diffusion.store.format import header_sha256, read_header
 
     root = Path(path)
     header = read_header(root)
-    header_file = root / HEADER_FILE
     model = header.get("model") or {}
     dataset = model.get("dataset") or {} if isinstance(model, dict) else {}
     sampler = header.get("sampler") or {}
     return {
         "path": published_path(root, scene_dir),
-        "header_sha256": sha256_file(header_file),
+        "header_sha256": header_sha256(root),
         "num_samples": header.get("num_samples"),
         "num_steps": header.get("num_steps"),
         "size": f"{header.get('width')}x{header.get('height')}",
@@ -196,8 +195,13 @@ def _unique(paths: Iterable[Any]) -> list[str]:
 
 
 def metadata_comment(doc: Mapping[str, Any]) -> str:
-    """Compact JSON for the container's ``comment`` tag."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """Compact JSON for the container's ``comment`` tag: the document without its measured ``energy``.
+
+    The tag is part of the video's bytes, which the same scene and stores make bit-identical;
+    joules measured on the day are not. They go to the sidecar and the content credential.
+    """
+    return json.dumps({k: v for k, v in doc.items() if k != "energy"}, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False)
 
 
 # -- reading back -------------------------------------------------------------------------------

@@ -308,6 +308,27 @@ def identity_difference(existing: Mapping, wanted: Mapping) -> str | None:
     return None
 
 
+MEASUREMENTS = ("energy",)  # header keys that measure a recording rather than define it
+
+
+def header_sha256(root: str | os.PathLike) -> str:
+    """The sha256 that names a store's recording: its header as written, less what was measured.
+
+    The header's bytes as ``atomic_write_json`` writes them, with the measured ``energy`` left
+    out, so that two recordings of the same samples (a store sampled again, on a kill and
+    resume or on another day) have the same hash; for a header without measurements it is the
+    sha256 of the file itself.
+    """
+    import hashlib
+
+    full = read_header(Path(root))
+    if not any(k in full for k in MEASUREMENTS):
+        return hashlib.sha256((Path(root) / HEADER_FILE).read_bytes()).hexdigest()
+    header = {k: v for k, v in full.items() if k not in MEASUREMENTS}
+    text = json.dumps(header, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_header(path: str | os.PathLike) -> dict:
     """Read and check STORE/header.json (format, version, types, shapes); EntropicError if bad."""
     root = Path(path)

@@ -207,6 +207,11 @@ class TrajectoryStore:
         raw = self._read_raw(s, t, kind)
         return self._decode(raw, t, kind).reshape(s.size, self.height, self.width)
 
+    def decode(self, raw: np.ndarray, steps: Any, kind: str = "x") -> np.ndarray:
+        """Stored values (this store's dtype, [K, H, W] at recorded ``steps`` [K]) as float32 in model space."""
+        t = np.broadcast_to(np.asarray(steps, dtype=np.int64), (len(raw),))
+        return self._decode(np.asarray(raw).reshape(len(raw), -1), t, kind).reshape(len(raw), self.height, self.width)
+
     def frame(self, sample: int, step: int, kind: str = "x") -> np.ndarray:
         """One frame as float32 [H, W]."""
         return self.frames([sample], [step], kind)[0]

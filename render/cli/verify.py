@@ -20,7 +20,8 @@ from render.cli import params
               help="The training images with their provenance.json: re-hashed, and the audit runs against them.")
 @click.option("--frames", "frames", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Random frames of the video to re-render and compare.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Which random frames.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Which random frames (default: a fresh draw each time; the table prints the seed to check them again).")
 @click.option("--trust-anchor", type=params.PATH, default=None,
               help="PEM root certificate(s) to trust, e.g. the artist's published root.pem.")
 def verify(video: Path, scene: Path | None, model: Path | None, dataset: Path | None, frames: int, seed: int,

@@ -10,7 +10,7 @@
 
 ``<config>`` is ``$ENTROPIC_CONFIG_DIR``, else the user's config folder (platformdirs:
 ``~/.config/entropic`` on Linux, ``~/Library/Application Support/entropic`` on macOS,
-``%APPDATA%\\entropic`` on Windows).
+``%LOCALAPPDATA%\\entropic`` on Windows).
 
 A key made here is an ECDSA P-256 key whose certificate is issued by a root certificate made
 at the same moment (C2PA refuses a self-signed *signing* certificate, so the self-signed one
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffusion.common.atomic import atomic_write_bytes, atomic_write_json
+from diffusion.common.atomic import atomic_write_bytes, atomic_write_json, temporary_path
 from diffusion.common.errors import EntropicError
 
 CONFIG_ENV = "ENTROPIC_CONFIG_DIR"
@@ -253,7 +253,7 @@ def init_credentials(
     With ``cert`` and ``key`` (PEM files) the artist's own identity is copied in, after the
     checks of :func:`check_pair` and a trial signature. Without them a key and certificate
     are made here. Existing credentials are kept unless ``overwrite``; replaced ones are moved
-    to ``credentials/replaced-<time>/``, never deleted (a key that signed published work
+    to ``credentials-replaced-<time>/`` beside them, never deleted (a key that signed published work
     should not vanish).
     """
     if training_mining not in TRAINING_MINING:
@@ -286,8 +286,8 @@ def init_credentials(
         aside = folder.with_name(f"{FOLDER}-replaced-{dt.datetime.now():%Y%m%d-%H%M%S}")
         shutil.move(str(folder), str(aside))
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write_bytes(folder / KEY_FILE, key_pem)
-    os.chmod(folder / KEY_FILE, 0o600)
+    os.chmod(folder, 0o700)
+    _write_private(folder / KEY_FILE, key_pem)
     atomic_write_bytes(folder / CHAIN_FILE, chain_pem)
     if root_pem is not None:
         atomic_write_bytes(folder / ROOT_FILE, root_pem)
@@ -316,6 +316,21 @@ def trial_signature(chain_pem: bytes, key_pem: bytes, algorithm: str, where: Pat
         c2pa.Builder(definition, context=signing_context()).sign(signer, "image/png", png, io.BytesIO())
     except c2pa.C2paError as err:
         raise EntropicError(f"{where}: C2PA will not sign with this certificate ({' '.join(str(err).split())[:300]})") from None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically, readable by its owner only from the first byte on."""
+    tmp = temporary_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_credentials(training_mining: str | None = None) -> Credentials:

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-from diffusion.common.atomic import atomic_path, atomic_write_bytes
+from diffusion.common.atomic import atomic_write_bytes, temporary_path
 from diffusion.common.errors import EntropicError
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -87,6 +87,7 @@ def _signer(credentials: SigningIdentity):
 
 
 def signing_context():
+    """The c2pa context every signature here uses (no thumbnail)."""
     import c2pa
 
     # A thumbnail would be a second, smaller copy of the frame inside the credential: it costs
@@ -101,23 +102,31 @@ def _failed(path: Path, err: Exception) -> EntropicError:
 
 
 def sign_in_place(path: str | os.PathLike, definition: Mapping[str, Any], credentials: SigningIdentity,
-                  suffix: str | None = None) -> None:
-    """Embed a credential into ``path`` (MP4, MOV, GIF or PNG); the file is replaced atomically.
+                  suffix: str | None = None, target: str | os.PathLike | None = None) -> None:
+    """Embed a credential into ``path`` (MP4, MOV, GIF or PNG), replacing the file when signed.
 
-    ``suffix`` names the format when ``path`` is a temporary whose name does not end in it.
+    ``suffix`` names the format when ``path`` is a temporary whose name does not end in it;
+    ``target`` is the final file ``path`` becomes: the signed copy is written as one of *its*
+    temporaries, so that a kill while signing leaves a file the next write of ``target``
+    cleans away.
     """
     import c2pa
 
     path = Path(path)
-    mime = EMBEDDED_FORMATS.get((suffix or path.suffix).lower())
+    suffix = (suffix or path.suffix).lower()
+    mime = EMBEDDED_FORMATS.get(suffix)
     if mime is None:
         raise EntropicError(f"{path.name}: cannot embed a content credential in this format; it gets a .c2pa sidecar")
+    signed = temporary_path(target or path, ".signed" + suffix)
     try:
-        with atomic_path(path, suffix=path.suffix) as signed, open(path, "rb") as source, open(signed, "w+b") as dest:
-            builder = c2pa.Builder(dict(definition), context=signing_context())
-            builder.sign(_signer(credentials), mime, source, dest)
+        with open(path, "rb") as source, open(signed, "w+b") as dest:
+            c2pa.Builder(dict(definition), context=signing_context()).sign(_signer(credentials), mime, source, dest)
+        os.replace(signed, path)
     except c2pa.C2paError as err:
         raise _failed(path, err) from None
+    finally:
+        if signed.exists():
+            signed.unlink()
 
 
 def write_credential_sidecar(path: str | os.PathLike, definition: Mapping[str, Any], credentials: SigningIdentity) -> Path:
@@ -125,24 +134,34 @@ def write_credential_sidecar(path: str | os.PathLike, definition: Mapping[str, A
     import c2pa
 
     path = Path(path)
+    side = credential_sidecar_path(path)
+    # The signer writes the asset to its destination too: a temporary file, not memory (a
+    # Matroska master is gigabytes); only the manifest it returns is kept.
+    scratch = temporary_path(side, ".asset")
     try:
         builder = c2pa.Builder(dict(definition), context=signing_context())
         builder.set_no_embed()
-        with open(path, "rb") as source:
-            manifest = builder.sign(_signer(credentials), SIDECAR_FORMAT, source, io.BytesIO())
+        with open(path, "rb") as source, open(scratch, "w+b") as dest:
+            manifest = builder.sign(_signer(credentials), SIDECAR_FORMAT, source, dest)
     except c2pa.C2paError as err:
         raise _failed(path, err) from None
-    side = credential_sidecar_path(path)
+    finally:
+        if scratch.exists():
+            scratch.unlink()
     atomic_write_bytes(side, manifest)
     return side
 
 
 def sign_export(path: str | os.PathLike, doc: Mapping[str, Any], credentials: SigningIdentity,
-                *, title: str | None = None, suffix: str | None = None) -> Path | None:
-    """Sign ``path`` as its format allows: embedded (returns None) or a ``.c2pa`` sidecar (returns its path)."""
+                *, title: str | None = None, suffix: str | None = None,
+                target: str | os.PathLike | None = None) -> Path | None:
+    """Sign ``path`` as its format allows: embedded (returns None) or a ``.c2pa`` sidecar (returns its path).
+
+    ``suffix`` and ``target`` as in :func:`sign_in_place`, for a temporary file.
+    """
     path = Path(path)
     definition = manifest_definition(doc, title or path.name, credentials.training_mining)
     if (suffix or path.suffix).lower() in EMBEDDED_FORMATS:
-        sign_in_place(path, definition, credentials, suffix)
+        sign_in_place(path, definition, credentials, suffix, target)
         return None
     return write_credential_sidecar(path, definition, credentials)

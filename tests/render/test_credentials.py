@@ -195,11 +195,21 @@ def test_the_cli_init_show_and_info(scene, tmp_path, cli):
 def test_an_audit_beside_the_store_is_carried_in_the_credential(scene, tmp_path):
     import shutil
 
+    from diffusion.store.format import read_header
+
     folder = tmp_path / "piece"
     shutil.copytree(scene.parent, folder)
-    (folder / "store-audit.json").write_text(json.dumps({
-        "format": "entropic-audit", "store": "store", "num_samples": 8, "flagged": [],
-        "criterion": "flagged if d1 / mean(d to the 50 nearest) < 0.5 (Carlini et al. 2023)"}))
+    header = read_header(folder / "store")
+    header["model"] = {"weights_sha256": "ab" * 32}
+    (folder / "store" / "header.json").write_text(json.dumps(header))
+    report = {"format": "entropic-audit", "store": "store", "num_samples": 8, "flagged": [],
+              "store_weights_sha256": "ab" * 32,
+              "criterion": "flagged if d1 / mean(d to the 50 nearest) < 0.5 (Carlini et al. 2023)"}
+    (folder / "store-audit.json").write_text(json.dumps(report))
     out = render(folder / "scene.toml", RenderOptions(output=folder / "a.mp4", quiet=True)).path
     audit = read_credential(out).provenance["stores"][0]["audit"]
     assert audit["of"] == "this store" and audit["flagged"] == 0 and audit["num_samples"] == 8
+    # An audit of another model's samples under the same name is not carried.
+    (folder / "store-audit.json").write_text(json.dumps({**report, "store_weights_sha256": "cd" * 32}))
+    out = render(folder / "scene.toml", RenderOptions(output=folder / "b.mp4", quiet=True)).path
+    assert read_credential(out).provenance["stores"][0]["audit"] == "unknown"

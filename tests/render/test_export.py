@@ -136,12 +136,15 @@ def test_default_h264_mp4_with_provenance_in_file_and_sidecar(render_scene, scen
     assert doc["weights_sha256"] == [WEIGHTS]
     assert doc["dataset_manifest_sha256"] == [MANIFEST]
     assert doc["license_summary"] == LICENCES
-    assert doc["stores"][0]["header_sha256"] == __import__("hashlib").sha256(
-        (render_scene.parent / "store" / "header.json").read_bytes()).hexdigest()
+    from diffusion.store.format import header_sha256
+
+    # The recording's identity: its header less the measured energy (the same for a store sampled again).
+    assert doc["stores"][0]["header_sha256"] == header_sha256(render_scene.parent / "store")
+    assert "energy" not in doc  # measured joules stay out of the video's own bytes
     # ...and in the sidecar, which also pins the video's bytes and, written after the frames, what rendering cost
     side = json.loads(sidecar_path(out).read_text())
     assert {**side["provenance"], "energy": None} == {**doc, "energy": None}
-    assert doc["energy"]["render"] == "unknown"  # the container's metadata went in before the first frame
+    assert "energy" not in doc  # measured on the day: in the sidecar and the credential, not in the video's bytes
     energy = side["provenance"]["energy"]
     assert energy["training"] == [TRAINING]
     assert energy["sampling"] == [{"kind": "estimate", "joules": 1200.0, "seconds": 30.0, "sessions": [SAMPLING]}]
@@ -219,7 +222,7 @@ def test_lossless_shards_joined_equal_one_go(render_scene, scene_frames, tmp_pat
     joined = read_gray_frames(tmp_path / "full.mkv")
     assert np.array_equal(joined, read_gray_frames(tmp_path / "one.mkv"))
     assert np.array_equal(joined, scene_frames)
-    doc, _ = read_provenance(tmp_path / "full.mkv")
+    doc = json.loads(sidecar_path(tmp_path / "full.mkv").read_text())["provenance"]
     assert doc["frames"] == {"start": 0, "stop": 20}
     assert [p["file"] for p in doc["parts"]] == ["a.mkv", "b.mkv", "c.mkv"]
     assert len(doc["energy"]["render"]["sessions"]) == 3 and doc["energy"]["complete"]  # every part's render

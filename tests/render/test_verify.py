@@ -37,12 +37,12 @@ seed = 1
 """
 
 
-def _record(run: Path, store: Path, seed: int = 3) -> None:
+def _record(run: Path, store: Path, seed: int = 3, **settings) -> None:
     from diffusion.record import record_run
     from diffusion.record_settings import RecordSettings
 
-    record_run(run, store, RecordSettings(count=6, sampler="ddim", steps=4, seed=seed, precision="float32"),
-               progress=False)
+    record_run(run, store, RecordSettings(**{"count": 6, "sampler": "ddim", "steps": 4, "seed": seed,
+                                             "precision": "float32", **settings}), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,44 @@ def test_frames_are_chosen_reproducibly_and_psnr_reads_as_expected():
     assert choose_frames(0, 3, 10, 1) == [0, 1, 2]
     a = np.zeros((8, 8), np.uint8)
     assert psnr(a, a) == float("inf") and 48 < psnr(a, a + 1) < 49
+
+
+@pytest.mark.parametrize("settings", [{"dtype": "uint8"}, {"record_x0": True}, {"sampler": "ddpm", "steps": None}],
+                         ids=["uint8", "x0", "ddpm"])
+def test_replay_equals_the_recording_bit_for_bit(tiny_run, tmp_path, settings):
+    from diffusion.replay import compare_with_store, replay_samples
+    from diffusion.runs.load import load_run
+    from diffusion.store.reader import open_store
+
+    _record(tiny_run, tmp_path / "store", **settings)
+    replayed = replay_samples(tmp_path / "store", load_run(tiny_run), [1, 4])
+    assert ("x0" in replayed) == bool(settings.get("record_x0"))
+    result = compare_with_store(open_store(tmp_path / "store"), [1, 4], replayed)
+    assert result.exact and result.holds, result
+    other = replay_samples(tmp_path / "store", load_run(tiny_run), [2, 3])  # samples 2, 3 set beside 1, 4
+    assert not compare_with_store(open_store(tmp_path / "store"), [1, 4], other).holds
+
+
+def test_a_trust_anchor_that_did_not_issue_the_signer_breaks_the_video_link(piece, tiny_run, tmp_path):
+    from render.credentials.keys import make_identity
+
+    _, _, stranger_root = make_identity("Someone Else")
+    (tmp_path / "root.pem").write_bytes(stranger_root)
+    result = verify_video(piece / "piece.mp4", model=tiny_run, frames=2, trust_anchor=tmp_path / "root.pem")
+    assert _verdicts(result)["video"] == BREAKS and "no given trust anchor" in _detail(result, "video")
+
+
+def test_a_video_with_frames_cut_breaks_the_frames_link(copy, tiny_run):
+    """A file whose provenance says 0:20 but that holds fewer frames: the master re-muxed short."""
+    import subprocess
+
+    from render.ffmpeg import ffmpeg_exe
+
+    short = copy / "short.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(copy / "master.mkv"), "-frames:v", "12", "-c", "copy",
+                    "-map_metadata", "0", str(short)], check=True)
+    (copy / "short.mkv.c2pa").write_bytes((copy / "master.mkv.c2pa").read_bytes())
+    result = verify_video(short, model=tiny_run, frames=3)
+    verdicts = _verdicts(result)
+    assert verdicts["video"] == BREAKS  # the sidecar credential is bound to the full file's bytes
+    assert verdicts["frames"] == BREAKS and "has 12 frames" in _detail(result, "frames")
