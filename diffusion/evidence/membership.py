@@ -90,6 +90,7 @@ class MembershipReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as audit.json's ``membership`` entry."""
         return asdict(self)
 
 

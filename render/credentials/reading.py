@@ -53,6 +53,7 @@ class Credential:
 
     @property
     def trusted(self) -> bool:
+        """Whether a trust anchor (a trust list, or one given) issued the signer's certificate."""
         return self.state == "Trusted"
 
     def verdict(self) -> str:
