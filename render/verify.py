@@ -230,7 +230,7 @@ def _scene_link(doc: Mapping[str, Any], path: Path) -> Link:
                                  f"{_short(recorded)}…")
 
 
-def _stores_link(doc: Mapping[str, Any], scene: Any) -> tuple[Link, list[Path]]:
+def _stores_link(doc: Mapping[str, Any], scene: Any) -> Link:
     from render.provenance import store_provenance
 
     scene_dir = Path(scene.source_path).parent if scene.source_path else None
@@ -241,8 +241,8 @@ def _stores_link(doc: Mapping[str, Any], scene: Any) -> tuple[Link, list[Path]]:
            for name, sha in found.items() if recorded.get(name) != sha]
     bad += [f"{name} is recorded but the scene does not use it" for name in recorded if name not in found]
     if bad:
-        return Link("stores", BREAKS, "swapped or re-recorded: " + "; ".join(bad)), paths
-    return Link("stores", HOLDS, f"{len(paths)} store(s), every header sha256 as recorded"), paths
+        return Link("stores", BREAKS, "swapped or re-recorded: " + "; ".join(bad))
+    return Link("stores", HOLDS, f"{len(paths)} store(s), every header sha256 as recorded")
 
 
 def _frames_link(video: Path, scene: Any, doc: Mapping[str, Any], indices: Sequence[int]) -> Link:
@@ -436,8 +436,7 @@ def verify_video(
     recorded = doc["scene"]
     loaded = load_render_scene(scene_path, (recorded["width"], recorded["height"]), recorded["fps"],
                                named_stores=named_stores)
-    link, _ = _stores_link(doc, loaded)
-    result.links.append(link)
+    result.links.append(_stores_link(doc, loaded))
 
     start, stop = doc["frames"]["start"], min(doc["frames"]["stop"], int(loaded.frame_count))
     result.frames = tuple(choose_frames(start, stop, int(frames), seed))

@@ -18,7 +18,6 @@ for MP4/MOV, a data hash for GIF/PNG); a Matroska master (FFV1) cannot, so it ge
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any, Mapping, Protocol
