@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from diffusion.common.energy import EnergyMeter
+from diffusion.common.energy_sums import accounted
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
 from diffusion.model.guidance import needs_both
@@ -323,8 +324,7 @@ def _add_session_energy(writer: StoreWriter, meter: EnergyMeter, before: int) ->
     recorded = int(writer.complete.sum()) - before
     if recorded <= 0:
         return
-    earlier = writer.header.get("energy") or {}
-    counted = sum(int(s.get("samples", 0)) for s in earlier.get("sessions", []))
+    counted = accounted(writer.header.get("energy"), "samples")
     writer.add_energy({**meter.report(), "samples": recorded, "device": meter.device_type}, complete=counted >= before)
 
 

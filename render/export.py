@@ -395,7 +395,7 @@ def render(
     """
     plan = plan_output(options)
     size = parse_size(options.size)
-    _signing_credentials(options, make=False)  # stored credentials are checked before the scene loads
+    stored = _signing_credentials(options, make=False)  # checked before the scene loads
     # Cheap checks before the scene is loaded (which may sample the default piece for minutes).
     if options.frames is not None:
         parse_frame_range(options.frames)  # the syntax; the range is checked below
@@ -415,7 +415,7 @@ def render(
                               range="full" if plan.settings.full_range else "limited",
                               target=rc.target, level=rc.level.name, max_rate_kbit_s=rc.max_rate)
     doc = prov.collect_provenance(the_scene, frames=(start, stop), output=output_doc, audits=audits)
-    credentials = _signing_credentials(options)
+    credentials = stored or _signing_credentials(options)
     t0 = time.perf_counter()
     energy = RenderEnergy(doc, plan.kind, plan.path, overwrite=options.overwrite)  # metered from here on
     if plan.existing:

@@ -13,10 +13,11 @@ The provenance document's ``energy`` (a piece, :mod:`diffusion.common.energy_sum
 * ``total_joules``, ``complete``, ``kind``: what the known parts add up to, whether every part
   was known, and whether they were measured or estimated.
 
-The render's own energy is known only once its frames are written, after the video's metadata
-(written as the encode starts) already holds the document: that copy says ``"render":
-"unknown"``. The copies written afterwards, the sidecar, a PNG sequence's manifest and the
-content credential, hold the finished document (:class:`render.render_meter.RenderEnergy`).
+The render's own energy is known only once its frames are written. The video's metadata tag
+carries no energy at all (measured figures would make two renders' bytes differ,
+:func:`render.provenance.metadata_comment`); the sidecar, a PNG sequence's manifest and the
+content credential, written afterwards, hold the finished document
+(:class:`render.render_meter.RenderEnergy`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from diffusion.common.atomic import sha256_file
 from diffusion.common.energy_sums import cost_line
+from diffusion.common.errors import EntropicError
+from diffusion.common.json_files import read_json_object
 from diffusion.common.paths import published_path, republished_path
 from render.ffmpeg import packet_timeline, probe_video, read_tags
 from render.piece_energy import stores_energy
@@ -72,11 +74,13 @@ def audit_verdict(store: Path, weights_sha256: Any, audits: Sequence[str | os.Pa
     (e.g. the published model's ``audit.json``) made from samples of the same weights; else "unknown".
     """
     for candidate in (store.parent / f"{store.name}{AUDIT_SUFFIX}", *map(Path, audits)):
-        try:
-            report = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        if not candidate.is_file():
             continue
-        if not isinstance(report, dict) or report.get("format") != "entropic-audit":
+        try:
+            report = read_json_object(candidate, "audit report")
+        except EntropicError:
+            continue  # an unreadable audit says nothing about the store
+        if report.get("format") != "entropic-audit":
             continue
         if not isinstance(weights_sha256, str) or report.get("store_weights_sha256") != weights_sha256:
             continue  # an audit of another model's samples (or of an earlier recording of this name)
@@ -272,8 +276,8 @@ def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str
 def finished_energy(path: str | os.PathLike, doc: Mapping[str, Any] | None = None) -> Any:
     """The ``energy`` of a rendered file's provenance as finished after its frames (:mod:`render.piece_energy`).
 
-    A video's own metadata is written before its frames (its render part says "unknown"); its
-    sidecar, written after, holds the measurement while it still matches the file, and so does
+    A video's own metadata tag carries no energy (:func:`metadata_comment`); its sidecar,
+    written after the frames, holds the measurement while it still matches the file, and so does
     its content credential, signed after the frames too (a render killed before its sidecar
     leaves only that). A PNG sequence's manifest is rewritten once its frames are done. None:
     no energy recorded.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from diffusion.common.energy import EnergyMeter
-from diffusion.common.energy_sums import UNKNOWN, add_session, known
+from diffusion.common.energy_sums import UNKNOWN, accounted, add_session, known
 from render import provenance as prov
 from render.image_sequence import existing_frames
 from render.piece_energy import render_of, with_render
@@ -53,7 +53,7 @@ class RenderEnergy:
         if self._finished is None:
             render: Any = self.earlier if self.earlier is not None else UNKNOWN
             if frames > 0:
-                counted = sum(int(s.get("frames", 0)) for s in (self.earlier or {}).get("sessions") or [])
+                counted = accounted(self.earlier, "frames")
                 render = add_session(self.earlier, {**self.meter.report(), "frames": int(frames)},
                                      complete=counted >= self.frames_before)
             self._finished = {**self.doc, "energy": with_render(self.doc.get("energy"), render)}

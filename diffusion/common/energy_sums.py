@@ -67,6 +67,12 @@ def sum_sessions(sessions: Sequence[Mapping[str, Any]], *, whole: bool = True) -
     return out if whole else {**out, "complete": False}
 
 
+def accounted(total: Any, unit: str) -> int:
+    """How much work (``unit``: "samples", "frames") the sessions of a sum say they did; 0 for none."""
+    sessions = total.get("sessions") if isinstance(total, Mapping) else None
+    return sum(int(s.get(unit, 0)) for s in sessions or [] if isinstance(s, Mapping))
+
+
 def add_session(total: Mapping[str, Any] | None, session: Mapping[str, Any], *, complete: bool = True) -> dict[str, Any]:
     """``total`` (a sum of sessions, or None for none yet) with one more session added.
 

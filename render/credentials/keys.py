@@ -27,14 +27,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import getpass
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffusion.common.atomic import atomic_write_bytes, atomic_write_json, temporary_path
+from diffusion.common.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from diffusion.common.json_files import read_json
 from diffusion.common.errors import EntropicError
 
 CONFIG_ENV = "ENTROPIC_CONFIG_DIR"
@@ -320,17 +320,9 @@ def trial_signature(chain_pem: bytes, key_pem: bytes, algorithm: str, where: Pat
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``path`` atomically, readable by its owner only from the first byte on."""
-    tmp = temporary_path(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_credentials(training_mining: str | None = None) -> Credentials:
@@ -340,10 +332,7 @@ def load_credentials(training_mining: str | None = None) -> Credentials:
     if not info_path.is_file():
         raise EntropicError(f"no signing credentials in {folder}: run `entropic credentials init` "
                             "(or pass --no-sign for an unsigned export)")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise EntropicError(f"{info_path}: unreadable ({err}); run `entropic credentials init --overwrite`") from None
+    info = read_json(info_path, "credentials file")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise EntropicError(f"{info_path}: not an entropic credentials file (\"format\": \"{FORMAT}\")")
     stored_choice = info.get("training_mining", DEFAULT_TRAINING_MINING)

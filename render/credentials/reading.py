@@ -20,6 +20,7 @@ from typing import Any
 
 from diffusion.common.errors import EntropicError
 from render.credentials.signing import (
+    EMBEDDED_FORMATS,
     PROVENANCE_LABEL,
     SIDECAR_FORMAT,
     TRAINED_ALGORITHMIC_MEDIA,
@@ -96,8 +97,6 @@ def _open_reader(path: Path, trust_anchors: bytes | None) -> tuple[Any, str] | N
     try:
         if embeds_credential(path):
             with open(path, "rb") as stream:
-                from render.credentials.signing import EMBEDDED_FORMATS
-
                 mime = EMBEDDED_FORMATS[path.suffix.lower()]
                 reader = c2pa.Reader(mime, stream, None, ctx) if ctx else c2pa.Reader(mime, stream)
                 return reader, "embedded"
