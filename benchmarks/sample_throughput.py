@@ -51,10 +51,10 @@ from diffusion.record import (  # noqa: E402
     MODEL_BATCH,
     RecordSettings,
     _sampling_model,
-    native_bfloat16,
     record,
     state_dict_sha256,
 )
+from diffusion.model.execution import native_bfloat16
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.store.writer import StoreWriter

@@ -52,6 +52,7 @@ from diffusion.common.energy import EnergyMeter
 from diffusion.common.energy_sums import accounted
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
+from diffusion.model.execution import native_bfloat16
 from diffusion.model.guidance import needs_both
 from diffusion.model.interpolation import fractions, interpolation_noise
 from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps, sample
@@ -71,22 +72,11 @@ __all__ = [
     "state_dict_sha256",
     "run_model_info",
     "for_store",
-    "native_bfloat16",
 ]
 
 # Items in flight between the sampler and the writer thread (each one batch-frame, e.g.
 # 16 x 64 x 64 float32 = 256 KiB): enough to absorb an fsync, small enough to bound memory.
 QUEUE_ITEMS = 64
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(bool(check()) for check in checks if check is not None)
 
 
 def for_store(settings: "RecordSettings", device: torch.device, store: str | os.PathLike) -> "RecordSettings":
@@ -132,6 +122,7 @@ class RecordReport:
     already_complete: int = 0
     seconds: float = 0.0
     sample_steps: int = 0
+    precision: str = ""
 
     @property
     def sample_steps_per_s(self) -> float:
@@ -143,7 +134,7 @@ class RecordReport:
             return f"{self.path}: nothing to do, all {self.already_complete} requested samples already complete"
         return (
             f"{self.path}: recorded {len(self.recorded)} samples ({self.already_complete} already complete) in "
-            f"{self.seconds:.1f} s, {self.sample_steps_per_s:.1f} sample-steps/s"
+            f"{self.seconds:.1f} s, {self.sample_steps_per_s:.1f} sample-steps/s ({self.precision}, channels-last)"
         )
 
 
@@ -286,7 +277,8 @@ def record(
     )
     opener = _writer_factory or StoreWriter.open
     writer = opener(out, spec, settings.count)
-    report = RecordReport(path=Path(out), num_samples=int(writer.header["num_samples"]))
+    report = RecordReport(path=Path(out), num_samples=int(writer.header["num_samples"]),
+                          precision="bfloat16 autocast" if settings.precision == "bfloat16" else "float32")
     try:
         wanted = settings.indices()
         pending = [i for i in wanted if not writer.complete[i]]

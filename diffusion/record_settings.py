@@ -30,6 +30,8 @@ __all__ = [
 # recorded with). 16 rather than 8: 16 images in one call cost 77.7 ms against 93.0 ms in two
 # (bfloat16, 2 threads; float32 134 vs 140 ms; benchmarks/RESULTS.md, sampling section 4).
 MODEL_BATCH = 16
+# The activations' layout while sampling, on every device (why: diffusion.model.execution).
+SAMPLING_LAYOUT = "channels_last"
 # Precision of the model's forward pass. bfloat16 (autocast) is about 1.7x faster on CPUs with
 # AVX512-BF16 / AMX but rounds the network's activations to 8 significant bits; on the default
 # model its finished drawings differ from float32 ones by 0.26 grey levels on average (0.18 % of
@@ -278,7 +280,7 @@ class RecordSettings:
             "clip_x0": True,
             "model_batch": int(self.model_batch),
             "precision": self.precision,
-            "memory_format": "channels_last",
+            "memory_format": SAMPLING_LAYOUT,
         }
         header.update(self.conditioning_header())
         if self.interpolate is not None or self.interpolate_labels is not None:

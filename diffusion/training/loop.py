@@ -39,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -54,6 +55,7 @@ from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.model.config import DEFAULT_GUIDANCE
+from diffusion.model.execution import Execution, training_execution
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
@@ -276,13 +278,18 @@ def _train(
         )
     n_params = check_model_size(settings.model)
     device = resolve_device(cfg.device, dist.local_rank)
+    execution = training_execution(device, cfg.bf16, cfg.channels_last)
+    if pinned:
+        execution = replace(execution, why="the run's own")
+    settings = replace(settings, train=replace(cfg, bf16=execution.bf16, channels_last=execution.channels_last))
+    cfg = settings.train
     if cfg.batch_size % dist.world_size:
         raise EntropicError(
             f"--batch-size {cfg.batch_size} does not split evenly over {dist.world_size} processes; "
             f"use a multiple of {dist.world_size}"
         )
     with out_of_memory_as_error(settings, n_params, device):
-        return _train_session(data, out, existing if pinned else None, settings, device, dist, quiet, say, wall_start)
+        return _train_session(data, out, existing if pinned else None, settings, execution, device, dist, quiet, say, wall_start)
 
 
 def _with_labels(options: dict[str, Any], data: Path, existing: Mapping[str, Any] | None, out: Path) -> dict[str, Any]:
@@ -435,6 +442,7 @@ def _train_session(
     out: Path,
     existing: dict[str, Any] | None,
     settings: RunSettings,
+    execution: Execution,
     device: torch.device,
     dist: Distributed,
     quiet: bool,
@@ -536,6 +544,7 @@ def _train_session(
         f"{'resuming' if ckpt else 'training'} {out} {'from step ' + format(start_step, ',') + ' ' if ckpt else ''}"
         f"to {cfg.steps:,} steps: {n_params:,} parameters, {n} images at {settings.model.resolution}px, "
         f"batch {cfg.batch_size}, {device.type} ({dev_name})" + (f", {dist.world_size} processes" if dist.world_size > 1 else "")
+        + f"; {execution.describe()}"
     )
 
     # ---- 3. training --------------------------------------------------------------------

@@ -57,8 +57,10 @@ class TrainConfig:
     grad_clip: max global gradient norm (0 disables clipping).
     flip: random left-right flips of training images.
     bf16: bfloat16 autocast for the forward pass (CPU and CUDA).
-    channels_last: keep weights and activations in NHWC memory (faster convolutions on many
-        CPUs and on tensor cores; changes rounding, so it is part of the run's settings).
+    channels_last: keep weights and activations in NHWC memory.
+        Both change rounding, so they are part of the run's settings. None (the default) means
+        "choose for the hardware" when the run starts (``diffusion.model.execution``); a run's
+        config.json always holds the choice made.
     seed: seeds the initial weights, the data order, t, the noise and the flips.
     label_dropout: probability of training a sample with the null class instead of its label
         (a conditional model only), so that one network also predicts without a label, as
@@ -78,8 +80,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     flip: bool = True
-    bf16: bool = False
-    channels_last: bool = False
+    bf16: bool | None = None
+    channels_last: bool | None = None
     seed: int = 0
     label_dropout: float = 0.1
     sample_every: int = 1000
@@ -129,7 +131,7 @@ class TrainConfig:
         if not _is_num(self.grad_clip) or self.grad_clip < 0:
             raise EntropicError(f"--grad-clip must be a number >= 0 (0 disables it), got {self.grad_clip!r}")
         for name in ("flip", "bf16", "channels_last"):
-            if not isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), bool) and (name == "flip" or getattr(self, name) is not None):
                 raise EntropicError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.device not in DEVICES:
             raise EntropicError(f"--device {self.device!r} is unknown; use one of {', '.join(DEVICES)}")

@@ -16,6 +16,7 @@ import torch
 
 import diffusion.record as record_module
 from diffusion.common.errors import EntropicError
+from diffusion.model.execution import native_bfloat16
 from diffusion.record import RecordSettings, parse_shard, record
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.store.format import COMPLETE_FILE, HEADER_FILE
@@ -119,7 +120,7 @@ def test_bfloat16_is_deterministic_batch_independent_and_close(tmp_path: Path, m
 
 
 def test_auto_precision_is_resolved_per_machine_and_a_store_keeps_its_own(tmp_path: Path, model: UNet, reference: Path):
-    native = record_module.native_bfloat16(torch.device("cpu"))
+    native = native_bfloat16(torch.device("cpu"))
     rec(tmp_path / "auto", model, precision="auto", count=2)
     with open_store(tmp_path / "auto") as st:
         assert st.header["sampler"]["precision"] == ("bfloat16" if native else "float32")  # never "auto"

@@ -25,6 +25,7 @@ from PIL import Image
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.common.errors import EntropicError
 from diffusion.data.manifest import init_manifest
+from diffusion.model.execution import native_bfloat16
 from diffusion.runs.describe import describe_run
 from diffusion.runs.load import load_run
 from diffusion.model.schedules import ScheduleConfig
@@ -244,7 +245,7 @@ def test_run_killed_before_its_first_checkpoint_starts_over_exactly(train_data, 
 def test_bf16_autocast_and_eps_prediction(train_data, tmp_path):
     settings = {**TINY, "steps": 2, "prediction": "eps", "schedule": "linear", "checkpoint_every": 0}
     train(train_data, tmp_path / "bf16", {**settings, "bf16": True}, quiet=True)
-    train(train_data, tmp_path / "fp32", settings, quiet=True)
+    train(train_data, tmp_path / "fp32", {**settings, "bf16": False}, quiet=True)
     loaded = load_run(tmp_path / "bf16")
     assert loaded.prediction == "eps" and loaded.schedule_config.kind == "linear"
     assert loaded.config["train"]["bf16"] is True
@@ -252,6 +253,24 @@ def test_bf16_autocast_and_eps_prediction(train_data, tmp_path):
     # Same data, t and noise: only the reduced precision of the forward pass differs.
     assert first_loss(tmp_path / "bf16") != first_loss(tmp_path / "fp32")
     assert first_loss(tmp_path / "bf16") == pytest.approx(first_loss(tmp_path / "fp32"), rel=0.05)
+
+
+def test_a_new_run_chooses_precision_and_layout_for_the_hardware_and_records_them(train_data, tmp_path):
+    lines: list[str] = []
+    train(train_data, tmp_path / "auto", {**TINY, "steps": 1, "checkpoint_every": 0}, log=lines.append)
+    native = native_bfloat16(torch.device("cpu"))
+    config = load_run(tmp_path / "auto").config["train"]
+    assert config["bf16"] is native and config["channels_last"] is False  # measured slower on CPUs
+    said = next(line for line in lines if line.startswith("training"))
+    assert ("bfloat16 autocast" if native else "float32") in said and "contiguous layout" in said
+    assert "channels-last measured slower" in said
+    # Asked for explicitly, the choice is the user's; a resume keeps the run's own.
+    train(train_data, tmp_path / "cl", {**TINY, "steps": 1, "channels_last": True, "bf16": False}, log=lines.append)
+    assert load_run(tmp_path / "cl").config["train"]["channels_last"] is True
+    lines.clear()
+    train(train_data, tmp_path / "cl", {**TINY, "steps": 2}, log=lines.append)
+    said = next(line for line in lines if line.startswith("resuming"))
+    assert "float32, channels-last layout (the run's own)" in said
 
 
 def test_resume_refuses_another_architecture_schedule_or_dataset(train_runs, train_data, tmp_path):

@@ -1,0 +1,75 @@
+"""How the network is computed on this hardware: the precision and memory layout of training and sampling.
+
+Neither changes what the network is, only the last bits of what it computes, so both are part
+of what a run and a store record (``config.json`` "train", the store header's "sampler"). They
+are chosen by what the hardware computes natively and by what was measured faster here
+(benchmarks/RESULTS.md, "Training and sampling at the speed of the machine"), not left to flags:
+
+* precision: bfloat16 autocast where the device computes bfloat16 natively (a CPU with
+  AVX512-BF16 or AMX, a CUDA GPU that supports it), float32 elsewhere. On this 2-core AVX512-BF16
+  CPU it trains 1.3-1.4x and samples 1.5x faster than float32, with held-out loss within noise
+  of float32 after the same steps.
+* layout: channels-last (NHWC) activations only where they were measured to pay. Training on a
+  CPU: no (GroupNorm's backward pass is 3.5x slower in NHWC and eats the convolutions' gain:
+  0.75x); on other devices nothing was measured, so the plain layout is kept. Sampling: yes, on
+  every device (``diffusion.record_settings.SAMPLING_LAYOUT``): on a CPU oneDNN's NHWC
+  convolutions skip the reorders to and from its blocked layout (1.1-1.6x), and a store's layout
+  is part of its identity, so it does not change with the machine that resumes it.
+
+An explicit choice (``--bf16``, ``--channels-last``, ``--precision``) always wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Execution", "native_bfloat16", "training_execution"]
+
+# Device type -> whether training with channels-last activations was measured faster there.
+# A device that is absent was not measured: the plain layout.
+TRAIN_CHANNELS_LAST_PAYS: dict[str, bool] = {"cpu": False}
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a training run computes: bfloat16 autocast or not, channels-last or not, and why."""
+
+    bf16: bool
+    channels_last: bool
+    why: str
+
+    def describe(self) -> str:
+        """One phrase for the command line, e.g. "bfloat16 autocast, contiguous layout (chosen for this cpu: ...)"."""
+        precision = "bfloat16 autocast" if self.bf16 else "float32"
+        layout = "channels-last layout" if self.channels_last else "contiguous layout"
+        return f"{precision}, {layout} ({self.why})"
+
+
+def training_execution(device: torch.device, bf16: bool | None = None, channels_last: bool | None = None) -> Execution:
+    """The precision and layout a new run on ``device`` trains with; None means "choose for this hardware"."""
+    reasons = []
+    if bf16 is None:
+        bf16 = native_bfloat16(device) and device.type in ("cpu", "cuda")  # autocast exists on these two
+        reasons.append("bfloat16 is native here" if bf16 else "no native bfloat16 here")
+    if channels_last is None:
+        channels_last = TRAIN_CHANNELS_LAST_PAYS.get(device.type, False)
+        measured = device.type in TRAIN_CHANNELS_LAST_PAYS
+        reasons.append(
+            ("channels-last measured faster" if channels_last else "channels-last measured slower")
+            if measured
+            else "channels-last not measured on " + device.type
+        )
+    why = f"chosen for this {device.type}: " + ", ".join(reasons) if reasons else "as asked"
+    return Execution(bool(bf16), bool(channels_last), why)

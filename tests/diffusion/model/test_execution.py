@@ -1,0 +1,29 @@
+"""The precision and layout a run trains with, chosen for the hardware unless asked for."""
+
+from __future__ import annotations
+
+import torch
+
+from diffusion.model.execution import native_bfloat16, training_execution
+
+
+def test_a_cpu_gets_bfloat16_where_native_and_the_contiguous_layout_measured_faster():
+    chosen = training_execution(torch.device("cpu"))
+    assert chosen.bf16 is native_bfloat16(torch.device("cpu"))
+    assert chosen.channels_last is False
+    assert "channels-last measured slower" in chosen.describe()
+
+
+def test_an_unmeasured_device_keeps_the_plain_layout_and_says_so():
+    chosen = training_execution(torch.device("mps"))
+    assert (chosen.bf16, chosen.channels_last) == (False, False)  # autocast is not used on mps
+    assert chosen.describe() == (
+        "float32, contiguous layout (chosen for this mps: no native bfloat16 here, channels-last not measured on mps)"
+    )
+
+
+def test_an_explicit_choice_wins():
+    chosen = training_execution(torch.device("cpu"), bf16=False, channels_last=True)
+    assert chosen.describe() == "float32, channels-last layout (as asked)"
+    half = training_execution(torch.device("cpu"), bf16=True)
+    assert half.bf16 and "as asked" not in half.why and "channels-last measured slower" in half.why
