@@ -7,14 +7,15 @@ are chosen by what the hardware computes natively and by what was measured faste
 
 * precision: bfloat16 autocast where the device computes bfloat16 natively (a CPU with
   AVX512-BF16 or AMX, a CUDA GPU that supports it), float32 elsewhere. On this 2-core AVX512-BF16
-  CPU it trains 1.3-1.4x and samples 1.5x faster than float32, with held-out loss within noise
-  of float32 after the same steps.
-* layout: channels-last (NHWC) activations only where they were measured to pay. Training on a
-  CPU: no (GroupNorm's backward pass is 3.5x slower in NHWC and eats the convolutions' gain:
-  0.75x); on other devices nothing was measured, so the plain layout is kept. Sampling: yes, on
-  every device (``diffusion.record_settings.SAMPLING_LAYOUT``): on a CPU oneDNN's NHWC
-  convolutions skip the reorders to and from its blocked layout (1.1-1.6x), and a store's layout
-  is part of its identity, so it does not change with the machine that resumes it.
+  CPU it trains 1.3-1.5x and samples 1.4-1.5x faster than float32, with held-out loss within
+  noise of float32 after the same steps.
+* layout: channels-last (NHWC) memory only where it was measured to pay. Training on a CPU: in
+  float32 yes (oneDNN's NHWC convolutions skip the reorders to and from its blocked layout:
+  1.10x), in bfloat16 no (GroupNorm's bfloat16 backward pass is 13x slower in NHWC and eats the
+  convolutions' gain: 0.86x). On other devices nothing was measured, so the plain layout is kept.
+  Sampling: channels-last on every device (``diffusion.record_settings.SAMPLING_LAYOUT``):
+  measured faster on a CPU in both precisions, and a store's layout is part of its identity, so
+  it does not change with the machine that resumes it.
 
 An explicit choice (``--bf16``, ``--channels-last``, ``--precision``) always wins.
 """
@@ -27,9 +28,9 @@ import torch
 
 __all__ = ["Execution", "native_bfloat16", "training_execution"]
 
-# Device type -> whether training with channels-last activations was measured faster there.
-# A device that is absent was not measured: the plain layout.
-TRAIN_CHANNELS_LAST_PAYS: dict[str, bool] = {"cpu": False}
+# (device type, precision) -> whether training channels-last was measured faster there.
+# A pair that is absent was not measured: the plain layout.
+TRAIN_CHANNELS_LAST_PAYS: dict[tuple[str, str], bool] = {("cpu", "float32"): True, ("cpu", "bfloat16"): False}
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -64,12 +65,12 @@ def training_execution(device: torch.device, bf16: bool | None = None, channels_
         bf16 = native_bfloat16(device) and device.type in ("cpu", "cuda")  # autocast exists on these two
         reasons.append("bfloat16 is native here" if bf16 else "no native bfloat16 here")
     if channels_last is None:
-        channels_last = TRAIN_CHANNELS_LAST_PAYS.get(device.type, False)
-        measured = device.type in TRAIN_CHANNELS_LAST_PAYS
+        key = (device.type, "bfloat16" if bf16 else "float32")
+        channels_last = TRAIN_CHANNELS_LAST_PAYS.get(key, False)
         reasons.append(
-            ("channels-last measured faster" if channels_last else "channels-last measured slower")
-            if measured
-            else "channels-last not measured on " + device.type
+            f"channels-last measured {'faster' if channels_last else 'slower'} in {key[1]}"
+            if key in TRAIN_CHANNELS_LAST_PAYS
+            else f"channels-last not measured on {device.type}"
         )
     why = f"chosen for this {device.type}: " + ", ".join(reasons) if reasons else "as asked"
     return Execution(bool(bf16), bool(channels_last), why)

@@ -7,11 +7,17 @@ import torch
 from diffusion.model.execution import native_bfloat16, training_execution
 
 
-def test_a_cpu_gets_bfloat16_where_native_and_the_contiguous_layout_measured_faster():
+def test_a_cpu_gets_bfloat16_where_native_and_the_layout_measured_faster_for_its_precision():
     chosen = training_execution(torch.device("cpu"))
-    assert chosen.bf16 is native_bfloat16(torch.device("cpu"))
-    assert chosen.channels_last is False
-    assert "channels-last measured slower" in chosen.describe()
+    native = native_bfloat16(torch.device("cpu"))
+    assert chosen.bf16 is native
+    assert chosen.channels_last is not native  # NHWC pays in float32 and costs in bfloat16 here
+    float32 = training_execution(torch.device("cpu"), bf16=False)
+    assert float32.channels_last and float32.describe() == (
+        "float32, channels-last layout (chosen for this cpu: channels-last measured faster in float32)"
+    )
+    bf16 = training_execution(torch.device("cpu"), bf16=True)
+    assert not bf16.channels_last and "channels-last measured slower in bfloat16" in bf16.why
 
 
 def test_an_unmeasured_device_keeps_the_plain_layout_and_says_so():
@@ -25,5 +31,3 @@ def test_an_unmeasured_device_keeps_the_plain_layout_and_says_so():
 def test_an_explicit_choice_wins():
     chosen = training_execution(torch.device("cpu"), bf16=False, channels_last=True)
     assert chosen.describe() == "float32, channels-last layout (as asked)"
-    half = training_execution(torch.device("cpu"), bf16=True)
-    assert half.bf16 and "as asked" not in half.why and "channels-last measured slower" in half.why
