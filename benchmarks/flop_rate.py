@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from diffusion.model.execution import native_bfloat16  # noqa: E402
+from diffusion.model.execution import native_bfloat16, training_execution  # noqa: E402
 from diffusion.model.objective import schedule_tensors  # noqa: E402
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.model.unet import UNet, UNetConfig  # noqa: E402
@@ -98,45 +98,55 @@ def attention_flops(cfg: UNetConfig, batch: int) -> int:
     return total
 
 
-def counted_flops(fn: Callable[[], Any]) -> int:
+def counted_flops(fn: Callable[[], Any]) -> tuple[int, int]:
+    """(all FLOPs the counter sees, those of convolutions) during ``fn``."""
     with FlopCounterMode(display=False) as counter:
         fn()
-    return counter.get_total_flops()
+    by_op = counter.get_flop_counts()["Global"]
+    return counter.get_total_flops(), sum(int(v) for k, v in by_op.items() if "convolution" in str(k))
 
 
-def training_flops(cfg: UNetConfig) -> int:
+def training_flops(cfg: UNetConfig) -> tuple[int, int]:
+    """(FLOPs, convolution FLOPs) of one training step at batch BATCH."""
     model = UNet(cfg)
     x = torch.randn(BATCH, cfg.channels, cfg.resolution, cfg.resolution)
     t = torch.randint(0, 1000, (BATCH,))
-    counted = counted_flops(lambda: model(x, t).square().mean().backward())
-    return counted + 3 * attention_flops(cfg, BATCH)  # forward + backward (twice the forward)
+    counted, conv = counted_flops(lambda: model(x, t).square().mean().backward())
+    return counted + 3 * attention_flops(cfg, BATCH), conv  # attention: forward + backward (twice the forward)
 
 
-def sampling_flops(cfg: UNetConfig) -> int:
+def sampling_flops(cfg: UNetConfig) -> tuple[int, int]:
+    """(FLOPs, convolution FLOPs) of one sampling call of MODEL_BATCH images."""
     model = UNet(cfg).eval()
     x = torch.randn(MODEL_BATCH, cfg.channels, cfg.resolution, cfg.resolution)
     t = torch.full((MODEL_BATCH,), 500)
     with torch.inference_mode():
-        counted = counted_flops(lambda: model(x, t))
-    return counted + attention_flops(cfg, MODEL_BATCH)
+        counted, conv = counted_flops(lambda: model(x, t))
+    return counted + attention_flops(cfg, MODEL_BATCH), conv
 
 
 # ---------------------------------------------------------------- the steps
 
 
-def conv_share(fn: Callable[[], Any]) -> float:
-    """Share of the operators' self time spent in convolutions (forward and backward) during ``fn``."""
+def conv_time(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(share of the operators' self time spent in convolutions, forward and backward, during
+    ``fn``; the operators' self time in seconds). The profiler times each operator on the thread
+    that calls it, across its intra-op threads: wall time, not summed CPU time."""
     fn()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
-    return conv / total if total else 0.0
+    return (conv / total if total else 0.0), total / 1e6
 
 
 def training_step(kind: str, precision: str, st: Any) -> Callable[[], Any]:
+    """One training step of ``kind`` as it trains by default: ours in the layout
+    ``entropic train`` chooses for this CPU and precision, the twin as diffusers runs it."""
     flags = "bf16" if precision == "bfloat16" else "fp32"
+    if kind == "ours" and training_execution(torch.device("cpu"), bf16=precision == "bfloat16").channels_last:
+        flags += "+cl"
     trainer = make_trainer(f"{kind}:{flags}", UNetConfig(), st, seed=0)
     data = stroke_drawings(BATCH, RESOLUTION, 0)
     gen = torch.Generator().manual_seed(0)
@@ -179,11 +189,14 @@ def main() -> None:
         kinds = ("ours",)
     cfg = UNetConfig()
     st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
-    work = {"train_step": training_flops(cfg), "sampling_call": sampling_flops(cfg)}
+    work, conv_work = {}, {}
+    for task, count in (("train_step", training_flops), ("sampling_call", sampling_flops)):
+        work[task], conv_work[task] = count(cfg)
     result: dict[str, Any] = {
         "machine": machine() if "peer" in kinds else {"torch": torch.__version__, "threads": args.threads},
         "native_bfloat16": native_bfloat16(torch.device("cpu")),
         "work_gflop": {k: round(v / 1e9, 2) for k, v in work.items()},
+        "convolution_gflop": {k: round(v / 1e9, 2) for k, v in conv_work.items()},
         "batch": {"train_step": BATCH, "sampling_call": MODEL_BATCH},
         "precisions": {},
     }
@@ -198,18 +211,22 @@ def main() -> None:
                 fn = training_step(kind, precision, st) if task == "train_step" else sampling_call(kind, precision)
                 seconds = median_seconds(fn, args.steps)
                 achieved = work[task] / seconds / 1e9
-                share = conv_share(fn)
+                share, op_seconds = conv_time(fn)
+                conv_rate = conv_work[task] / (share * op_seconds) / 1e9 if share else 0.0
                 row = {
                     "seconds": round(seconds, 4),
                     "achieved_gflop_s": round(achieved, 1),
                     "fraction_of_peak": round(achieved / top["peak"], 3),
                     "conv_share_of_op_time": round(share, 3),
+                    "convolutions_gflop_s": round(conv_rate, 1),
+                    "convolutions_fraction_of_peak": round(conv_rate / top["peak"], 3),
                     "ceiling_if_only_convs_took_time": round(1 / share, 2) if share else None,
                 }
                 entry[f"{task}/{kind}"] = row
                 print(f"  {task:13s} {kind:4s} {seconds * 1e3:7.1f} ms  {achieved:6.1f} GFLOP/s = "
                       f"{achieved / top['peak'] * 100:4.1f} % of peak; convolutions {share * 100:.0f} % of op time "
-                      f"(ceiling {1 / share:.2f}x)", flush=True)
+                      f"at {conv_rate:.0f} GFLOP/s ({conv_rate / top['peak'] * 100:.0f} % of peak; ceiling "
+                      f"{1 / share:.2f}x)", flush=True)
         result["precisions"][precision] = entry
     print(json.dumps(result, indent=1))
     if args.json:

@@ -63,8 +63,10 @@ _run_option = functools.partial(params.option, defaults=run_defaults, note=RESUM
 @_run_option("--sample-count", type=int, help="Samples per contact sheet (seeds 0..N-1).")
 @_run_option("--sample-steps", type=int, help="DDIM steps for the contact sheets.")
 @_run_option("--checkpoint-every", type=int, help="Resumable checkpoint every N steps (and at the end).")
-@_run_option("--bf16/--no-bf16", default=None, note="", help="bfloat16 autocast (CPU and CUDA).")
-@_run_option("--channels-last/--no-channels-last", default=None, note="", help="NHWC memory layout (often faster).")
+@_run_option("--bf16/--no-bf16", default=None, note="",
+             help="bfloat16 autocast (CPU and CUDA). Left out: on where the hardware computes bfloat16 natively.")
+@_run_option("--channels-last/--no-channels-last", default=None, note="",
+             help="NHWC memory layout. Left out: on only where measured faster (a CPU in float32).")
 @_run_option("--flip/--no-flip", default=None, note="", help="Random left-right flips of training images.")
 @_run_option("--device", note="", type=params.LibraryChoice("diffusion.training.settings:DEVICES"),
              help="auto = cuda, else mps, else cpu.")
