@@ -57,7 +57,7 @@ from diffusion.model.guidance import needs_both
 from diffusion.model.interpolation import fractions, interpolation_noise
 from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps, sample
 from diffusion.model.schedules import NoiseSchedule
-from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, RecordSettings, parse_shard
+from diffusion.record_settings import COMPUTE_PRECISIONS, MODEL_BATCH, SAMPLING_LAYOUT, RecordSettings, parse_shard
 from diffusion.runs.layout import published_dataset
 from diffusion.store.format import HEADER_FILE, StoreSpec, labels_from_sampler, sample_seed
 from diffusion.store.writer import FrameEncoder, StoreWriter
@@ -122,7 +122,7 @@ class RecordReport:
     already_complete: int = 0
     seconds: float = 0.0
     sample_steps: int = 0
-    precision: str = ""
+    precision: str = ""  # how the network computed: "float32" or "bfloat16 autocast"
 
     @property
     def sample_steps_per_s(self) -> float:
@@ -134,7 +134,8 @@ class RecordReport:
             return f"{self.path}: nothing to do, all {self.already_complete} requested samples already complete"
         return (
             f"{self.path}: recorded {len(self.recorded)} samples ({self.already_complete} already complete) in "
-            f"{self.seconds:.1f} s, {self.sample_steps_per_s:.1f} sample-steps/s ({self.precision}, channels-last)"
+            f"{self.seconds:.1f} s, {self.sample_steps_per_s:.1f} sample-steps/s ({self.precision}, "
+            f"{SAMPLING_LAYOUT.replace('_', '-')})"
         )
 
 

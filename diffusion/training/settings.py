@@ -130,9 +130,10 @@ class TrainConfig:
             )
         if not _is_num(self.grad_clip) or self.grad_clip < 0:
             raise EntropicError(f"--grad-clip must be a number >= 0 (0 disables it), got {self.grad_clip!r}")
-        for name in ("flip", "bf16", "channels_last"):
-            if not isinstance(getattr(self, name), bool) and (name == "flip" or getattr(self, name) is not None):
-                raise EntropicError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name, may_be_open in (("flip", False), ("bf16", True), ("channels_last", True)):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (may_be_open and value is None):
+                raise EntropicError(f"{name} must be true or false, got {value!r}")
         if self.device not in DEVICES:
             raise EntropicError(f"--device {self.device!r} is unknown; use one of {', '.join(DEVICES)}")
 

@@ -392,6 +392,9 @@ def test_cli_sample_resume_info_and_refusals(tmp_path: Path, tiny_run: Path, cli
     assert r.returncode == 0, r.stderr
     assert "recorded 3 samples" in r.stdout
     header = json.loads((out / HEADER_FILE).read_text())
+    # What it chose for this machine is said, and recorded in the store.
+    chosen = "bfloat16 autocast" if header["sampler"]["precision"] == "bfloat16" else "float32"
+    assert f"({chosen}, channels-last)" in r.stdout and header["sampler"]["memory_format"] == "channels_last"
     assert header["model"]["run"] == tiny_run.name  # named, not located: the store travels without the folders
     assert header["model"]["dataset"]["manifest_sha256"]
     card = json.loads((tiny_run / "model_card.json").read_text())
