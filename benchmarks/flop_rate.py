@@ -26,7 +26,6 @@ Copy the figures into benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from diffusion.model.objective import schedule_tensors  # noqa: E402
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.model.unet import UNet, UNetConfig  # noqa: E402
 from diffusion.record_settings import MODEL_BATCH  # noqa: E402
-from train_throughput import BATCH, RESOLUTION, machine, make_trainer, peer_kwargs, stroke_drawings  # noqa: E402
+from train_throughput import BATCH, RESOLUTION, machine, make_trainer, peer_kwargs, report, stroke_drawings  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -228,10 +227,7 @@ def main() -> None:
                       f"at {conv_rate:.0f} GFLOP/s ({conv_rate / top['peak'] * 100:.0f} % of peak; ceiling "
                       f"{1 / share:.2f}x)", flush=True)
         result["precisions"][precision] = entry
-    print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

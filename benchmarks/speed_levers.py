@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import threading
@@ -48,7 +47,7 @@ from diffusion.model import unet as unet_module  # noqa: E402
 from diffusion.model.objective import schedule_tensors, training_loss  # noqa: E402
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.model.unet import UNet, UNetConfig  # noqa: E402
-from train_throughput import BATCH, RESOLUTION, stroke_drawings  # noqa: E402
+from train_throughput import BATCH, RESOLUTION, report, stroke_drawings  # noqa: E402
 
 SDPA = F.scaled_dot_product_attention
 
@@ -70,6 +69,20 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, inner: int = 1) 
 
 def ms(seconds: dict[str, float]) -> dict[str, float]:
     return {k: round(v * 1e3, 1) for k, v in seconds.items()}
+
+
+def patched(owner: Any, name: str, value: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn``, run with ``owner.name`` replaced by ``value`` (put back afterwards)."""
+    original = getattr(owner, name)
+
+    def run() -> None:
+        setattr(owner, name, value)
+        try:
+            fn()
+        finally:
+            setattr(owner, name, original)
+
+    return run
 
 
 def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -119,16 +132,9 @@ def lever_attention_f32_in_bf16(rounds: int, data: torch.Tensor, st: Any) -> dic
     def f32_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return SDPA(q.float(), k.float(), v.float()).to(q.dtype)
 
-    def with_attention(f: Callable) -> Callable[[], Any]:
-        def run() -> None:
-            unet_module.F.scaled_dot_product_attention = f
-            try:
-                step()
-            finally:
-                unet_module.F.scaled_dot_product_attention = SDPA
-        return run
-
-    result = ms(interleaved({"bf16 attention": with_attention(SDPA), "float32 attention": with_attention(f32_sdpa)}, rounds))
+    result = ms(interleaved({"bf16 attention": step,
+                             "float32 attention": patched(unet_module.F, "scaled_dot_product_attention", f32_sdpa, step)},
+                            rounds))
     print(f"  attention in float32 inside a bf16 training step: {result}", flush=True)
     return {"train_step_ms": result}
 
@@ -226,8 +232,6 @@ def lever_threads(rounds: int, data: torch.Tensor, st: Any) -> dict[str, Any]:
 
 
 def lever_groupnorm_bf16(rounds: int, data: torch.Tensor, st: Any) -> dict[str, Any]:
-    autocast_forward = nn.GroupNorm.forward
-
     def bf16_forward(self: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):
             return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
@@ -235,16 +239,8 @@ def lever_groupnorm_bf16(rounds: int, data: torch.Tensor, st: Any) -> dict[str, 
     torch.manual_seed(0)
     step = training_step_fn(UNet(UNetConfig()), True, data, st)
 
-    def with_forward(f: Callable) -> Callable[[], Any]:
-        def run() -> None:
-            nn.GroupNorm.forward = f
-            try:
-                step()
-            finally:
-                nn.GroupNorm.forward = autocast_forward
-        return run
-
-    result = ms(interleaved({"autocast GroupNorm": with_forward(autocast_forward), "bf16 GroupNorm": with_forward(bf16_forward)}, rounds))
+    result = ms(interleaved({"autocast GroupNorm": step, "bf16 GroupNorm": patched(nn.GroupNorm, "forward", bf16_forward, step)},
+                            rounds))
     print(f"  GroupNorm in a bf16 training step: {result}", flush=True)
     return {"train_step_ms": result}
 
@@ -302,10 +298,7 @@ def main() -> None:
     result["groupnorm_bf16"] = lever_groupnorm_bf16(args.rounds, data, st)
     if args.compile:
         result["compile"] = lever_compile(args.rounds)
-    print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

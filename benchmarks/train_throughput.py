@@ -263,6 +263,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def report(result: dict[str, Any], path: Path | None) -> None:
+    """Print ``result`` as JSON, and write it to ``path`` when given (the benchmarks' raw data)."""
+    print(json.dumps(result, indent=1))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def load_average() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -422,10 +430,7 @@ def main() -> None:
         lv = [v.strip() for v in args.loss_variants.split(",") if v.strip()]
         result["loss"] = loss_comparison(lv, cfg, st, args.loss_steps, args.eval_every, args.seed, args.lr, args.warmup)
     result["load_after"] = load_average()
-    print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":
