@@ -433,11 +433,11 @@ def render(
         }
         sink = ImageSequenceSink(
             plan.path, width, height, fps, key=key, timeline_frames=int(the_scene.frame_count),
-            provenance={**doc, "frames": {"start": 0, "stop": int(the_scene.frame_count)}},
+            # The energy so far: what a kill mid-render leaves in the manifest.
+            provenance={**doc, "frames": {"start": 0, "stop": int(the_scene.frame_count)}, "energy": energy.so_far()},
             overwrite=options.overwrite,
             finish=None if credentials is None else _frame_signer(doc, credentials),
         )
-        sink.provenance["energy"] = energy.so_far()  # what a kill mid-render leaves in the manifest
         with _sigterm_as_interrupt():
             sink.open()
             pending = sink.pending(range(start, stop))
@@ -596,7 +596,7 @@ def join_videos(
             {"file": p.name, "start": d["frames"]["start"], "stop": d["frames"]["stop"]} for p, d in zip(paths, docs)
         ]
         finished = [prov.finished_energy(p, d) for p, d in zip(paths, docs)]
-        doc["energy"] = joined_energy(finished[0], finished)
+        doc["energy"] = joined_energy(finished)
 
     total = sum(f.frames for f in facts)
     # Only this very join, killed before its sidecar, may be found here: then only the sidecar is left to write.

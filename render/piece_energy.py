@@ -59,11 +59,10 @@ def render_of(energy: Any) -> Any:
     return energy.get("render") if isinstance(energy, Mapping) else None
 
 
-def joined_energy(first: Any, parts: list[Any]) -> dict[str, Any]:
+def joined_energy(parts: list[Any]) -> dict[str, Any]:
     """The energy of shards joined into one video: the first shard's training and sampling, every shard's render.
 
-    ``first``: the first shard's ``energy``; ``parts``: each shard's finished ``energy``
-    (:func:`render.provenance.finished_energy`), or None. The join's own copying is not counted
+    ``parts``: each shard's finished ``energy`` (:func:`render.provenance.finished_energy`), or None. The join's own copying is not counted
     (it re-encodes nothing). A shard whose render energy is unknown leaves the sum a lower bound.
     """
     renders = [p.get("render") if isinstance(p, Mapping) else None for p in parts]
@@ -72,4 +71,4 @@ def joined_energy(first: Any, parts: list[Any]) -> dict[str, Any]:
     if costed:
         whole = len(costed) == len(renders) and all(r.get("complete", True) is not False for r in costed)
         render = sum_sessions([s for r in costed for s in r.get("sessions") or [r]], whole=whole)
-    return with_render(first, render)
+    return with_render(parts[0], render)

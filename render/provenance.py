@@ -73,6 +73,8 @@ def audit_verdict(store: Path, weights_sha256: Any, audits: Sequence[str | os.Pa
     """What an audit found for a store: its own (``STORE-audit.json`` beside it), else one of ``audits``
     (e.g. the published model's ``audit.json``) made from samples of the same weights; else "unknown".
     """
+    from diffusion.evidence.report.inputs import AUDIT_FORMAT
+
     for candidate in (store.parent / f"{store.name}{AUDIT_SUFFIX}", *map(Path, audits)):
         if not candidate.is_file():
             continue
@@ -80,7 +82,7 @@ def audit_verdict(store: Path, weights_sha256: Any, audits: Sequence[str | os.Pa
             report = read_json_object(candidate, "audit report")
         except EntropicError:
             continue  # an unreadable audit says nothing about the store
-        if report.get("format") != "entropic-audit":
+        if report.get("format") != AUDIT_FORMAT:
             continue
         if not isinstance(weights_sha256, str) or report.get("store_weights_sha256") != weights_sha256:
             continue  # an audit of another model's samples (or of an earlier recording of this name)
@@ -113,7 +115,7 @@ def store_provenance(path: str | os.PathLike, scene_dir: str | os.PathLike | Non
     sampler = header.get("sampler") or {}
     return {
         "path": published_path(root, scene_dir),
-        "header_sha256": header_sha256(root),
+        "header_sha256": header_sha256(root, header),
         "num_samples": header.get("num_samples"),
         "num_steps": header.get("num_steps"),
         "size": f"{header.get('width')}x{header.get('height')}",

@@ -308,25 +308,27 @@ def _trajectories_link(run: Any, visible: Sequence[tuple[Path, int]], model_hold
     finished: list[np.ndarray] = []
     exact, worst, bad, others, count = True, 0.0, [], [], 0
     for store, samples in by_store.items():
-        opened = open_store(store)
-        if (opened.header.get("model") or {}).get("weights_sha256") != run.weights_sha256 and model_holds:
-            others.append(store.name)  # drawn by another model of the piece: not this run's to replay
-            continue
-        samples = sorted(samples)
-        if progress:
-            progress(f"replaying {len(samples)} trajectories of {store.name} from the weights and seeds")
-        mismatched: list[int] = []
-        for at in range(0, len(samples), REPLAY_CHUNK):
-            chunk = samples[at: at + REPLAY_CHUNK]
-            result = compare_with_store(opened, chunk, replay_samples(store, run, chunk))
-            finished.append(result.finished)
-            exact &= result.exact
-            worst = max(worst, result.max_difference)
-            mismatched += result.mismatched
+        with open_store(store) as opened:
+            if (opened.header.get("model") or {}).get("weights_sha256") != run.weights_sha256 and model_holds:
+                others.append(store.name)  # drawn by another model of the piece: not this run's to replay
+                continue
+            samples = sorted(samples)
+            if progress:
+                progress(f"replaying {len(samples)} trajectories of {store.name} from the weights and seeds")
+            mismatched: list[int] = []
+            store_worst = 0.0
+            for at in range(0, len(samples), REPLAY_CHUNK):
+                chunk = samples[at: at + REPLAY_CHUNK]
+                result = compare_with_store(opened, chunk, replay_samples(store, run, chunk))
+                finished.append(result.finished)
+                exact &= result.exact
+                store_worst = max(store_worst, result.max_difference)
+                mismatched += result.mismatched
+        worst = max(worst, store_worst)
         count += len(samples)
         if mismatched:
             shown = ", ".join(map(str, mismatched[:6])) + (" …" if len(mismatched) > 6 else "")
-            bad.append(f"{store.name}: samples {shown} (largest difference {worst:.3g} > {result.tolerance:g})")
+            bad.append(f"{store.name}: samples {shown} (largest difference {store_worst:.3g} > {result.tolerance:g})")
     rest = f"; stores of another model not replayed: {', '.join(others)}" if others else ""
     if bad:
         why = "" if model_holds else " (replayed with weights that are not the recorded ones)"

@@ -230,9 +230,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as the project writes JSON files: indented, key-sorted, no NaN, a final newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``obj`` as :func:`json_text` to ``path`` atomically."""
+    atomic_write_text(path, json_text(obj))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -76,19 +76,6 @@ class MembershipReport:
     seconds: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """Readable lines for the command line."""
-        lo, hi = self.gap_interval
-        rlo, rhi = self.ratio_interval
-        return "\n".join(
-            [
-                f"membership gap: eps-MSE {self.heldout_loss:.5f} on {self.num_pairs} held-out images vs "
-                f"{self.train_loss:.5f} on as many training images (same {len(self.timesteps)} timesteps and noise)",
-                f"  gap {self.gap:+.5f} (95% {lo:+.5f} .. {hi:+.5f}), ratio {self.ratio:.3f} (95% {rlo:.3f} .. {rhi:.3f}); "
-                "a memorising model shows held-out loss well above training loss",
-            ]
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """The report as audit.json's ``membership`` entry."""
         return asdict(self)

@@ -16,13 +16,12 @@ give the same bytes.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from typing import Sequence
 
 from diffusion.common.errors import EntropicError
-from diffusion.figures.loss_curve import _STYLE, DPI, GRID
+from diffusion.figures.loss_curve import GRID, gray_figure, gray_png
 
 __all__ = ["distance_histogram_png"]
 
@@ -99,16 +98,7 @@ def distance_histogram_png(
     if sims is not None and ssim_flag is None:
         raise EntropicError("the SSIM panel needs its flag bound (ssim_flag)")
 
-    import matplotlib.style
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    with matplotlib.style.context(["default", _STYLE]):
-        fig = Figure(figsize=((width + 1e-3) / DPI, (height + 1e-3) / DPI), dpi=DPI, layout="constrained")
-        canvas = FigureCanvasAgg(fig)
-        fig.get_layout_engine().set(w_pad=6 / DPI, h_pad=4 / DPI, wspace=0.04, hspace=0)
+    with gray_figure(width, height, wspace=0.04) as (fig, canvas):
         axes = fig.subplots(1, 2 if sims is not None else 1, squeeze=False)[0]
         handles, labels = _panel(
             axes[0], rel, base_rel, _bins(rel + base_rel, 0.0, 1.05, 0.025), threshold, "left",
@@ -124,12 +114,4 @@ def distance_histogram_png(
         fig.legend(handles, labels, ncols=len(handles), loc="outside upper right", frameon=False, handlelength=1.8,
                    columnspacing=1.2)  # fmt: skip
         canvas.draw()
-        rgba = np.asarray(canvas.buffer_rgba())
-    buf = io.BytesIO()
-    Image.fromarray(rgba).convert("L").save(buf, format="PNG")  # grey on white: "L" loses nothing
-    data = buf.getvalue()
-    if out_path is not None:
-        from diffusion.common.atomic import atomic_write_bytes
-
-        atomic_write_bytes(out_path, data)
-    return data
+    return gray_png(canvas, out_path)

@@ -20,10 +20,11 @@ the same PNG bytes (no timestamp, no "Software" tag, nothing random).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from diffusion.common.errors import EntropicError
 from diffusion.runs.loss_history import LossPoint, parse_loss_rows, read_loss_csv
@@ -125,6 +126,45 @@ def _loss_label(value: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"  # 1e-05 -> 1e-5
 
 
+@contextlib.contextmanager
+def gray_figure(width: int, height: int, wspace: float = 0.0) -> Iterator[tuple[Any, Any]]:
+    """(figure, canvas) of exactly ``width`` x ``height`` pixels, drawn in this module's grey style.
+
+    Any matplotlibrc is ignored inside the block and restored after it. Read the picture with
+    :func:`gray_png` once the canvas is drawn.
+    """
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.style.context(["default", _STYLE]):
+        # The tiny excess keeps int(width / DPI * DPI) from rounding down to width - 1.
+        fig = Figure(figsize=((width + 1e-3) / DPI, (height + 1e-3) / DPI), dpi=DPI, layout="constrained")
+        canvas = FigureCanvasAgg(fig)
+        fig.get_layout_engine().set(w_pad=6 / DPI, h_pad=4 / DPI, wspace=wspace, hspace=0)
+        yield fig, canvas
+
+
+def gray_png(canvas: Any, out_path: str | os.PathLike | None = None) -> bytes:
+    """The drawn ``canvas`` as 8-bit grayscale PNG bytes, also written to ``out_path`` (atomically) when given.
+
+    Every colour of the style is a grey on opaque white, so R = G = B everywhere: grayscale
+    ("L") loses nothing and is a fraction of matplotlib's own RGBA PNG. Pillow writes the PNG
+    itself: no "Software" tag, no timestamp, so no metadata to strip.
+    """
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("L").save(buf, format="PNG")
+    data = buf.getvalue()
+    if out_path is not None:
+        from diffusion.common.atomic import atomic_write_bytes
+
+        atomic_write_bytes(out_path, data)
+    return data
+
+
 def loss_curve_png(
     csv_path_or_rows: str | os.PathLike | Iterable[Sequence[Any] | Mapping[str, Any]],
     out_path: str | os.PathLike | None = None,
@@ -145,22 +185,13 @@ def loss_curve_png(
     if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
         raise EntropicError(f"the loss plot needs at least 240 x 160 pixels, got {width} x {height}")
 
-    import matplotlib.style
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
-    from PIL import Image
 
     (step_lo, step_hi), (loss_lo, loss_hi) = _limits(points)
     steps = [p.step for p in points]
     losses = [p.loss for p in points]
     smooth = moving_average(losses, default_span(len(points)))
-    with matplotlib.style.context(["default", _STYLE]):  # ignore any matplotlibrc; restored after
-        # The tiny excess keeps int(width / DPI * DPI) from rounding down to width - 1.
-        fig = Figure(figsize=((width + 1e-3) / DPI, (height + 1e-3) / DPI), dpi=DPI, layout="constrained")
-        canvas = FigureCanvasAgg(fig)
-        fig.get_layout_engine().set(w_pad=6 / DPI, h_pad=4 / DPI, wspace=0, hspace=0)
+    with gray_figure(width, height) as (fig, canvas):
         ax = fig.add_subplot()
         few = len(points) <= width // 5  # few points: show each one, not only the line between them
         (raw,) = ax.plot(
@@ -199,15 +230,4 @@ def loss_curve_png(
             if legend.get_window_extent().x0 >= 0 or ncols == 1:
                 break
             legend.remove()
-        rgba = np.asarray(canvas.buffer_rgba())
-    # Every colour above is a grey on opaque white, so R = G = B everywhere: 8-bit grayscale
-    # ("L", as before) loses nothing and is a fraction of matplotlib's own RGBA PNG. Pillow
-    # writes the PNG itself: no "Software" tag, no timestamp, so no metadata to strip.
-    buf = io.BytesIO()
-    Image.fromarray(rgba).convert("L").save(buf, format="PNG")
-    data = buf.getvalue()
-    if out_path is not None:
-        from diffusion.common.atomic import atomic_write_bytes
-
-        atomic_write_bytes(out_path, data)
-    return data
+    return gray_png(canvas, out_path)

@@ -31,6 +31,8 @@ __all__ = ["Execution", "native_bfloat16", "training_execution"]
 # (device type, precision) -> whether training channels-last was measured faster there.
 # A pair that is absent was not measured: the plain layout.
 TRAIN_CHANNELS_LAST_PAYS: dict[tuple[str, str], bool] = {("cpu", "float32"): True, ("cpu", "bfloat16"): False}
+# The devices whose bfloat16 autocast training uses.
+AUTOCAST_DEVICES = ("cpu", "cuda")
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -51,18 +53,22 @@ class Execution:
     channels_last: bool
     why: str
 
-    def describe(self) -> str:
-        """One phrase for the command line, e.g. "bfloat16 autocast, contiguous layout (chosen for this cpu: ...)"."""
-        precision = "bfloat16 autocast" if self.bf16 else "float32"
+    def describe(self, device: torch.device, why: str | None = None) -> str:
+        """One phrase for the command line, e.g. "bfloat16 autocast, contiguous layout (chosen for this cpu: ...)".
+
+        ``why`` replaces the reason (a resumed run: "the run's own"). A device without bfloat16
+        autocast computes in float32 whatever the setting says, and this says so.
+        """
+        precision = "bfloat16 autocast" if self.bf16 and device.type in AUTOCAST_DEVICES else "float32"
         layout = "channels-last layout" if self.channels_last else "contiguous layout"
-        return f"{precision}, {layout} ({self.why})"
+        return f"{precision}, {layout} ({why or self.why})"
 
 
 def training_execution(device: torch.device, bf16: bool | None = None, channels_last: bool | None = None) -> Execution:
     """The precision and layout a new run on ``device`` trains with; None means "choose for this hardware"."""
     reasons = []
     if bf16 is None:
-        bf16 = native_bfloat16(device) and device.type in ("cpu", "cuda")  # autocast exists on these two
+        bf16 = native_bfloat16(device) and device.type in AUTOCAST_DEVICES
         reasons.append("bfloat16 is native here" if bf16 else "no native bfloat16 here")
     if channels_last is None:
         key = (device.type, "bfloat16" if bf16 else "float32")

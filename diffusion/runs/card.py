@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from diffusion.common.atomic import atomic_write_bytes
+from diffusion.common.energy_sums import MIXED
 from diffusion.runs.layout import CARD_JSON, CARD_MD
 
 CARD_FORMAT = "entropic-model-card"
@@ -30,7 +31,7 @@ def merge_energy(sessions: list[Mapping[str, Any]]) -> dict[str, Any]:
     measured = [s for s in sessions if s.get("kind") == "measured"]
     estimated = [s for s in sessions if s.get("kind") != "measured"]
     total = sum(float(s.get("joules", 0.0)) for s in sessions)
-    kind = "measured" if not estimated else ("estimate" if not measured else "partly measured, partly estimated")
+    kind = "measured" if not estimated else ("estimate" if not measured else MIXED)
     out: dict[str, Any] = {
         "kind": kind,
         "joules": round(total, 3),

@@ -56,6 +56,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from diffusion.common.atomic import json_text, sha256_bytes, sha256_file
 from diffusion.common.energy_sums import check_sum
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json_object
@@ -311,22 +312,18 @@ def identity_difference(existing: Mapping, wanted: Mapping) -> str | None:
 MEASUREMENTS = ("energy",)  # header keys that measure a recording rather than define it
 
 
-def header_sha256(root: str | os.PathLike) -> str:
+def header_sha256(root: str | os.PathLike, header: Mapping[str, Any] | None = None) -> str:
     """The sha256 that names a store's recording: its header as written, less what was measured.
 
     The header's bytes as ``atomic_write_json`` writes them, with the measured ``energy`` left
     out, so that two recordings of the same samples (a store sampled again, on a kill and
     resume or on another day) have the same hash; for a header without measurements it is the
-    sha256 of the file itself.
+    sha256 of the file itself. ``header``: the store's header already read (:func:`read_header`).
     """
-    import hashlib
-
-    full = read_header(Path(root))
+    full = read_header(Path(root)) if header is None else header
     if not any(k in full for k in MEASUREMENTS):
-        return hashlib.sha256((Path(root) / HEADER_FILE).read_bytes()).hexdigest()
-    header = {k: v for k, v in full.items() if k not in MEASUREMENTS}
-    text = json.dumps(header, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return sha256_file(Path(root) / HEADER_FILE)
+    return sha256_bytes(json_text({k: v for k, v in full.items() if k not in MEASUREMENTS}).encode("utf-8"))
 
 
 def read_header(path: str | os.PathLike) -> dict:

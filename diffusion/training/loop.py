@@ -55,7 +55,7 @@ from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.model.config import DEFAULT_GUIDANCE
-from diffusion.model.execution import Execution, training_execution
+from diffusion.model.execution import AUTOCAST_DEVICES, training_execution
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
@@ -279,9 +279,8 @@ def _train(
     n_params = check_model_size(settings.model)
     device = resolve_device(cfg.device, dist.local_rank)
     execution = training_execution(device, cfg.bf16, cfg.channels_last)
-    if pinned:
-        execution = replace(execution, why="the run's own")
     settings = replace(settings, train=replace(cfg, bf16=execution.bf16, channels_last=execution.channels_last))
+    computed = execution.describe(device, "the run's own" if pinned else None)
     cfg = settings.train
     if cfg.batch_size % dist.world_size:
         raise EntropicError(
@@ -289,7 +288,7 @@ def _train(
             f"use a multiple of {dist.world_size}"
         )
     with out_of_memory_as_error(settings, n_params, device):
-        return _train_session(data, out, existing if pinned else None, settings, execution, device, dist, quiet, say, wall_start)
+        return _train_session(data, out, existing if pinned else None, settings, computed, device, dist, quiet, say, wall_start)
 
 
 def _with_labels(options: dict[str, Any], data: Path, existing: Mapping[str, Any] | None, out: Path) -> dict[str, Any]:
@@ -442,7 +441,7 @@ def _train_session(
     out: Path,
     existing: dict[str, Any] | None,
     settings: RunSettings,
-    execution: Execution,
+    computed: str,
     device: torch.device,
     dist: Distributed,
     quiet: bool,
@@ -538,13 +537,13 @@ def _train_session(
     dist.barrier()
 
     n = len(dataset.images)
-    if cfg.bf16 and device.type not in ("cpu", "cuda"):
+    if cfg.bf16 and device.type not in AUTOCAST_DEVICES:
         say(f"note: bf16 autocast is not used on {device.type}; training in float32")
     say(
         f"{'resuming' if ckpt else 'training'} {out} {'from step ' + format(start_step, ',') + ' ' if ckpt else ''}"
         f"to {cfg.steps:,} steps: {n_params:,} parameters, {n} images at {settings.model.resolution}px, "
         f"batch {cfg.batch_size}, {device.type} ({dev_name})" + (f", {dist.world_size} processes" if dist.world_size > 1 else "")
-        + f"; {execution.describe()}"
+        + f"; {computed}"
     )
 
     # ---- 3. training --------------------------------------------------------------------
@@ -570,7 +569,7 @@ def _train_session(
         "torch": torch.__version__,
     }
     train_seconds = 0.0
-    autocast_type = device.type if device.type in ("cpu", "cuda") else None
+    autocast_type = device.type if device.type in AUTOCAST_DEVICES else None
 
     def checkpoint(step: int) -> None:
         wall = time.perf_counter() - wall_start

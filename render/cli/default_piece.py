@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 import assets
 from diffusion.common.errors import EntropicError
+from diffusion.common.user_dirs import user_dir
 
 DEFAULT_STORE = "default"  # the name a scene's grid gives as ``store`` to play the default piece
 CACHE_ENV = "ENTROPIC_CACHE_DIR"
@@ -65,18 +65,9 @@ def cache_dir() -> Path:
 
     platformdirs gives the right folder per system (~/.cache/entropic on Linux,
     ~/Library/Caches/entropic on macOS, %LOCALAPPDATA%\\entropic\\Cache on Windows). A file
-    where the folder should be is an EntropicError.
+    where the folder should be is an EntropicError (refused before anything is sampled into it).
     """
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        path, source = Path(os.path.expanduser(override)).absolute(), f"${CACHE_ENV}"
-    else:
-        import platformdirs
-
-        path, source = Path(platformdirs.user_cache_dir("entropic", appauthor=False)), "the user's cache folder"
-    if path.exists() and not path.is_dir():  # refused before anything is sampled into it
-        raise EntropicError(f"the cache folder {path} ({source}) is not a folder; set ${CACHE_ENV} to a folder")
-    return path
+    return user_dir("cache", CACHE_ENV)
 
 
 def store_path(name: str = DEFAULT_STORE) -> Path:

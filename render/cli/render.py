@@ -50,6 +50,7 @@ def render(scene: Path | None, quiet: bool, cycle: int | None, no_sign: bool, **
     an .mkv as FILE.c2pa). `entropic verify FILE` checks it all.
     A PNG sequence resumes where it stopped when run again.
     """
+    from diffusion.evidence.report.inputs import AUDIT_FILE
     from render.cli import default_piece
     from render.export import RenderOptions, render as render_scene
 
@@ -60,7 +61,7 @@ def render(scene: Path | None, quiet: bool, cycle: int | None, no_sign: bool, **
 
         named = {**named, **cycle_stores(scene_file(path, "render"), cycle)}
     result = render_scene(path, RenderOptions(quiet=quiet, sign=not no_sign, **params.given(options)), named_stores=named,
-                          audits=[default_piece.MODEL_DIR / "audit.json"])
+                          audits=[default_piece.MODEL_DIR / AUDIT_FILE])
     click.echo(
         f"wrote {result.path} ({result.kind if result.codec is None else result.codec}, {result.width}x{result.height} "
         f"at {result.fps:g} fps, frames {result.start}:{result.stop}, {result.frames_written} rendered in "

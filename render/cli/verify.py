@@ -18,14 +18,14 @@ from render.cli import params
                    "weights are the recorded ones).")
 @click.option("--dataset", type=params.PATH, default=None,
               help="The training images with their provenance.json: re-hashed, and the audit runs against them.")
-@click.option("--frames", "frames", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Random frames of the video to re-render and compare.")
+@params.option("--frames", type=click.IntRange(1, 1000), defaults=params.defaults_of("render.verify:verify_video"),
+               help="Random frames of the video to re-render and compare.")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Which random frames (default: a fresh draw each time; the table prints the seed to check them again).")
 @click.option("--trust-anchor", type=params.PATH, default=None,
               help="PEM root certificate(s) to trust, e.g. the artist's published root.pem.")
-def verify(video: Path, scene: Path | None, model: Path | None, dataset: Path | None, frames: int, seed: int,
-           trust_anchor: Path | None) -> None:
+def verify(video: Path, scene: Path | None, model: Path | None, dataset: Path | None, frames: int | None,
+           seed: int, trust_anchor: Path | None) -> None:
     """Check that VIDEO came from its scene, stores, model and declared dataset.
 
     Re-renders random frames from the stores, replays the trajectories of the tiles in them
@@ -35,7 +35,7 @@ def verify(video: Path, scene: Path | None, model: Path | None, dataset: Path | 
     from render.cli import default_piece
     from render.verify import verify_video
 
-    result = verify_video(video, scene=scene, model=model, dataset=dataset, frames=frames, seed=seed,
+    result = verify_video(video, scene=scene, model=model, dataset=dataset, seed=seed, **params.given({"frames": frames}),
                           trust_anchor=trust_anchor, named_stores=default_piece.named_stores(progress=True),
                           known_models=[default_piece.MODEL_DIR], scene_folders=[default_piece.SCENE_FILE.parent],
                           progress=lambda line: click.echo(line, err=True))

@@ -36,6 +36,7 @@ from typing import Any
 from diffusion.common.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from diffusion.common.json_files import read_json
 from diffusion.common.errors import EntropicError
+from diffusion.common.user_dirs import user_dir
 
 CONFIG_ENV = "ENTROPIC_CONFIG_DIR"
 FOLDER = "credentials"
@@ -54,16 +55,7 @@ DEFAULT_TRAINING_MINING = "notAllowed"
 
 def config_dir() -> Path:
     """$ENTROPIC_CONFIG_DIR, else the user's config folder for entropic (it may not exist yet)."""
-    override = os.environ.get(CONFIG_ENV)
-    if override:
-        path, source = Path(os.path.expanduser(override)).absolute(), f"${CONFIG_ENV}"
-    else:
-        import platformdirs
-
-        path, source = Path(platformdirs.user_config_dir("entropic", appauthor=False)), "the user's config folder"
-    if path.exists() and not path.is_dir():
-        raise EntropicError(f"the config folder {path} ({source}) is not a folder; set ${CONFIG_ENV} to a folder")
-    return path
+    return user_dir("config", CONFIG_ENV)
 
 
 def credentials_dir() -> Path:
@@ -184,7 +176,6 @@ def make_identity(name: str, days: int = DEFAULT_DAYS) -> tuple[bytes, bytes, by
 
     Returns (chain: signing certificate + root, private key, root certificate).
     """
-    from cryptography import x509 as _  # noqa: F401  (import error surfaces here, named)
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -272,15 +263,13 @@ def init_credentials(
             if not p.is_file():
                 raise EntropicError(f"{p}: no such file")
         chain_pem, key_pem = chain_path.read_bytes(), key_path.read_bytes()
-        leaf, _ = check_pair(chain_pem, key_pem, chain_path, key_path)
         root_pem = None
-        subject = _common_name(leaf.subject)
     else:
-        subject = _check_name(name or default_name())
-        chain_pem, key_pem, root_pem = make_identity(subject, int(days))
+        chain_pem, key_pem, root_pem = make_identity(_check_name(name or default_name()), int(days))
         chain_path, key_path = folder / CHAIN_FILE, folder / KEY_FILE
-        leaf, _ = check_pair(chain_pem, key_pem, chain_path, key_path)
-    trial_signature(chain_pem, key_pem, _algorithm(_load_key(key_pem, key_path), key_path), chain_path)
+    leaf, algorithm = check_pair(chain_pem, key_pem, chain_path, key_path)
+    subject = _common_name(leaf.subject)
+    trial_signature(chain_pem, key_pem, algorithm, chain_path)
 
     if folder.exists() and overwrite and any(folder.iterdir()):
         aside = folder.with_name(f"{FOLDER}-replaced-{dt.datetime.now():%Y%m%d-%H%M%S}")

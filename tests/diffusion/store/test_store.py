@@ -264,8 +264,8 @@ def test_writer_refuses_a_foreign_folder_but_takes_an_empty_one(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
-def test_merge_requires_disjoint_complete_shards(tmp_path: Path):
-    x, _, _ = _data()
+def _two_shards(tmp_path: Path, x: np.ndarray, energy_of_first: dict | None = None) -> list[Path]:
+    """Shard stores 0 and 1 of 2 holding ``x``'s samples; the first records ``energy_of_first``."""
     parts = []
     for k in range(2):
         p = tmp_path / f"part{k}"
@@ -273,7 +273,15 @@ def test_merge_requires_disjoint_complete_shards(tmp_path: Path):
             mine = list(range(k, N, 2))
             w.write_trajectories("x", mine, x[mine].astype("<f2"))
             w.commit(mine)
+            if k == 0 and energy_of_first is not None:
+                w.add_energy(energy_of_first)
         parts.append(p)
+    return parts
+
+
+def test_merge_requires_disjoint_complete_shards(tmp_path: Path):
+    x, _, _ = _data()
+    parts = _two_shards(tmp_path, x)
     _refused(parts[0], "merge the shards")
     with pytest.raises(EntropicError, match="missing"):
         merge_stores(tmp_path / "m1", parts[:1])
@@ -401,16 +409,7 @@ def test_energy_survives_an_append_and_a_merge_sums_the_shards(tmp_path: Path):
     with StoreWriter.open(path, _spec(), N) as w:  # the append rewrites the header: the energy stays
         assert w.header["energy"]["sessions"] == [SESSION]
     assert json.loads((path / HEADER_FILE).read_text())["energy"]["joules"] == 12.5
-    parts = []
-    for k in range(2):
-        p = tmp_path / f"part{k}"
-        with StoreWriter.open(p, _spec(shard=(k, 2)), N) as w:
-            mine = list(range(k, N, 2))
-            w.write_trajectories("x", mine, x[mine].astype("<f2"))
-            w.commit(mine)
-            if k == 0:
-                w.add_energy(SESSION)
-        parts.append(p)
+    parts = _two_shards(tmp_path, x, energy_of_first=SESSION)
     # One shard never recorded its energy: the merged sum is a lower bound, and says so.
     energy = json.loads((merge_stores(tmp_path / "m", parts) / HEADER_FILE).read_text())["energy"]
     assert energy == {"kind": "estimate", "joules": 12.5, "seconds": 2.0, "sessions": [SESSION], "complete": False}
