@@ -275,32 +275,53 @@ def read_provenance(path: str | os.PathLike) -> tuple[dict[str, Any] | None, str
     return None, "none"
 
 
-def finished_energy(path: str | os.PathLike, doc: Mapping[str, Any] | None = None) -> Any:
+def read_sidecar(video: str | os.PathLike) -> tuple[dict[str, Any] | None, bool]:
+    """(``video``'s sidecar, whether it matches the video's bytes); (None, False) without a readable one.
+
+    The match costs one pass over the video (its sha256): read it once per command.
+    """
+    video = Path(video)
+    side = sidecar_path(video)
+    if video.is_dir() or not side.is_file():
+        return None, False
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, False
+    if not isinstance(data, dict):
+        return None, False
+    return data, data.get("video_sha256") == sha256_file(video)
+
+
+_UNREAD: Any = object()
+
+
+def finished_energy(path: str | os.PathLike, doc: Mapping[str, Any] | None = None, *,
+                    sidecar: tuple[dict[str, Any] | None, bool] | None = None, credential: Any = _UNREAD) -> Any:
     """The ``energy`` of a rendered file's provenance as finished after its frames (:mod:`render.piece_energy`).
 
     A video's own metadata tag carries no energy (:func:`metadata_comment`); its sidecar,
     written after the frames, holds the measurement while it still matches the file, and so does
     its content credential, signed after the frames too (a render killed before its sidecar
     leaves only that). A PNG sequence's manifest is rewritten once its frames are done. None:
-    no energy recorded.
+    no energy recorded. ``sidecar`` (:func:`read_sidecar`) and ``credential``
+    (:func:`render.credentials.reading.read_credential`, None for none): already read by the
+    caller, so that the video is not read again.
     """
     path = Path(path)
     if doc is None:
         doc, _ = read_provenance(path)
-    side = sidecar_path(path)
-    if not path.is_dir() and side.is_file():
-        try:
-            data = json.loads(side.read_text(encoding="utf-8"))
-            if data.get("video_sha256") == sha256_file(path) and isinstance(data.get("provenance"), dict):
-                return data["provenance"].get("energy")
-        except (OSError, ValueError, AttributeError):
-            pass  # a damaged sidecar: the credential's or the document's own energy
-    if not path.is_dir():
+    if path.is_dir():
+        return doc.get("energy") if isinstance(doc, Mapping) else None
+    data, matches = read_sidecar(path) if sidecar is None else sidecar
+    if matches and isinstance(data.get("provenance"), dict):
+        return data["provenance"].get("energy")
+    if credential is _UNREAD:
         from render.credentials.reading import read_credential
 
         credential = read_credential(path)
-        if credential is not None and credential.holds and isinstance(credential.provenance, Mapping):
-            return credential.provenance.get("energy")
+    if credential is not None and credential.holds and isinstance(credential.provenance, Mapping):
+        return credential.provenance.get("energy")
     return doc.get("energy") if isinstance(doc, Mapping) else None
 
 
@@ -389,12 +410,9 @@ def describe_video(path: str | os.PathLike) -> str:
             peak = packet_timeline(path).peak_bitrate(1.0)
             lines.append(f"  stream: {facts.profile or ''}{level}, peak {peak / 1e6:.1f} Mbit/s over any second")
         side = sidecar_path(path)
+        sidecar = read_sidecar(path) if side.is_file() else (None, False)
         if side.is_file():
-            try:
-                recorded = json.loads(side.read_text(encoding="utf-8")).get("video_sha256")
-            except (OSError, ValueError):
-                recorded = None
-            state = "matches this file" if recorded == sha256_file(path) else "does NOT match this file (stale sidecar)"
+            state = "matches this file" if sidecar[1] else "does NOT match this file (stale sidecar)"
             lines.append(f"  sidecar {side.name}: {state}")
         from render.credentials.reading import read_credential
 
@@ -406,7 +424,8 @@ def describe_video(path: str | os.PathLike) -> str:
         lines.append("  provenance: none recorded (not rendered by entropic, or metadata stripped)")
     else:
         lines.append(f"  provenance ({where}):")
-        lines.extend(describe_provenance({**doc, "energy": finished_energy(path, doc)}))
+        read = {} if path.is_dir() else {"sidecar": sidecar, "credential": credential}
+        lines.extend(describe_provenance({**doc, "energy": finished_energy(path, doc, **read)}))
         parts = doc.get("parts")
         if parts:
             lines.append(f"  joined from {len(parts)} parts: " + ", ".join(

@@ -159,6 +159,12 @@ def test_default_h264_mp4_with_provenance_in_file_and_sidecar(render_scene, scen
     assert doc["output"]["target"] == "player" and doc["output"]["level"] == "4.1"
     code, err = run_cli("info", str(out))
     assert code == 0
+    # A sidecar of other bytes, or not a JSON object, is stale: said so, and its energy is not taken.
+    for stale in ({**side, "video_sha256": "0" * 64}, ["not", "an", "object"]):
+        sidecar_path(out).write_text(json.dumps(stale))
+        text = describe_video(out)
+        assert "sidecar piece.mp4.json: does NOT match this file (stale sidecar)" in text
+        assert "energy: this piece cost 91." in text  # the signed credential's, written after the frames too
 
 
 def test_unknown_fields_are_reported_as_unknown(tmp_path):
