@@ -289,7 +289,7 @@ def record(
         meter = _start_meter(next(model.parameters()).device)
         before = int(writer.complete.sum())
         try:
-            _sample_into(writer, model, schedule, prediction, settings, pending, len(ts), report, progress)
+            _sample_into(writer, model, schedule, prediction, settings, pending, len(ts), report, progress, meter)
         except BaseException:
             with contextlib.suppress(Exception):  # the samples are safe; never hide why sampling stopped
                 _add_session_energy(writer, meter, before)
@@ -331,6 +331,7 @@ def _sample_into(
     num_frames: int,
     report: RecordReport,
     progress: bool,
+    meter: EnergyMeter,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -357,6 +358,7 @@ def _sample_into(
         wt.put(("frames", "x", samples, step, x_t.detach()[:, 0].to("cpu", torch.float32).numpy().copy()))
         if settings.record_x0:
             wt.put(("frames", "x0", samples, step, x0_pred.detach()[:, 0].to("cpu", torch.float32).numpy().copy()))
+        meter.poll_due()
         if step > 0:
             bar.update(len(samples))
         if step == last:

@@ -443,7 +443,7 @@ def render(
             pending = sink.pending(range(start, stop))
             bar = _progress(stop - start, plan.path.name + "/", options.quiet, initial=(stop - start) - len(pending))
             try:
-                for index, frame in zip(pending, _scene_frames(the_scene, pending)):
+                for index, frame in zip(pending, energy.metered(_scene_frames(the_scene, pending))):
                     sink.write(index, frame)
                     bar.update(1)
             except BaseException:
@@ -456,7 +456,7 @@ def render(
         return RenderResult(plan.path, "png", None, width, height, fps, start, stop, len(pending),
                             time.perf_counter() - t0, True, plan.path / "entropic-sequence.json")
 
-    frames = _scene_frames(the_scene, range(start, stop), nice=COMPOSITING_NICE)
+    frames = energy.metered(_scene_frames(the_scene, range(start, stop), nice=COMPOSITING_NICE))
     embedded = credentials is not None and embeds_credential(plan.path)
     written = write_video(
         frames, plan.path, width, height, fps, plan.settings,

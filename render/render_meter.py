@@ -10,13 +10,15 @@ command again) keeps the energy its sidecar recorded, adding nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
 from diffusion.common.energy import EnergyMeter
 from diffusion.common.energy_sums import UNKNOWN, accounted, add_session, known
 from render import provenance as prov
 from render.image_sequence import existing_frames
 from render.piece_energy import render_of, with_render
+
+T = TypeVar("T")
 
 
 class RenderEnergy:
@@ -39,6 +41,12 @@ class RenderEnergy:
             self.frames_before = len(existing_frames(path)) if kind == "png" else 0
         self.meter = EnergyMeter.start("cpu")
         self._finished: dict[str, Any] | None = None
+
+    def metered(self, frames: Iterable[T]) -> Iterator[T]:
+        """``frames`` as they come, the counters read every :data:`~diffusion.common.energy.POLL_SECONDS` meanwhile."""
+        for frame in frames:
+            self.meter.poll_due()
+            yield frame
 
     def so_far(self) -> dict[str, Any]:
         """The piece's energy with the earlier sessions only: what the output says while this render runs."""

@@ -154,3 +154,24 @@ def scene_file(tmp_path, scene_store):
         return p
 
     return write
+
+
+WRAP_JOULES = 100.0
+
+
+@pytest.fixture()
+def wrapping_package(monkeypatch):
+    """A RAPL package counter that wraps at WRAP_JOULES and gains 0.7 of that between any two reads,
+    read as often as the meter likes (POLL_SECONDS = 0). Each read handles one wrap, so a stage
+    is counted whole only when it reads the counter along the way: read only at its start and
+    end it would show 70 J, however long it ran."""
+    from diffusion.common import energy
+
+    reads = iter(range(10**9))
+    counter = energy.Counter("intel-rapl:0", lambda: (next(reads) * 0.7 * WRAP_JOULES) % WRAP_JOULES,
+                             wrap=WRAP_JOULES, last=0.0)
+    next(reads)  # the counter's first reading (last=0.0)
+    monkeypatch.setattr(energy.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(energy, "rapl_counters", lambda: [counter])
+    monkeypatch.setattr(energy, "POLL_SECONDS", 0.0)
+    return WRAP_JOULES

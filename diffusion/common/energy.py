@@ -4,7 +4,7 @@ No torch here (the store, the scenes and the render sinks use it too): a caller 
 its GPUs by their NVML identity (:func:`diffusion.training.devices.gpu_uuids`).
 
 **Measured** (``kind: "measured"``), from cumulative hardware counters read at start, at every
-:meth:`EnergyMeter.poll` and at :meth:`EnergyMeter.report`:
+:meth:`EnergyMeter.poll` (every :data:`POLL_SECONDS` of a long stage) and at :meth:`EnergyMeter.report`:
 
 * CPU, Linux: the powercap package counters of Intel RAPL (``/sys/class/powercap/intel-rapl:N/
   energy_uj``, in microjoules, also used by AMD's driver), one wrap-around per read handled.
@@ -54,6 +54,11 @@ from typing import Any, Callable, Sequence
 # Every estimate states the figure it used.
 ASSUMED_POWER_W = {"cpu": 45.0, "mps": 30.0, "cuda": 300.0}
 POWERCAP = Path("/sys/class/powercap")
+# How often a long stage reads its counters (EnergyMeter.poll_due): each read handles one
+# wrap-around, and a RAPL package counter can wrap within minutes (AMD's range is about 65 kJ:
+# under 4 minutes at 300 W), so a stage that read it only at its start and end would lose
+# whole wraps. Ten seconds keeps a wrap a hundred times away at any package's power.
+POLL_SECONDS = 10.0
 
 WHY_NO_RAPL = ("no RAPL counter is readable under /sys/class/powercap: absent (a VM, a container) "
                "or readable by root only")
@@ -147,9 +152,9 @@ def _cpu_seconds() -> float:
 class EnergyMeter:
     """Accumulates the energy of one stage; see the module docstring for what is measured and how it is estimated.
 
-    Open with :meth:`start`; :meth:`poll` often enough that a RAPL counter cannot wrap twice
-    between reads (training polls at every loss-history row; a RAPL package counter wraps
-    after about an hour at full power); :meth:`report` for the record.
+    Open with :meth:`start`; call :meth:`poll_due` in the stage's loop (per step, frame or
+    committed sample), so that a counter cannot wrap twice between reads; :meth:`report` for
+    the record.
     """
 
     device_type: str = "cpu"
@@ -160,6 +165,7 @@ class EnergyMeter:
     started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=_cpu_seconds)
     gpu_counters: int = 0  # how many of ``counters`` are GPUs (the first ones)
+    polled: float = field(default_factory=time.perf_counter)  # when the counters were last read
 
     @classmethod
     def start(cls, device_type: str = "cpu", world_size: int = 1,
@@ -219,8 +225,14 @@ class EnergyMeter:
 
     def poll(self) -> None:
         """Add the energy used since the last poll."""
+        self.polled = time.perf_counter()
         for counter in self.counters:
             self.joules += counter.advance()
+
+    def poll_due(self) -> None:
+        """:meth:`poll` when :data:`POLL_SECONDS` have passed since the last read: cheap enough to call per frame or step."""
+        if self.counters and time.perf_counter() - self.polled >= POLL_SECONDS:
+            self.poll()
 
     def cpu_share(self) -> float:
         """The share of the machine's CPUs this stage kept busy since the meter started (0..1)."""

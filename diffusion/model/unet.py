@@ -52,6 +52,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return emb
 
 
+def _silu(h: torch.Tensor) -> torch.Tensor:
+    """SiLU, in place when no graph is being recorded (sampling): the same bits, one memory pass
+    fewer per activation, 1.04-1.07x per sampling call (benchmarks/RESULTS.md). Only ever applied
+    to a tensor the caller has just made (a GroupNorm's output), never to one that is still needed."""
+    return F.silu(h, inplace=not torch.is_grad_enabled())
+
+
 class ResBlock(nn.Module):
     """GN-SiLU-Conv, then GN modulated by the timestep (scale/shift), SiLU, dropout, Conv; plus skip."""
 
@@ -66,10 +73,10 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(_silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
+        h = self.conv2(self.dropout(_silu(h)))
         return self.skip(x) + h
 
 
@@ -203,7 +210,7 @@ class UNet(nn.Module):
                 h = entry[0](torch.cat([h, skips.pop()], dim=1), emb)
                 if len(entry) > 1:
                     h = entry[1](h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_silu(self.norm_out(h)))
 
 
     def _label_vectors(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:

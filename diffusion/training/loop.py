@@ -688,9 +688,9 @@ def _train_session(
                 train_seconds += seconds
                 loss_rows.append((step, mean_loss, lr, ips))
                 bar.set_postfix_str(f"loss {mean_loss:.4f}, {ips:.1f} img/s", refresh=False)
-                meter.poll()
                 window_loss.zero_()
                 window_steps, window_start, excluded = 0, now, 0.0
+            meter.poll_due()
             bar.update(1)
 
             if dist.main:

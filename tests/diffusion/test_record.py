@@ -218,6 +218,9 @@ class FakeMeter:
     def report(self) -> dict:
         return next(FakeMeter.records)
 
+    def poll_due(self) -> None:
+        pass
+
 
 def test_every_session_adds_its_energy_to_the_header(tmp_path: Path, model: UNet, monkeypatch):
     measured = {"kind": "measured", "joules": 50.0, "seconds": 2.0, "source": "RAPL"}
@@ -249,6 +252,13 @@ def test_every_session_adds_its_energy_to_the_header(tmp_path: Path, model: UNet
     energy = json.loads((path / HEADER_FILE).read_text())["energy"]
     assert energy["complete"] is False and energy["joules"] == 50.0 and energy["sessions"][0]["samples"] == 1
     assert "sampling energy: at least 0.050 kJ" in describe_store(path)
+
+
+def test_a_session_longer_than_its_counter_s_wrap_is_counted_whole(tmp_path: Path, model: UNet, wrapping_package):
+    rec(tmp_path / "s", model, count=3)
+    session = json.loads((tmp_path / "s" / HEADER_FILE).read_text())["energy"]["sessions"][0]
+    # The counter was read along the way (each read 70 J on): more than one wrap's worth counted.
+    assert session["kind"] == "measured" and session["joules"] > 2 * wrapping_package
 
 
 def test_full_disk_leaves_a_consistent_resumable_store(tmp_path: Path, model: UNet, reference: Path):

@@ -196,6 +196,14 @@ def test_gif_teaser_with_size_and_fps_is_exact(render_scene, tmp_path):
     assert facts.fps == pytest.approx(5) and facts.duration == pytest.approx(2.0, abs=0.02)
 
 
+def test_a_render_longer_than_its_counter_s_wrap_is_counted_whole(render_scene, tmp_path, wrapping_package):
+    out = tmp_path / "frames"
+    render(render_scene, RenderOptions(output=out, format="png", frames="0:6", quiet=True))
+    session = json.loads((out / MANIFEST_NAME).read_text())["provenance"]["energy"]["render"]["sessions"][0]
+    # Read along the way, 70 J each time: more than one wrap's worth.
+    assert session["kind"] == "measured" and session["joules"] > 2 * wrapping_package
+
+
 def test_png_sequence_is_exact_and_resumes(render_scene, scene_frames, tmp_path):
     out = tmp_path / "frames"
     first = render(render_scene, RenderOptions(output=out, format="png", frames="0:8", quiet=True))

@@ -55,6 +55,19 @@ def test_counters_add_up_across_a_wrap_and_a_failed_read():
     }
 
 
+def test_poll_due_reads_the_counters_only_when_their_time_has_come(monkeypatch):
+    counter = Counter("intel-rapl:0", _readings(10.0, 20.0), wrap=100.0, last=0.0)
+    meter = EnergyMeter(counters=[counter])
+    monkeypatch.setattr(energy, "POLL_SECONDS", 3600.0)
+    meter.poll_due()  # not yet: nothing read
+    assert meter.joules == 0.0
+    monkeypatch.setattr(energy, "POLL_SECONDS", 0.0)
+    meter.poll_due()
+    meter.poll_due()
+    assert meter.joules == 20.0
+    EnergyMeter().poll_due()  # no counter: nothing to read, no error
+
+
 def test_cpu_estimate_is_scaled_by_the_share_of_the_cpus_kept_busy(linux_without_counters):
     meter = EnergyMeter.start("cpu")
     assert not meter.measurable

@@ -123,6 +123,22 @@ def test_gradients_reach_every_parameter():
     assert not missing, missing
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_sampling_forward_equals_the_training_forward_bit_for_bit(bf16):
+    # Without a graph the SiLUs run in place; that must not change a single bit (the stores'
+    # replays depend on it), nor touch the input.
+    torch.manual_seed(0)
+    model = UNet(tiny_config(), channels_last=True).eval()
+    x, t = torch.randn(3, 1, 16, 16), torch.tensor([1, 500, 999])
+    kept = x.clone()
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        graph = model(x, t)
+        with torch.inference_mode():
+            inference = model(x, t)
+    assert graph.requires_grad and torch.equal(graph.detach(), inference)
+    assert torch.equal(x, kept)
+
+
 def test_timestep_changes_the_output_and_channels_last_matches():
     torch.manual_seed(0)
     model = UNet(tiny_config(dropout=0.1)).eval()
