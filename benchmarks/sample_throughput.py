@@ -15,6 +15,10 @@ order rotated every repetition so that load from other processes hits all of the
   DDPMScheduler in the loop its users write, copying x_t into a float16 numpy array every
   step (its pipelines have no per-step callback).
 
+The process keeps the memory the model calls free (``keep_freed_memory``, as ``entropic
+sample`` does), for all three alike; what that setting gives alone is ``speed_levers.py --only
+allocator``.
+
 The same three runs again with the network under bfloat16 autocast (``--precision bfloat16``
 for us; ``torch.autocast`` around the diffusers loop).
 
@@ -54,7 +58,7 @@ from diffusion.record import (  # noqa: E402
     record,
     state_dict_sha256,
 )
-from diffusion.model.execution import native_bfloat16
+from diffusion.model.execution import keep_freed_memory, native_bfloat16
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.store.writer import StoreWriter
@@ -192,6 +196,7 @@ def main() -> None:
                          "reporting the median and quartiles of the per-pair overhead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # what record() sets on its first call: here from the start, for every method alike
     cfg = our_config(args.tiny)
     res = cfg.resolution
     torch.manual_seed(0)

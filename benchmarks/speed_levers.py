@@ -16,6 +16,12 @@ one process, medians reported; 2 torch threads, 64 px, the shipped ``UNetConfig(
 * ``threads``: a training step on 2 threads, on 1, and as two 1-thread halves of the batch in
   parallel (data parallel inside the process);
 * ``groupnorm_bf16``: GroupNorm under bf16 autocast against GroupNorm run in bf16 directly;
+* ``inplace_silu``: a sampling call (16 images, channels-last, inference mode) with the SiLUs
+  in place, as the network now runs them without a graph, against out of place;
+* ``allocator``: a sampling call and a training step per precision, each in fresh processes
+  alternately with and without ``keep_freed_memory`` (glibc keeps the memory the calls free),
+  with the page faults per call and the peak memory (the setting is process-wide, so it cannot
+  be interleaved inside one process);
 * ``compile`` (``--compile``, minutes): ``torch.compile`` of a sampling call, with and without
   inductor's freezing (weights folded, convolutions prepacked), compile time counted. For the
   training step, ``benchmarks/train_throughput.py --variants ours:fp32,ours:fp32+compile,...``.
@@ -27,7 +33,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -44,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from diffusion.model import unet as unet_module  # noqa: E402
+from diffusion.model.execution import keep_freed_memory  # noqa: E402
 from diffusion.model.objective import schedule_tensors, training_loss  # noqa: E402
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig  # noqa: E402
 from diffusion.model.unet import UNet, UNetConfig  # noqa: E402
@@ -245,6 +255,89 @@ def lever_groupnorm_bf16(rounds: int, data: torch.Tensor, st: Any) -> dict[str, 
     return {"train_step_ms": result}
 
 
+def sampling_call_fn(model: nn.Module, bf16: bool, batch: int = 16) -> Callable[[], Any]:
+    """One model call of recorded sampling: channels-last, inference mode, bf16 autocast or not."""
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(batch, 1, RESOLUTION, RESOLUTION).contiguous(memory_format=torch.channels_last)
+    t = torch.full((batch,), 500)
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return model(x, t)
+
+    return call
+
+
+def lever_inplace_silu(rounds: int) -> dict[str, Any]:
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(), channels_last=True)
+    result: dict[str, Any] = {}
+    for precision, bf16 in (("float32", False), ("bfloat16", True)):
+        call = sampling_call_fn(net, bf16)
+        out_of_place = patched(unet_module, "_silu", F.silu, call)
+        outputs: list[torch.Tensor] = []
+        patched(unet_module, "_silu", F.silu, lambda: outputs.append(call()))()
+        same = torch.equal(call(), outputs[0])
+        result[precision] = {**ms(interleaved({"out of place": out_of_place, "in place": call}, rounds, inner=3)),
+                             "bit_identical": same}
+        print(f"  SiLU in place, sampling call, {precision}: {result[precision]}", flush=True)
+    return {"sampling_call_ms": result}
+
+
+ALLOCATOR_PARTS = ("sampling float32", "sampling bfloat16", "train step float32", "train step bfloat16")
+
+
+def allocator_child(keep: bool, part: str, threads: int) -> dict[str, Any]:
+    """In this fresh process: ``part`` (one of ALLOCATOR_PARTS, as entropic runs it) timed, with its page faults."""
+    torch.set_num_threads(threads)
+    kept = keep_freed_memory() if keep else False
+    torch.manual_seed(0)
+    bf16 = part.endswith("bfloat16")
+    if part.startswith("sampling"):
+        fn, calls = sampling_call_fn(UNet(UNetConfig(), channels_last=True), bf16), 8
+    else:  # the layout train chooses: channels-last in float32, contiguous in bfloat16
+        layout = torch.contiguous_format if bf16 else torch.channels_last
+        st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
+        data = stroke_drawings(BATCH, RESOLUTION, 0).contiguous(memory_format=layout)
+        fn, calls = training_step_fn(UNet(UNetConfig()).to(memory_format=layout), bf16, data, st), 3
+    fn(), fn()
+    times, before = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"kept": kept, "ms": round(statistics.median(times) * 1e3, 1),
+            "faults_per_call": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // calls,
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def lever_allocator(rounds: int, threads: int) -> dict[str, Any]:
+    def child(mode: str, part: str) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, __file__, "--allocator-child", mode, "--part", part,
+                               "--threads", str(threads)], capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    result: dict[str, Any] = {"processes_per_setting": rounds}
+    for part in ALLOCATOR_PARTS:
+        runs: dict[str, list[dict[str, Any]]] = {"default": [], "keep": []}
+        for r in range(rounds):
+            for mode in ("default", "keep") if r % 2 == 0 else ("keep", "default"):
+                runs[mode].append(child(mode, part))
+        d, k = runs["default"], runs["keep"]
+        result[part] = {
+            "kept": k[0]["kept"],
+            "default_ms": statistics.median(x["ms"] for x in d),
+            "kept_ms": statistics.median(x["ms"] for x in k),
+            "median_speedup": round(statistics.median(a["ms"] / b["ms"] for a, b in zip(d, k)), 3),
+            "default_faults_per_call": statistics.median(x["faults_per_call"] for x in d),
+            "kept_faults_per_call": statistics.median(x["faults_per_call"] for x in k),
+            "default_max_rss_mb": statistics.median(x["max_rss_mb"] for x in d),
+            "kept_max_rss_mb": statistics.median(x["max_rss_mb"] for x in k),
+        }
+        print(f"  keep_freed_memory, {part}: {result[part]}", flush=True)
+    return result
+
+
 def lever_compile(rounds: int) -> dict[str, Any]:
     import torch._inductor.config as inductor
 
@@ -285,19 +378,38 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="also the torch.compile levers (minutes of compiling)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--only", default="", help="comma-separated levers to run (default: all)")
+    p.add_argument("--allocator-child", choices=("default", "keep"), help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=ALLOCATOR_PARTS, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.allocator_child:
+        print(json.dumps(allocator_child(args.allocator_child == "keep", args.part, args.threads)))
+        return
     torch.set_num_threads(args.threads)
     st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
     data = stroke_drawings(BATCH, RESOLUTION, 0)
     result: dict[str, Any] = {"torch": torch.__version__, "threads": args.threads, "rounds": args.rounds}
-    result["attention"] = lever_attention(args.rounds)
-    result["attention_f32_in_bf16"] = lever_attention_f32_in_bf16(args.rounds, data, st)
-    result["subpixel_upsample"] = lever_subpixel(args.rounds)
-    result["layout"] = lever_layout(args.rounds, data, st)
-    result["threads"] = lever_threads(args.rounds, data, st)
-    result["groupnorm_bf16"] = lever_groupnorm_bf16(args.rounds, data, st)
+    levers: dict[str, Callable[[], Any]] = {
+        "attention": lambda: lever_attention(args.rounds),
+        "attention_f32_in_bf16": lambda: lever_attention_f32_in_bf16(args.rounds, data, st),
+        "subpixel_upsample": lambda: lever_subpixel(args.rounds),
+        "layout": lambda: lever_layout(args.rounds, data, st),
+        "threads": lambda: lever_threads(args.rounds, data, st),
+        "groupnorm_bf16": lambda: lever_groupnorm_bf16(args.rounds, data, st),
+        "inplace_silu": lambda: lever_inplace_silu(args.rounds),
+        "allocator": lambda: lever_allocator(args.rounds, args.threads),
+    }
     if args.compile:
-        result["compile"] = lever_compile(args.rounds)
+        levers["compile"] = lambda: lever_compile(args.rounds)
+    only = [name for name in args.only.split(",") if name]
+    unknown = sorted(set(only) - set(levers))
+    if unknown:
+        raise SystemExit(f"--only: unknown lever(s) {', '.join(unknown)}; choose from {', '.join(levers)}")
+    for name, run in levers.items():
+        if not only or name in only:
+            result[name] = run()
+    if only and args.json is not None and args.json.exists():  # a part measured again: the others kept
+        result = {**json.loads(args.json.read_text()), **result}
     report(result, args.json)
 
 

@@ -8,7 +8,9 @@ What is measured ("Performance"): images/s of one full training step (forward, e
 loss, backward, gradient clipping at 1.0, AdamW) at 64x64, batch 32, 1 channel, on this machine,
 in this process. Both networks are trained through the *same* step function
 (``diffusion.model.objective.training_loss`` with a seeded generator), so only the network and its
-execution settings differ.
+execution settings differ. The process keeps the memory its steps free
+(``diffusion.model.execution.keep_freed_memory``, as ``entropic train`` does), for both alike;
+what that setting gives alone is ``speed_levers.py --only allocator``.
 
 * ``ours``: ``diffusion.model.unet.UNet(UNetConfig())`` — the default config a CPU user trains with.
 * ``peer``: ``diffusers.UNet2DModel`` configured as the twin of that layout (same widths per level,
@@ -57,6 +59,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from diffusion.model.execution import keep_freed_memory
 from diffusion.model.objective import ScheduleTensors, schedule_tensors, training_loss
 from diffusion.model.schedules import NoiseSchedule, ScheduleConfig
 from diffusion.model.unet import UNet, UNetConfig, parameter_count
@@ -394,6 +397,7 @@ def main() -> None:
     global DEFAULT_THREADS
     DEFAULT_THREADS = args.threads
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as entropic train runs: the same allocator for both networks
     cfg = UNetConfig.from_dict({**UNetConfig(resolution=RESOLUTION).to_dict(), **json.loads(args.config or "{}")})
     st = schedule_tensors(NoiseSchedule.from_config(ScheduleConfig()))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

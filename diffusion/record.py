@@ -52,7 +52,7 @@ from diffusion.common.energy import EnergyMeter
 from diffusion.common.energy_sums import accounted
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path
-from diffusion.model.execution import native_bfloat16
+from diffusion.model.execution import keep_freed_memory, native_bfloat16
 from diffusion.model.guidance import needs_both
 from diffusion.model.interpolation import fractions, interpolation_noise
 from diffusion.model.samplers import recorded_alphas_cumprod, recorded_timesteps, sample
@@ -401,6 +401,7 @@ def sample_recording(
     ``entropic verify`` replays (:mod:`diffusion.replay`). ``settings`` as :func:`for_store`
     decided them; ``sampler_header`` is the store header's "sampler" entry.
     """
+    keep_freed_memory()
     positions = np.asarray(indices, dtype=np.int64)
     seeds = [sample_seed(settings.seed, int(i)) for i in positions]
     # The conditioning speaks of store indices; the sampler of positions in its list of seeds.

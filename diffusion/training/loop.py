@@ -55,7 +55,7 @@ from diffusion.common.paths import published_path
 from diffusion.data.dataset import ImageDataset, load_dataset
 from diffusion.figures.contact_sheet import contact_sheet, to_uint8
 from diffusion.model.config import DEFAULT_GUIDANCE
-from diffusion.model.execution import AUTOCAST_DEVICES, training_execution
+from diffusion.model.execution import AUTOCAST_DEVICES, keep_freed_memory, training_execution
 from diffusion.model.objective import schedule_tensors, training_loss
 from diffusion.model.samplers import sample
 from diffusion.model.schedules import NoiseSchedule
@@ -559,6 +559,7 @@ def _train_session(
         null_label = torch.tensor(settings.model.null_label, device=device)
     local_batch = cfg.batch_size // dist.world_size
     shard = slice(dist.rank * local_batch, (dist.rank + 1) * local_batch)
+    keep_freed_memory()
     meter = EnergyMeter.start(device.type, dist.world_size, run_gpus(device, dist.world_size))
     session: dict[str, Any] = {
         "started_utc": utc_now(),
