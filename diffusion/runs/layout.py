@@ -16,6 +16,7 @@ from diffusion.common.atomic import (
     parse_temporary,
     pid_alive,
     remove_stale_temporaries,
+    sha256_file,
 )
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json
@@ -125,6 +126,23 @@ def published_dataset(record: Any, run: str | os.PathLike) -> Any:
     if isinstance(out.get("path"), str):
         out["path"] = republished_path(out["path"], run)
     return out
+
+
+def dataset_folder(record: Mapping[str, Any], run: Path) -> Path | None:
+    """The run's dataset folder where it is at hand: the recorded path (absolute in older runs),
+    or that name inside or beside the run, whichever holds the very manifest the run recorded."""
+    recorded, sha = record.get("path"), record.get("manifest_sha256")
+    if not isinstance(recorded, str) or not recorded or not isinstance(sha, str):
+        return None
+    candidates = [Path(recorded)] if Path(recorded).is_absolute() else [run / recorded, run.parent / recorded]
+    for folder in candidates:
+        manifest = folder / "provenance.json"
+        try:
+            if manifest.is_file() and sha256_file(manifest) == sha:
+                return folder
+        except OSError:
+            continue
+    return None
 
 
 # Files inside one checkpoint directory.

@@ -3,8 +3,9 @@ small enough to share or ship (how assets/model is made from the default trainin
 
 Kept: config.json, the EMA weights (float16 by default: half the size, and the network
 computes in float32 after loading, so samples change by rounding only), the model card with
-the commands that reproduce the run, loss_history.csv, loss_curve.png and the contact sheets
-in samples/. Left out: training_state/ (optimizer moments and raw weights, only needed to
+the commands that reproduce the run, loss_history.csv, loss_curve.png, the contact sheets in
+samples/, and the dataset's datasheet (DATASHEET.md, written afresh from the very manifest the
+run recorded, when the dataset folder is at hand inside or beside the run). Left out: training_state/ (optimizer moments and raw weights, only needed to
 resume training). Files beside an earlier publish of the run that are not ours (e.g.
 sampling.json, evaluation.json, audit.*) are left as they are (the process report warns when
 evaluation or audit name other weights); each file we write is replaced atomically, samples/
@@ -36,6 +37,7 @@ from diffusion.common.atomic import (
 )
 from diffusion.common.errors import EntropicError
 from diffusion.common.json_files import read_json
+from diffusion.data.datasheet import DATASHEET_NAME, datasheet_markdown, is_generated, load_datasheet
 from diffusion.figures.loss_curve import loss_curve_png
 from diffusion.runs.card import write_card
 from diffusion.runs.checkpoint import NOT_EXPORTED, committed_step
@@ -47,6 +49,7 @@ from diffusion.runs.layout import (
     STATE_DIR,
     WEIGHTS_FILE,
     added_later,
+    dataset_folder,
     published_dataset,
     read_config,
     remove_dead_temporaries,
@@ -103,6 +106,7 @@ def publish_run(
     # names the weights' hash) goes last, so a failure leaves no card pointing at other weights.
     curve = loss_curve_png(run / LOSS_FILE)
     sheets = sorted((run / SAMPLES_DIR).glob("step_*.png")) if (run / SAMPLES_DIR).is_dir() else []
+    datasheet = _datasheet_text(config["dataset"], run, out)
     out.mkdir(parents=True, exist_ok=True)
     remove_dead_temporaries(out)  # of a publish killed earlier (a half-swapped samples/ is put back)
     published_config = {**config, "dataset": published_dataset(config["dataset"], run)}
@@ -114,8 +118,20 @@ def publish_run(
     atomic_write_bytes(out / LOSS_CURVE, curve)
     save_tensors(out / WEIGHTS_FILE, converted, {**metadata, "dtype": weights_dtype})
     _replace_samples(out / SAMPLES_DIR, sheets)
+    if datasheet is not None:
+        atomic_write_bytes(out / DATASHEET_NAME, datasheet.encode("utf-8"))
     write_card(out, published_card(run_card, run, out, weights_dtype, reproduce))
     return out
+
+
+def _datasheet_text(record: Any, run: Path, out: Path) -> str | None:
+    """The datasheet to publish beside the model: the dataset folder's, when it is at hand and
+    ``out`` holds no datasheet of someone else's (left as it is, as their other files are)."""
+    folder = dataset_folder(record, run) if isinstance(record, Mapping) else None
+    target = out / DATASHEET_NAME
+    if folder is None or (target.exists() and not is_generated(target)):
+        return None
+    return datasheet_markdown(load_datasheet(folder))
 
 
 def check_target(out: Path, run: Path, config: Mapping[str, Any], run_card: Mapping[str, Any]) -> None:

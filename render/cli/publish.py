@@ -19,10 +19,18 @@ from render.cli import params
               help="A command that rebuilds the run from nothing, for the card (repeat, in order).")
 def publish(run: Path, out: Path, weights_dtype: str, reproduce: tuple[str, ...]) -> None:
     """Copy what sampling and `entropic report` need from RUN into OUT: config, EMA weights,
-    model card, loss history and curve, contact sheets (no training state)."""
+    model card, loss history and curve, contact sheets, the dataset's datasheet (no training state)."""
+    from diffusion.data.datasheet import DATASHEET_NAME, is_generated
     from diffusion.runs.layout import WEIGHTS_FILE
     from diffusion.training.publish import publish_run
 
     path = publish_run(run, out, weights_dtype=weights_dtype, reproduce=reproduce)
     size = (path / WEIGHTS_FILE).stat().st_size
-    click.echo(f"published {run} into {path} ({weights_dtype} weights, {size / 2**20:.1f} MiB)")
+    sheet = path / DATASHEET_NAME
+    if is_generated(sheet):
+        datasheet = f"with the dataset's {DATASHEET_NAME}"
+    elif sheet.exists():
+        datasheet = f"{DATASHEET_NAME} there is not entropic's and was left as it is"
+    else:
+        datasheet = f"no {DATASHEET_NAME}: the dataset folder is not at hand inside or beside the run"
+    click.echo(f"published {run} into {path} ({weights_dtype} weights, {size / 2**20:.1f} MiB; {datasheet})")

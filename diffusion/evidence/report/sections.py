@@ -20,7 +20,15 @@ from diffusion.common.atomic import sha256_file
 from diffusion.common.errors import EntropicError
 from diffusion.common.paths import published_path, republished_path
 from diffusion.figures.loss_curve import loss_curve_png
-from diffusion.runs.layout import CONFIG_FILE, LABEL_SHEET, LOSS_FILE, SAMPLES_DIR, WEIGHTS_FILE, published_dataset
+from diffusion.runs.layout import (
+    CONFIG_FILE,
+    LABEL_SHEET,
+    LOSS_FILE,
+    SAMPLES_DIR,
+    WEIGHTS_FILE,
+    dataset_folder,
+    published_dataset,
+)
 
 from .cost import RenderedVideo, cost_section, read_store
 from .document import Block, Code, Figure, FigureGrid, Inline, Paragraph, Report, Section, Table
@@ -159,23 +167,6 @@ def _dataset_section(card: Mapping[str, Any], run: Path) -> Section:
     return Section("Dataset and credits", (lead, Table(tuple(rows))))
 
 
-def _dataset_folder(record: Mapping[str, Any], run: Path) -> Path | None:
-    """The run's dataset folder where it is at hand: the recorded path (absolute in older runs),
-    or that name inside or beside the run, whichever holds the very manifest the run recorded."""
-    recorded, sha = record.get("path"), record.get("manifest_sha256")
-    if not isinstance(recorded, str) or not recorded or not isinstance(sha, str):
-        return None
-    candidates = [Path(recorded)] if Path(recorded).is_absolute() else [run / recorded, run.parent / recorded]
-    for folder in candidates:
-        manifest = folder / "provenance.json"
-        try:
-            if manifest.is_file() and sha256_file(manifest) == sha:
-                return folder
-        except OSError:
-            continue
-    return None
-
-
 def _datasheet_blocks(folder: Path, shown: str) -> list[Block]:
     """The datasheet of the dataset folder at hand, one table per section of Gebru et al.'s."""
     from diffusion.data.datasheet import PROMPT, build_datasheet, read_image_facts
@@ -218,7 +209,7 @@ def _datasheet_section(card: Mapping[str, Any], run: Path) -> Section:
     record = card["dataset"] if isinstance(card.get("dataset"), dict) else {}
     shown = _plain(published_dataset(record, run).get("path"))
     sha = record.get("manifest_sha256")
-    folder = _dataset_folder(record, run)
+    folder = dataset_folder(record, run)
     if folder is not None:
         return Section(title, tuple(_datasheet_blocks(folder, shown)))
     if not isinstance(record.get("path"), str):  # a run that does not record its dataset folder

@@ -39,6 +39,25 @@ def test_published_run_samples_like_the_original(tiny_run, tmp_path, cli):
     assert not torch.equal(a, b) and torch.allclose(a, b, atol=1e-2, rtol=1e-2)
 
 
+def test_a_published_model_carries_its_dataset_s_datasheet(tiny_run, tmp_path, cli):
+    from diffusion.data.datasheet import datasheet_markdown, load_datasheet
+    from diffusion.evidence.report import write_report
+
+    out = tmp_path / "model"
+    r = cli("publish", str(tiny_run), str(out))
+    assert r.returncode == 0 and "with the dataset's DATASHEET.md" in r.stdout
+    sheet = (out / "DATASHEET.md").read_text()
+    # Written afresh from the dataset beside the run, naming the very manifest the run recorded.
+    assert sheet == datasheet_markdown(load_datasheet(tiny_run.parent / "data"))
+    assert json.loads((out / "model_card.json").read_text())["dataset"]["manifest_sha256"] in sheet
+    assert "is published in the run directory as <code>DATASHEET.md</code>" in write_report(
+        out, tmp_path / "report.html").read_text()
+    (out / "DATASHEET.md").write_text("my own notes")  # someone else's file: left as it is
+    r = cli("publish", str(tiny_run), str(out))
+    assert r.returncode == 0 and "DATASHEET.md there is not entropic's and was left as it is" in r.stdout
+    assert (out / "DATASHEET.md").read_text() == "my own notes"
+
+
 def test_publish_refuses_unfinished_or_self(tiny_run, tmp_path, cli):
     r = cli("publish", str(tiny_run), str(tiny_run))
     assert r.returncode == 1 and "is the run itself" in r.stderr
@@ -63,10 +82,12 @@ def test_an_older_run_with_an_absolute_dataset_path_is_published_and_sampled_wit
         doc["dataset"]["path"] = "/home/someone/data/glyphs"
         (old / name).write_text(json.dumps(doc))
     out = tmp_path / "published"
-    assert cli("publish", str(old), str(out)).returncode == 0
+    r = cli("publish", str(old), str(out))
+    assert r.returncode == 0 and "no DATASHEET.md: the dataset folder is not at hand" in r.stdout
     assert json.loads((out / "config.json").read_text())["dataset"]["path"] == "glyphs"
     assert json.loads((out / "model_card.json").read_text())["dataset"]["path"] == "glyphs"
     assert "`glyphs`" in (out / "model_card.md").read_text()
+    assert not (out / "DATASHEET.md").exists()  # the dataset is not at hand: no datasheet to publish
     record_run(old, tmp_path / "store", RecordSettings(count=1, sampler="ddim", steps=2), progress=False)
     header = (tmp_path / "store" / "header.json").read_text()
     model = json.loads(header)["model"]
