@@ -88,9 +88,11 @@ def training_execution(device: torch.device, bf16: bool | None = None, channels_
     return Execution(bool(bf16), bool(channels_last), why)
 
 
-# glibc's mallopt parameters (malloc.h), and the largest mmap threshold it accepts on 64 bits.
+# glibc's mallopt parameters (malloc.h); the largest mmap threshold it accepts on 64 bits, and a
+# trim threshold above any heap a model call leaves free.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 << 20
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 1 << 30
 
 
 @functools.cache
@@ -111,6 +113,6 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         # Both are needed: with only one of them set, glibc still returns the blocks (measured).
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     except (OSError, AttributeError):
         return False

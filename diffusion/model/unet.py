@@ -54,7 +54,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 def _silu(h: torch.Tensor) -> torch.Tensor:
     """SiLU, in place when no graph is being recorded (sampling): the same bits, one memory pass
-    fewer per activation, 1.04-1.07x per sampling call (benchmarks/RESULTS.md). Only ever applied
+    fewer per activation, 1.08-1.12x per sampling call (benchmarks/RESULTS.md). Only ever applied
     to a tensor the caller has just made (a GroupNorm's output), never to one that is still needed."""
     return F.silu(h, inplace=not torch.is_grad_enabled())
 
