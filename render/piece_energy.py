@@ -62,8 +62,8 @@ def render_of(energy: Any) -> Any:
 def joined_energy(parts: list[Any]) -> dict[str, Any]:
     """The energy of shards joined into one video: the first shard's training and sampling, every shard's render.
 
-    ``parts``: each shard's finished ``energy`` (:func:`render.provenance.finished_energy`), or None. The join's own copying is not counted
-    (it re-encodes nothing). A shard whose render energy is unknown leaves the sum a lower bound.
+    ``parts``: each shard's finished ``energy`` (:func:`render.provenance.finished_energy`), or
+    None. The join's own copying is not counted (it re-encodes nothing). A shard whose render energy is unknown leaves the sum a lower bound.
     """
     renders = [p.get("render") if isinstance(p, Mapping) else None for p in parts]
     costed = [r for r in renders if known(r)]

@@ -230,7 +230,7 @@ class EnergyMeter:
             self.joules += counter.advance()
 
     def poll_due(self) -> None:
-        """:meth:`poll` when :data:`POLL_SECONDS` have passed since the last read: cheap enough to call per frame or step."""
+        """:meth:`poll` when :data:`POLL_SECONDS` have passed since the last read (cheap: call it per frame or step)."""
         if self.counters and time.perf_counter() - self.polled >= POLL_SECONDS:
             self.poll()
 

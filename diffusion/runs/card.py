@@ -175,7 +175,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"- Throughput: {tr['images_per_second']} images/s (training steps only)",
         f"- Settings: lr {tr['settings'].get('lr')}, warm-up {tr['settings'].get('warmup')} steps, "
         f"EMA decay {tr['settings'].get('ema_decay')}, grad clip {tr['settings'].get('grad_clip')}, "
-        f"bf16 {tr['settings'].get('bf16')}, channels-last {tr['settings'].get('channels_last')}, horizontal flips {tr['settings'].get('flip')}, seed {tr['settings'].get('seed')}",
+        f"bf16 {tr['settings'].get('bf16')}, channels-last {tr['settings'].get('channels_last')}, "
+        f"horizontal flips {tr['settings'].get('flip')}, seed {tr['settings'].get('seed')}",
         f"- Loss history: `{tr['loss_history']}`; sample sheets: `samples/`",
         "",
         "## Hardware and energy",

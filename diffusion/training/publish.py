@@ -6,8 +6,9 @@ computes in float32 after loading, so samples change by rounding only), the mode
 the commands that reproduce the run, loss_history.csv, loss_curve.png, the contact sheets in
 samples/, and the dataset's datasheet (DATASHEET.md, written afresh from the very manifest the
 run recorded, when the dataset folder is at hand inside or beside the run). Left out:
-training_state/ (optimizer moments and raw weights, only needed to resume training). Files beside an earlier publish of the run that are not ours (e.g.
-sampling.json, evaluation.json, audit.*) are left as they are (the process report warns when
+training_state/ (optimizer moments and raw weights, only needed to resume training). Files
+beside an earlier publish of the run that are not ours (e.g. sampling.json, evaluation.json,
+audit.*, a DATASHEET.md of their own) are left as they are (the process report warns when
 evaluation or audit name other weights); each file we write is replaced atomically, samples/
 as a whole.
 
